@@ -1,0 +1,111 @@
+// Causal multi-head attention with RoPE (docs/model.md "Attention"). The core (scores, softmax, weighted sum)
+// runs in the storage dtype with f64 accumulation; the four projections are linear layers.
+import { softmaxRow, softmaxRowBackward } from '../tensor/kernels/softmax.js';
+import { Tensor } from '../tensor/tensor.js';
+import { headDim, type ModelConfig } from './config.js';
+import { linearBackwardInput, linearBackwardWeight, linearForward } from './linear.js';
+import type { Numerics } from './numerics.js';
+import { applyRope } from './rope.js';
+
+export interface AttentionParams { wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor }
+export interface AttentionSaved { x: Tensor; q: Tensor; k: Tensor; v: Tensor; p: Tensor; o: Tensor }
+export interface AttentionWeightInputs { dy: Tensor; dq: Tensor; dk: Tensor; dv: Tensor }
+
+// x [N, d] -> y [N, d], N = B·T
+export function attentionForward(c: ModelConfig, nm: Numerics, w: AttentionParams, x: Tensor): { y: Tensor; saved: AttentionSaved } {
+  const q = linearForward(nm, 'linear', x, w.wq);                 // [N, d]
+  const k = linearForward(nm, 'linear', x, w.wk);                 // [N, d]
+  const v = linearForward(nm, 'linear', x, w.wv);                 // [N, d]
+  applyRope(q.data, q.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, 1);
+  applyRope(k.data, k.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, 1);
+  const sequences = x.rows / c.seqLen;
+  const p = Tensor.zeros(x.dtype, [sequences, c.heads, c.seqLen, c.seqLen]);
+  const o = Tensor.zeros(x.dtype, x.shape);                       // [N, d]
+  for (let b = 0; b < sequences; b++) for (let h = 0; h < c.heads; h++) coreForward(c, q, k, v, p, o, b, h);
+  const y = linearForward(nm, 'linear', o, w.wo);
+  return { y, saved: { x, q, k, v, p, o } };
+}
+
+// dy [N, d] -> dx [N, d]; also returns the projections' output gradients for backwardWeight
+export function attentionBackwardInput(c: ModelConfig, nm: Numerics, w: AttentionParams, s: AttentionSaved,
+                                       dy: Tensor): { dx: Tensor; forWeight: AttentionWeightInputs } {
+  const dO = linearBackwardInput(nm, 'linear', dy, w.wo);         // [N, d]
+  const dq = Tensor.zeros(dy.dtype, dy.shape);
+  const dk = Tensor.zeros(dy.dtype, dy.shape);
+  const dv = Tensor.zeros(dy.dtype, dy.shape);
+  const sequences = dy.rows / c.seqLen;
+  for (let b = 0; b < sequences; b++) for (let h = 0; h < c.heads; h++) coreBackward(c, s, dO, dq, dk, dv, b, h);
+  applyRope(dq.data, dq.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, -1);
+  applyRope(dk.data, dk.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, -1);
+  const dx = linearBackwardInput(nm, 'linear', dq, w.wq);
+  addInto(dx, linearBackwardInput(nm, 'linear', dk, w.wk));
+  addInto(dx, linearBackwardInput(nm, 'linear', dv, w.wv));
+  return { dx, forWeight: { dy, dq, dk, dv } };
+}
+
+export function attentionBackwardWeight(nm: Numerics, s: AttentionSaved, f: AttentionWeightInputs, g: AttentionParams): void {
+  linearBackwardWeight(nm, 'linear', f.dy, s.o, g.wo);
+  linearBackwardWeight(nm, 'linear', f.dq, s.x, g.wq);
+  linearBackwardWeight(nm, 'linear', f.dk, s.x, g.wk);
+  linearBackwardWeight(nm, 'linear', f.dv, s.x, g.wv);
+}
+
+/** One (sequence, head): p = softmax(q·kᵀ/√hd, causal), o = p·v. */
+function coreForward(c: ModelConfig, q: Tensor, k: Tensor, v: Tensor, p: Tensor, o: Tensor, b: number, h: number): void {
+  const T = c.seqLen;
+  const hd = headDim(c);
+  const d = c.hidden;
+  const scale = 1 / Math.sqrt(hd);
+  const pOff = (b * c.heads + h) * T * T;
+  for (let t = 0; t < T; t++) {
+    const qOff = (b * T + t) * d + h * hd;
+    for (let u = 0; u <= t; u++) {
+      const kOff = (b * T + u) * d + h * hd;
+      let dot = 0;
+      for (let j = 0; j < hd; j++) dot += q.data[qOff + j] * k.data[kOff + j];
+      p.data[pOff + t * T + u] = dot * scale;
+    }
+    softmaxRow(p.data, pOff + t * T, t + 1, T, p.data);
+    for (let u = 0; u <= t; u++) {
+      const pu = p.data[pOff + t * T + u];
+      const vOff = (b * T + u) * d + h * hd;
+      for (let j = 0; j < hd; j++) o.data[qOff + j] += pu * v.data[vOff + j];
+    }
+  }
+}
+
+function coreBackward(c: ModelConfig, s: AttentionSaved, dO: Tensor, dq: Tensor, dk: Tensor, dv: Tensor,
+                      b: number, h: number): void {
+  const T = c.seqLen;
+  const hd = headDim(c);
+  const d = c.hidden;
+  const scale = 1 / Math.sqrt(hd);
+  const pOff = (b * c.heads + h) * T * T;
+  const dp = new Float64Array(T);
+  const ds = new Float64Array(T);
+  const prow = new Float64Array(T);
+  for (let t = 0; t < T; t++) {
+    const tOff = (b * T + t) * d + h * hd;
+    for (let u = 0; u <= t; u++) {
+      const uOff = (b * T + u) * d + h * hd;
+      let dot = 0;
+      for (let j = 0; j < hd; j++) dot += dO.data[tOff + j] * s.v.data[uOff + j];
+      dp[u] = dot;
+      prow[u] = s.p.data[pOff + t * T + u];
+      for (let j = 0; j < hd; j++) dv.data[uOff + j] += prow[u] * dO.data[tOff + j];
+    }
+    softmaxRowBackward(prow, dp, 0, t + 1, t + 1, ds);
+    for (let u = 0; u <= t; u++) {
+      const uOff = (b * T + u) * d + h * hd;
+      const g = ds[u] * scale;
+      for (let j = 0; j < hd; j++) {
+        dq.data[tOff + j] += g * s.k.data[uOff + j];
+        dk.data[uOff + j] += g * s.q.data[tOff + j];
+      }
+    }
+  }
+}
+
+export function addInto(target: Tensor, source: Tensor): void {
+  for (let i = 0; i < target.size; i++) target.data[i] += source.data[i];
+}

@@ -1,0 +1,124 @@
+// The MoE layer on one process (docs/model.md "MoE layer"): y = routed + shared, with
+// routed[t] = Σ_{e ∈ S_t, ascending e} g[t,e] · expert_e(u[t]). The expert-parallel layer (src/parallel/) splits
+// exactly this at the dispatch/combine seams and reuses the gate and expert functions.
+import { Tensor } from '../tensor/tensor.js';
+import { addInto } from './attention.js';
+import type { ModelConfig } from './config.js';
+import { gateBackwardInput, gateBackwardWeight, gateForward, type GateSaved } from './gate.js';
+import type { LossScale } from './loss.js';
+import type { Numerics } from './numerics.js';
+import {
+  swigluBackwardInput, swigluBackwardWeight, swigluForwardLayer,
+  type SwigluParams, type SwigluSaved, type SwigluWeightInputs,
+} from './swiglu.js';
+
+export interface MoeParams { gate: Tensor; bias: Tensor; shared: SwigluParams; experts: SwigluParams[] }
+export interface MoeGrads { gate: Tensor; shared: SwigluParams; experts: SwigluParams[] }
+
+interface ExpertSaved { rows: Int32Array; slots: Int32Array; saved: SwigluSaved; y: Tensor }
+export interface MoeSaved { gate: GateSaved; shared: SwigluSaved; experts: (ExpertSaved | null)[] }
+export interface MoeWeightInputs { dlogits: Tensor; shared: SwigluWeightInputs; experts: (SwigluWeightInputs | null)[] }
+
+export interface MoeForward { y: Tensor; saved: MoeSaved; balanceLoss: number; loads: Float64Array }
+
+// u [N, d] -> y [N, d]
+export function moeForward(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor, scale: LossScale): MoeForward {
+  const { saved: gate, balanceLoss } = gateForward(c, nm, p.gate, p.bias, u, scale);
+  const routed = Tensor.zeros(u.dtype, u.shape);
+  const experts: (ExpertSaved | null)[] = [];
+  const loads = new Float64Array(c.experts);
+  for (let e = 0; e < c.experts; e++) {
+    const { rows, slots } = tokensOf(gate.chosen, c.topK, e);
+    loads[e] = rows.length;
+    if (rows.length === 0) {
+      experts.push(null);
+      continue;
+    }
+    const x = gatherRows(u, rows);                                // [n_e, d]
+    const { y, saved } = swigluForwardLayer(nm, p.experts[e], x); // [n_e, d]
+    scatterWeighted(routed, y, rows, slots, gate.weights);
+    experts.push({ rows, slots, saved, y });
+  }
+  const shared = swigluForwardLayer(nm, p.shared, u);
+  addInto(routed, shared.y);
+  return { y: routed, saved: { gate, shared: shared.saved, experts }, balanceLoss, loads };
+}
+
+// dy [N, d] -> du [N, d]
+export function moeBackwardInput(c: ModelConfig, nm: Numerics, p: MoeParams, s: MoeSaved, dy: Tensor,
+                                 scale: LossScale): { dx: Tensor; forWeight: MoeWeightInputs } {
+  const K = c.topK;
+  const shared = swigluBackwardInput(nm, p.shared, s.shared, dy);
+  const dx = shared.dx;
+  const dWeights = Tensor.zeros(dy.dtype, [dy.rows, K]);
+  const experts: (SwigluWeightInputs | null)[] = [];
+  for (let e = 0; e < c.experts; e++) {
+    const ex = s.experts[e];
+    if (!ex) {
+      experts.push(null);
+      continue;
+    }
+    const dYe = gatherRows(dy, ex.rows);                          // [n_e, d], then weighted by g
+    for (let r = 0; r < ex.rows.length; r++) {
+      const t = ex.rows[r];
+      const g = s.gate.weights.data[t * K + ex.slots[r]];
+      let dot = 0;
+      for (let j = 0; j < dy.cols; j++) {
+        dot += dy.data[t * dy.cols + j] * ex.y.data[r * dy.cols + j];
+        dYe.data[r * dy.cols + j] *= g;
+      }
+      dWeights.data[t * K + ex.slots[r]] = dot;
+    }
+    const back = swigluBackwardInput(nm, p.experts[e], ex.saved, dYe);
+    scatterAdd(dx, back.dx, ex.rows);
+    experts.push(back.forWeight);
+  }
+  const gate = gateBackwardInput(c, nm, p.gate, s.gate, dWeights, scale);
+  addInto(dx, gate.du);
+  return { dx, forWeight: { dlogits: gate.dlogits, shared: shared.forWeight, experts } };
+}
+
+export function moeBackwardWeight(nm: Numerics, s: MoeSaved, f: MoeWeightInputs, g: MoeGrads): void {
+  gateBackwardWeight(nm, s.gate, f.dlogits, g.gate);
+  swigluBackwardWeight(nm, s.shared, f.shared, g.shared);
+  for (let e = 0; e < s.experts.length; e++) {
+    const ex = s.experts[e];
+    const fw = f.experts[e];
+    if (ex && fw) swigluBackwardWeight(nm, ex.saved, fw, g.experts[e]);
+  }
+}
+
+/** Tokens that selected expert e (ascending) and the slot of e in each token's top-K row. */
+function tokensOf(chosen: Int32Array, K: number, e: number): { rows: Int32Array; slots: Int32Array } {
+  const rows: number[] = [];
+  const slots: number[] = [];
+  for (let i = 0; i < chosen.length; i++) {
+    if (chosen[i] !== e) continue;
+    rows.push(Math.floor(i / K));
+    slots.push(i % K);
+  }
+  return { rows: Int32Array.from(rows), slots: Int32Array.from(slots) };
+}
+
+export function gatherRows(x: Tensor, rows: Int32Array): Tensor {
+  const d = x.cols;
+  const out = Tensor.zeros(x.dtype, [rows.length, d]);
+  for (let r = 0; r < rows.length; r++) out.data.set(x.data.subarray(rows[r] * d, (rows[r] + 1) * d), r * d);
+  return out;
+}
+
+function scatterWeighted(target: Tensor, y: Tensor, rows: Int32Array, slots: Int32Array, weights: Tensor): void {
+  const d = target.cols;
+  const K = weights.cols;
+  for (let r = 0; r < rows.length; r++) {
+    const g = weights.data[rows[r] * K + slots[r]];
+    for (let j = 0; j < d; j++) target.data[rows[r] * d + j] += g * y.data[r * d + j];
+  }
+}
+
+function scatterAdd(target: Tensor, source: Tensor, rows: Int32Array): void {
+  const d = target.cols;
+  for (let r = 0; r < rows.length; r++) {
+    for (let j = 0; j < d; j++) target.data[rows[r] * d + j] += source.data[r * d + j];
+  }
+}

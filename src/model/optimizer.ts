@@ -1,0 +1,88 @@
+// AdamW with global-norm gradient clipping and a warm-up + cosine learning rate (docs/model.md "Updates after
+// each step"), written to match torch.optim.AdamW and torch.nn.utils.clip_grad_norm_ step for step.
+import { roundBf16InPlace } from '../tensor/bf16.js';
+import { allocate, type FloatArray } from '../tensor/tensor.js';
+import type { ParamStore } from './params.js';
+
+export interface OptimizerConfig {
+  lr: number;            // peak learning rate
+  minLr: number;         // end of the cosine
+  warmupSteps: number;
+  steps: number;         // total steps of the schedule
+  beta1: number;         // FACTS §1: 0.9
+  beta2: number;         // FACTS §1: 0.95
+  eps: number;
+  weightDecay: number;   // FACTS §1: 0.1
+  gradClip: number;      // FACTS §1: 1.0
+}
+
+export function learningRate(o: OptimizerConfig, step: number): number {
+  if (step <= o.warmupSteps) return (o.lr * step) / Math.max(1, o.warmupSteps);
+  const span = Math.max(1, o.steps - o.warmupSteps);
+  const progress = Math.min(1, (step - o.warmupSteps) / span);
+  return o.minLr + ((o.lr - o.minLr) * (1 + Math.cos(Math.PI * progress))) / 2;
+}
+
+/** Scales every gradient by clip/(norm + 1e-6) when the global L2 norm exceeds clip. Returns the norm. */
+export function clipGradients(store: ParamStore, clip: number): number {
+  let sumSquares = 0;
+  for (const g of store.grads.values()) for (let i = 0; i < g.size; i++) sumSquares += g.data[i] * g.data[i];
+  const norm = Math.sqrt(sumSquares);
+  if (norm > clip) {
+    const factor = clip / (norm + 1e-6);
+    for (const g of store.grads.values()) for (let i = 0; i < g.size; i++) g.data[i] *= factor;
+  }
+  return norm;
+}
+
+export class AdamW {
+  #step = 0;
+  readonly #m = new Map<string, FloatArray>();
+  readonly #v = new Map<string, FloatArray>();
+
+  constructor(private readonly store: ParamStore, private readonly o: OptimizerConfig, private readonly bf16Moments: boolean) {
+    for (const spec of store.trainable()) {
+      const size = store.value(spec.name).size;
+      const dtype = store.value(spec.name).dtype;
+      this.#m.set(spec.name, allocate(dtype, size));
+      this.#v.set(spec.name, allocate(dtype, size));
+    }
+  }
+
+  get stepCount(): number {
+    return this.#step;
+  }
+
+  /** One update with the store's current gradients; returns the learning rate used. */
+  step(): number {
+    this.#step += 1;
+    const t = this.#step;
+    const lr = learningRate(this.o, t);
+    const { beta1, beta2, eps, weightDecay } = this.o;
+    const bias1 = 1 - beta1 ** t;
+    const bias2Sqrt = Math.sqrt(1 - beta2 ** t);
+    for (const spec of this.store.trainable()) {
+      const p = this.store.value(spec.name).data;
+      const g = this.store.grad(spec.name).data;
+      const m = this.#m.get(spec.name)!;
+      const v = this.#v.get(spec.name)!;
+      const decay = spec.kind === 'matrix' ? 1 - lr * weightDecay : 1;
+      for (let i = 0; i < p.length; i++) {
+        p[i] *= decay;
+        m[i] = beta1 * m[i] + (1 - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+        p[i] -= ((lr / bias1) * m[i]) / (Math.sqrt(v[i]) / bias2Sqrt + eps);
+      }
+      if (this.bf16Moments) {
+        roundBf16InPlace(m);
+        roundBf16InPlace(v);
+      }
+    }
+    return lr;
+  }
+
+  /** The moments, for checkpoints and determinism checks. */
+  state(): { step: number; m: ReadonlyMap<string, FloatArray>; v: ReadonlyMap<string, FloatArray> } {
+    return { step: this.#step, m: this.#m, v: this.#v };
+  }
+}

@@ -1,0 +1,30 @@
+// Elementwise activations. f64 arithmetic, stored in the output array's dtype.
+import type { FloatArray } from '../tensor.js';
+
+export function sigmoid(z: number): number {
+  return 1 / (1 + Math.exp(-z));
+}
+
+export function silu(z: number): number {
+  return z * sigmoid(z);
+}
+
+/** d silu / dz = σ(z)·(1 + z·(1 − σ(z))). */
+export function siluGrad(z: number): number {
+  const s = sigmoid(z);
+  return s * (1 + z * (1 - s));
+}
+
+/** SwiGLU: h = silu(a) ⊙ b, elementwise over n values. */
+export function swigluForward(a: FloatArray, b: FloatArray, n: number, h: FloatArray): void {
+  for (let i = 0; i < n; i++) h[i] = silu(a[i]) * b[i];
+}
+
+/** da = dh ⊙ b ⊙ silu'(a), db = dh ⊙ silu(a). */
+export function swigluBackward(dh: FloatArray, a: FloatArray, b: FloatArray, n: number, da: FloatArray,
+                               db: FloatArray): void {
+  for (let i = 0; i < n; i++) {
+    da[i] = dh[i] * b[i] * siluGrad(a[i]);
+    db[i] = dh[i] * silu(a[i]);
+  }
+}

@@ -1,0 +1,82 @@
+import { moemuError } from '../errors.js';
+
+/** Storage types. The wire carries the storage bytes, so bf16 and e4m3 really halve/quarter traffic. */
+export type DType = 'f64' | 'f32' | 'bf16' | 'e4m3';
+/** The dtypes the model computes in (bf16 and fp8 are emulated on f32 storage, see docs/model.md). */
+export type FloatDType = 'f64' | 'f32';
+export type FloatArray = Float64Array | Float32Array;
+
+export const BYTES_PER_ELEMENT: Readonly<Record<DType, number>> = { f64: 8, f32: 4, bf16: 2, e4m3: 1 };
+
+/** A dense row-major float tensor: a typed array and a shape. */
+export class Tensor {
+  readonly dtype: FloatDType;
+  readonly shape: readonly number[];
+  readonly data: FloatArray;
+
+  constructor(dtype: FloatDType, shape: readonly number[], data?: FloatArray) {
+    const size = sizeOf(shape);
+    const array = data ?? allocate(dtype, size);
+    if (array.length !== size) {
+      throw moemuError('MOEMU_ERR_SHAPE', `tensor data has ${array.length} elements, shape [${shape}] needs ${size}`);
+    }
+    if (dtypeOfArray(array) !== dtype) {
+      throw moemuError('MOEMU_ERR_DTYPE', `tensor declared ${dtype} but its data is ${dtypeOfArray(array)}`);
+    }
+    this.dtype = dtype;
+    this.shape = Object.freeze([...shape]);
+    this.data = array;
+  }
+
+  get size(): number {
+    return this.data.length;
+  }
+
+  /** Rows when viewed as a matrix whose columns are the last dimension. */
+  get rows(): number {
+    return this.shape.length === 0 ? 1 : this.size / this.cols;
+  }
+
+  get cols(): number {
+    return this.shape.length === 0 ? 1 : this.shape[this.shape.length - 1];
+  }
+
+  /** Same data, another shape of the same size (no copy). */
+  view(shape: readonly number[]): Tensor {
+    return new Tensor(this.dtype, shape, this.data);
+  }
+
+  clone(): Tensor {
+    return new Tensor(this.dtype, this.shape, this.data.slice());
+  }
+
+  static zeros(dtype: FloatDType, shape: readonly number[]): Tensor {
+    return new Tensor(dtype, shape);
+  }
+
+  static from(dtype: FloatDType, shape: readonly number[], values: ArrayLike<number>): Tensor {
+    const t = new Tensor(dtype, shape);
+    if (values.length !== t.size) {
+      throw moemuError('MOEMU_ERR_SHAPE', `Tensor.from: ${values.length} values for shape [${shape}]`);
+    }
+    t.data.set(values);
+    return t;
+  }
+}
+
+export function sizeOf(shape: readonly number[]): number {
+  let size = 1;
+  for (const dim of shape) {
+    if (!Number.isInteger(dim) || dim < 0) throw moemuError('MOEMU_ERR_SHAPE', `bad dimension ${dim} in shape [${shape}]`);
+    size *= dim;
+  }
+  return size;
+}
+
+export function allocate(dtype: FloatDType, size: number): FloatArray {
+  return dtype === 'f64' ? new Float64Array(size) : new Float32Array(size);
+}
+
+export function dtypeOfArray(array: FloatArray): FloatDType {
+  return array instanceof Float64Array ? 'f64' : 'f32';
+}
