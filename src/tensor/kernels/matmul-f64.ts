@@ -10,12 +10,14 @@ export function matmulF64(
 ): Float64Array {
   if (!accumulate) out.fill(0, 0, m * n);
   if (form === 'nt') return matmulNT(a, b, m, k, n, out);
+  // 'tn': transpose A once (O(mk)) so the inner loops below read it row by row.
+  const aRows = form === 'nn' ? a : transposeF64(a, k, m);
   const row = new Float64Array(n);
   for (let i = 0; i < m; i++) {
     row.fill(0);
     // i-p-j order: each row of the output sums its k terms in ascending p, vectorisable inner loop.
     for (let p = 0; p < k; p++) {
-      const aip = form === 'nn' ? a[i * k + p] : a[p * m + i];
+      const aip = aRows[i * k + p];
       if (aip === 0) continue;
       const bOff = p * n;
       for (let j = 0; j < n; j++) row[j] += aip * b[bOff + j];
@@ -37,4 +39,10 @@ function matmulNT(a: Float64Array, b: Float64Array, m: number, k: number, n: num
     }
   }
   return out;
+}
+
+function transposeF64(x: Float64Array, rows: number, cols: number): Float64Array {
+  const t = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = x[i * cols + j];
+  return t;
 }
