@@ -8,65 +8,77 @@ import { MODEL_PRESET_NAMES, type ModelPreset } from '../model/config.js';
 import { makeDump } from '../model/dump.js';
 import { PRECISIONS, type Precision } from '../model/numerics.js';
 import { ReferenceTrainer, type StepReport } from '../model/trainer.js';
-import { loadScenario, scenarioFromPreset, type Scenario } from '../scenario/load.js';
+import { loadScenario, resolveScenario, scenarioFromPreset, type Scenario } from '../scenario/load.js';
+import { MODEL_PRESET_DEFAULT } from '../scenario/schema.js';
 
-interface ReferenceFlags { preset?: string; steps?: string; precision?: string; seed?: string; dump?: string; json?: boolean }
+interface ReferenceFlags {
+  preset?: string; steps?: string; precision?: string; seed?: string; dump?: string; dumpAt?: string; json?: boolean;
+}
 
 export function addReferenceCommand(program: Command): void {
   program
     .command('reference [scenario]')
     .description('train the single-process reference model (the truth every parallel layout is compared with)')
     .option('--preset <name>', `model preset instead of a scenario file: ${MODEL_PRESET_NAMES.join(', ')}`)
-    .option('--steps <n>', 'override training.steps (0: no training, e.g. with --dump)')
+    .option('--steps <n>', 'override training.steps (warm-up is shortened to fit; 0: no training, e.g. with --dump)')
     .option('--precision <mode>', `override precision: ${PRECISIONS.join(', ')}`)
     .option('--seed <n>', 'override the scenario seed')
-    .option('--dump <dir>', 'write initial weights, the first batch, logits, losses and step-1 gradients (safetensors) to DIR')
+    .option('--dump <dir>', 'write the weights, the batch, logits, losses and gradients of one step (safetensors) to DIR')
+    .option('--dump-at <step>', 'the step --dump captures, before its update (default 1: the initial weights; at most steps + 1)')
     .option('--json', 'print one JSON object per step instead of text')
     .action((file: string | undefined, flags: ReferenceFlags) => runReference(file, flags));
 }
 
 function runReference(file: string | undefined, flags: ReferenceFlags): void {
-  const scenario = withOverrides(resolveScenario(file, flags), flags);
+  const { scenario, steps } = withOverrides(resolveScenarioArg(file, flags), flags);
   const trainer = new ReferenceTrainer(scenario);
   const { model, training } = scenario;
   if (!flags.json) {
-    console.log(`reference: ${scenario.name}, ${scenario.precision}, seed ${scenario.seed}, ${training.steps} steps of ` +
+    console.log(`reference: ${scenario.name}, ${scenario.precision}, seed ${scenario.seed}, ${steps} steps of ` +
       `${training.batchSize} sequences × ${model.seqLen} tokens in ${training.microBatches} micro-batches`);
   }
-  if (flags.dump) writeDump(trainer, flags.dump, flags.json ?? false);
+  const dumpAt = flags.dumpAt === undefined ? 1 : integerFlag('--dump-at', flags.dumpAt, 1);
+  if (flags.dumpAt !== undefined && !flags.dump) throw moemuError('MOEMU_ERR_CONFIG', '--dump-at needs --dump DIR', { path: '--dump-at' });
+  if (flags.dump && dumpAt > steps + 1) {
+    throw moemuError('MOEMU_ERR_CONFIG', `--dump-at ${dumpAt} is later than the state after the last step (${steps})`, { path: '--dump-at' });
+  }
   const started = performance.now();
   let tokens = 0;
-  for (let s = 0; s < training.steps; s++) {
+  for (let s = 0; s < steps || (flags.dump && trainer.stepsDone + 1 === dumpAt); s++) {
+    if (flags.dump && trainer.stepsDone + 1 === dumpAt) writeDump(trainer, flags.dump, flags.json ?? false);
+    if (s >= steps) break;
     const stepStart = performance.now();
     const report = trainer.step();
     tokens += report.tokens;
-    printStep(report, training.steps, report.tokens / ((performance.now() - stepStart) / 1000), flags.json ?? false);
+    printStep(report, steps, report.tokens / ((performance.now() - stepStart) / 1000), flags.json ?? false);
   }
   const seconds = (performance.now() - started) / 1000;
-  if (!flags.json && training.steps > 0) console.log(`done: ${tokens} tokens in ${seconds.toFixed(1)} s, ${(tokens / seconds).toFixed(0)} tokens/s`);
+  if (!flags.json && steps > 0) console.log(`done: ${tokens} tokens in ${seconds.toFixed(1)} s, ${(tokens / seconds).toFixed(0)} tokens/s`);
 }
 
-function resolveScenario(file: string | undefined, flags: ReferenceFlags): Scenario {
+function resolveScenarioArg(file: string | undefined, flags: ReferenceFlags): Scenario {
   if (file && flags.preset) throw moemuError('MOEMU_ERR_CONFIG', 'give a scenario file or --preset, not both', { path: '--preset' });
   if (file) return loadScenario(file);
-  const preset = flags.preset ?? 'tiny';
+  const preset = flags.preset ?? MODEL_PRESET_DEFAULT;
   if (!(MODEL_PRESET_NAMES as string[]).includes(preset)) {
     throw moemuError('MOEMU_ERR_CONFIG', `unknown preset "${preset}"; accepted: ${MODEL_PRESET_NAMES.join(', ')}`, { path: '--preset' });
   }
   return scenarioFromPreset(preset as ModelPreset);
 }
 
-function withOverrides(scenario: Scenario, flags: ReferenceFlags): Scenario {
-  const out = { ...scenario, training: { ...scenario.training } };
-  if (flags.steps !== undefined) out.training.steps = integerFlag('--steps', flags.steps, 0);
-  if (flags.seed !== undefined) out.seed = integerFlag('--seed', flags.seed, 0);
-  if (flags.precision !== undefined) {
-    if (!(PRECISIONS as readonly string[]).includes(flags.precision)) {
-      throw moemuError('MOEMU_ERR_CONFIG', `--precision must be one of ${PRECISIONS.join(', ')}, got "${flags.precision}"`, { path: '--precision' });
-    }
-    out.precision = flags.precision as Precision;
+/** Applies the flags and checks the result with the scenario schema, like a file. `--steps 0` trains nothing. */
+function withOverrides(scenario: Scenario, flags: ReferenceFlags): { scenario: Scenario; steps: number } {
+  const raw = { ...scenario, model: { ...scenario.model }, training: { ...scenario.training } } as Record<string, unknown> & Scenario;
+  let steps = scenario.training.steps;
+  if (flags.steps !== undefined) {
+    steps = integerFlag('--steps', flags.steps, 0);
+    raw.training.steps = Math.max(1, steps);
+    raw.training.warmupSteps = Math.min(raw.training.warmupSteps, raw.training.steps);
   }
-  return out;
+  if (flags.seed !== undefined) raw.seed = integerFlag('--seed', flags.seed, 0);
+  if (flags.precision !== undefined) raw.precision = flags.precision as Precision;
+  const checked = resolveScenario(raw, { file: 'command line', defaultName: scenario.name }).scenario;
+  return { scenario: checked, steps };
 }
 
 function integerFlag(name: string, value: string, min: number): number {

@@ -50,26 +50,27 @@ export function attentionBackwardWeight(nm: Numerics, s: AttentionSaved, f: Atte
   linearBackwardWeight(nm, 'linear', f.dv, s.x, g.wv);
 }
 
-/** One (sequence, head): p = softmax(q·kᵀ/√hd, causal), o = p·v. */
+/** One (sequence, head): p = softmax(q·kᵀ/√hd, causal), o = p·v. Typed arrays are held in locals: the loops are hot. */
 function coreForward(c: ModelConfig, q: Tensor, k: Tensor, v: Tensor, p: Tensor, o: Tensor, b: number, h: number): void {
   const T = c.seqLen;
   const hd = headDim(c);
   const d = c.hidden;
   const scale = 1 / Math.sqrt(hd);
   const pOff = (b * c.heads + h) * T * T;
+  const qd = q.data, kd = k.data, vd = v.data, pd = p.data, od = o.data;
   for (let t = 0; t < T; t++) {
     const qOff = (b * T + t) * d + h * hd;
     for (let u = 0; u <= t; u++) {
       const kOff = (b * T + u) * d + h * hd;
       let dot = 0;
-      for (let j = 0; j < hd; j++) dot += q.data[qOff + j] * k.data[kOff + j];
-      p.data[pOff + t * T + u] = dot * scale;
+      for (let j = 0; j < hd; j++) dot += qd[qOff + j] * kd[kOff + j];
+      pd[pOff + t * T + u] = dot * scale;
     }
-    softmaxRow(p.data, pOff + t * T, t + 1, T, p.data);
+    softmaxRow(pd, pOff + t * T, t + 1, T, pd);
     for (let u = 0; u <= t; u++) {
-      const pu = p.data[pOff + t * T + u];
+      const pu = pd[pOff + t * T + u];
       const vOff = (b * T + u) * d + h * hd;
-      for (let j = 0; j < hd; j++) o.data[qOff + j] += pu * v.data[vOff + j];
+      for (let j = 0; j < hd; j++) od[qOff + j] += pu * vd[vOff + j];
     }
   }
 }
@@ -84,28 +85,33 @@ function coreBackward(c: ModelConfig, s: AttentionSaved, dO: Tensor, dq: Tensor,
   const dp = new Float64Array(T);
   const ds = new Float64Array(T);
   const prow = new Float64Array(T);
+  const qd = s.q.data, kd = s.k.data, vd = s.v.data, pd = s.p.data;
+  const dOd = dO.data, dqd = dq.data, dkd = dk.data, dvd = dv.data;
   for (let t = 0; t < T; t++) {
     const tOff = (b * T + t) * d + h * hd;
     for (let u = 0; u <= t; u++) {
       const uOff = (b * T + u) * d + h * hd;
       let dot = 0;
-      for (let j = 0; j < hd; j++) dot += dO.data[tOff + j] * s.v.data[uOff + j];
+      for (let j = 0; j < hd; j++) dot += dOd[tOff + j] * vd[uOff + j];
       dp[u] = dot;
-      prow[u] = s.p.data[pOff + t * T + u];
-      for (let j = 0; j < hd; j++) dv.data[uOff + j] += prow[u] * dO.data[tOff + j];
+      const pu = pd[pOff + t * T + u];
+      prow[u] = pu;
+      for (let j = 0; j < hd; j++) dvd[uOff + j] += pu * dOd[tOff + j];
     }
     softmaxRowBackward(prow, dp, 0, t + 1, t + 1, ds);
     for (let u = 0; u <= t; u++) {
       const uOff = (b * T + u) * d + h * hd;
       const g = ds[u] * scale;
       for (let j = 0; j < hd; j++) {
-        dq.data[tOff + j] += g * s.k.data[uOff + j];
-        dk.data[uOff + j] += g * s.q.data[tOff + j];
+        dqd[tOff + j] += g * kd[uOff + j];
+        dkd[uOff + j] += g * qd[tOff + j];
       }
     }
   }
 }
 
 export function addInto(target: Tensor, source: Tensor): void {
-  for (let i = 0; i < target.size; i++) target.data[i] += source.data[i];
+  const t = target.data;
+  const s = source.data;
+  for (let i = 0; i < t.length; i++) t[i] += s[i];
 }

@@ -55,12 +55,13 @@ export const MODEL_DEFAULTS: Readonly<ModelConfig> = Object.freeze({
 });
 
 export const MODEL_PRESETS = {
-  /** Fast equivalence tests: every feature present (dense + MoE layers, groups, MTP) at the smallest sizes. */
-  micro: { ...MODEL_DEFAULTS, hidden: 32, heads: 4, layers: 3, denseLayers: 1, ffnHidden: 48, experts: 8,
-    expertHidden: 16, topK: 2, groups: 4, topGroups: 2, seqLen: 16, fp8Tile: 16, fp8Accumulation: 16 },
+  /** Fast equivalence tests: every feature present (dense + MoE layers, MTP, and a group limit that binds:
+   * top-3 of 8 experts from 2 of 4 groups) at the smallest sizes. */
+  micro: { ...MODEL_DEFAULTS, hidden: 32, heads: 4, layers: 3, denseLayers: 1, ffnHidden: 64, experts: 8,
+    expertHidden: 16, topK: 3, groups: 4, topGroups: 2, seqLen: 16, fp8Tile: 16, fp8Accumulation: 16 },
   /** The default training model: byte-level, hidden 64, 8 layers, 16 routed experts + 1 shared, top-4. */
   tiny: { ...MODEL_DEFAULTS, fp8Tile: 32, fp8Accumulation: 32 },
-  /** About 10× tiny's FLOPs per sequence (4× per token, 2× longer sequences... see docs/model.md). */
+  /** About 10× tiny's matmul FLOPs per token (bench/ prints both), with sequences twice as long. */
   small: { ...MODEL_DEFAULTS, hidden: 128, heads: 8, layers: 16, denseLayers: 1, ffnHidden: 448, experts: 32,
     expertHidden: 64, topK: 6, groups: 8, topGroups: 3, seqLen: 64, fp8Tile: 64, fp8Accumulation: 64 },
 } as const satisfies Record<string, ModelConfig>;

@@ -6,15 +6,17 @@ import type { ReferenceTrainer } from './trainer.js';
 
 export const DUMP_FORMAT = 'moemu-dump/1';
 
-/** File name -> contents. Must be called before the trainer's first step. */
+/** File name -> contents for the state before step `trainer.stepsDone + 1`: its weights (and gate biases), its
+ * global batch, and that step's logits, losses and gradients. The trainer's state is left unchanged. */
 export function makeDump(trainer: ReferenceTrainer): Map<string, Uint8Array | string> {
+  const step = trainer.stepsDone + 1;
   const { model, training, precision, seed } = trainer.options;
   const files = new Map<string, Uint8Array | string>();
   const weights = new Map<string, SafeTensor>();
   for (const spec of trainer.store.specs) weights.set(spec.name, tensorOf(trainer.store.value(spec.name).data, spec.shape));
   files.set('weights.safetensors', encodeSafetensors(weights));
 
-  const batch = trainer.batch(1);
+  const batch = trainer.batch(step);
   files.set('batch.safetensors', encodeSafetensors(new Map([['tokens', safeTensor(batch.slice(), [training.batchSize, model.seqLen + 2])]])));
 
   const { losses, forwards } = trainer.gradients(batch);
@@ -34,7 +36,7 @@ export function makeDump(trainer: ReferenceTrainer): Map<string, Uint8Array | st
   files.set('grads.safetensors', encodeSafetensors(grads));
   trainer.store.zeroGrads();
 
-  files.set('config.json', `${JSON.stringify({ format: DUMP_FORMAT, model, training, precision, seed }, null, 2)}\n`);
+  files.set('config.json', `${JSON.stringify({ format: DUMP_FORMAT, step, model, training, precision, seed }, null, 2)}\n`);
   return files;
 }
 

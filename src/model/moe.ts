@@ -59,16 +59,7 @@ export function moeBackwardInput(c: ModelConfig, nm: Numerics, p: MoeParams, s: 
       continue;
     }
     const dYe = gatherRows(dy, ex.rows);                          // [n_e, d], then weighted by g
-    for (let r = 0; r < ex.rows.length; r++) {
-      const t = ex.rows[r];
-      const g = s.gate.weights.data[t * K + ex.slots[r]];
-      let dot = 0;
-      for (let j = 0; j < dy.cols; j++) {
-        dot += dy.data[t * dy.cols + j] * ex.y.data[r * dy.cols + j];
-        dYe.data[r * dy.cols + j] *= g;
-      }
-      dWeights.data[t * K + ex.slots[r]] = dot;
-    }
+    weightRowsAndDot(dy, ex, s.gate.weights, dYe, dWeights);
     const back = swigluBackwardInput(nm, p.experts[e], ex.saved, dYe);
     scatterAdd(dx, back.dx, ex.rows);
     experts.push(back.forWeight);
@@ -85,6 +76,23 @@ export function moeBackwardWeight(nm: Numerics, s: MoeSaved, f: MoeWeightInputs,
     const ex = s.experts[e];
     const fw = f.experts[e];
     if (ex && fw) swigluBackwardWeight(nm, ex.saved, fw, g.experts[e]);
+  }
+}
+
+/** dYe[r] *= g[t, e] and dWeights[t, slot] = ⟨dy[t], y_e[r]⟩ for each row r of the expert (token t). */
+function weightRowsAndDot(dy: Tensor, ex: ExpertSaved, weights: Tensor, dYe: Tensor, dWeights: Tensor): void {
+  const d = dy.cols;
+  const K = weights.cols;
+  const dyd = dy.data, yd = ex.y.data, dYd = dYe.data, wd = weights.data;
+  for (let r = 0; r < ex.rows.length; r++) {
+    const t = ex.rows[r];
+    const g = wd[t * K + ex.slots[r]];
+    let dot = 0;
+    for (let j = 0; j < d; j++) {
+      dot += dyd[t * d + j] * yd[r * d + j];
+      dYd[r * d + j] *= g;
+    }
+    dWeights.data[t * K + ex.slots[r]] = dot;
   }
 }
 
@@ -110,15 +118,17 @@ export function gatherRows(x: Tensor, rows: Int32Array): Tensor {
 function scatterWeighted(target: Tensor, y: Tensor, rows: Int32Array, slots: Int32Array, weights: Tensor): void {
   const d = target.cols;
   const K = weights.cols;
+  const td = target.data, yd = y.data;
   for (let r = 0; r < rows.length; r++) {
     const g = weights.data[rows[r] * K + slots[r]];
-    for (let j = 0; j < d; j++) target.data[rows[r] * d + j] += g * y.data[r * d + j];
+    for (let j = 0; j < d; j++) td[rows[r] * d + j] += g * yd[r * d + j];
   }
 }
 
 function scatterAdd(target: Tensor, source: Tensor, rows: Int32Array): void {
   const d = target.cols;
+  const td = target.data, sd = source.data;
   for (let r = 0; r < rows.length; r++) {
-    for (let j = 0; j < d; j++) target.data[rows[r] * d + j] += source.data[r * d + j];
+    for (let j = 0; j < d; j++) td[rows[r] * d + j] += sd[r * d + j];
   }
 }

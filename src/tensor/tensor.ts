@@ -13,6 +13,9 @@ export class Tensor {
   readonly dtype: FloatDType;
   readonly shape: readonly number[];
   readonly data: FloatArray;
+  /** Rows and columns when viewed as a matrix whose columns are the last dimension (a scalar is 1×1). */
+  readonly rows: number;
+  readonly cols: number;
 
   constructor(dtype: FloatDType, shape: readonly number[], data?: FloatArray) {
     const size = sizeOf(shape);
@@ -26,19 +29,12 @@ export class Tensor {
     this.dtype = dtype;
     this.shape = Object.freeze([...shape]);
     this.data = array;
+    this.cols = shape.length === 0 ? 1 : shape[shape.length - 1];
+    this.rows = this.cols === 0 ? 0 : size / this.cols;
   }
 
   get size(): number {
     return this.data.length;
-  }
-
-  /** Rows when viewed as a matrix whose columns are the last dimension. */
-  get rows(): number {
-    return this.shape.length === 0 ? 1 : this.size / this.cols;
-  }
-
-  get cols(): number {
-    return this.shape.length === 0 ? 1 : this.shape[this.shape.length - 1];
   }
 
   /** Same data, another shape of the same size (no copy). */

@@ -1,0 +1,64 @@
+// `moemu validate <scenario...>`: checks scenario files without running anything. Prints one `ok` line per good
+// file on stdout and every problem of a bad one on stderr; any bad file makes the command exit with badInput (2).
+import type { Command } from 'commander';
+import { MoemuError, moemuError } from '../errors.js';
+import type { ModelConfig } from '../model/config.js';
+import { paramSpecs } from '../model/params.js';
+import { loadScenarioSource, type LoadedScenario } from '../scenario/load.js';
+
+export interface ValidateOutput {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+const STDIO: ValidateOutput = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+export function addValidateCommand(program: Command): void {
+  program
+    .command('validate')
+    .argument('<scenario...>', 'scenario YAML files to check (see docs/scenarios.md)')
+    .description('check scenario files and print a one-line summary of each; runs nothing and writes nothing')
+    .addHelpText('after', '\nExit code 0 when every file is valid, 2 when any is not (its problems go to stderr).')
+    .action((files: string[]) => {
+      const invalid = validateFiles(files, STDIO);
+      if (invalid > 0) {
+        throw moemuError('MOEMU_ERR_SCENARIO', `${invalid} of ${files.length} scenario file${files.length === 1 ? ' is' : 's are'} invalid`);
+      }
+    });
+}
+
+/** Validates each file in turn; returns how many are invalid. Errors other than bad input propagate. */
+export function validateFiles(files: readonly string[], output: ValidateOutput): number {
+  let invalid = 0;
+  for (const file of files) {
+    try {
+      output.out(summaryLine(file, loadScenarioSource(file)));
+    } catch (error) {
+      if (!(error instanceof MoemuError) || error.errorClass !== 'badInput') throw error;
+      for (const line of error.message.split('\n')) output.err(line.startsWith(`${file}: `) ? line : `${file}: ${line}`);
+      invalid += 1;
+    }
+  }
+  return invalid;
+}
+
+/** `ok  scenarios/default.yaml: tiny-default — tiny model, 1,234 parameters, fp32, 30 steps × 16 sequences of 32 tokens` */
+export function summaryLine(file: string, loaded: LoadedScenario): string {
+  const { scenario, preset, overrides } = loaded;
+  const { model, training } = scenario;
+  const changed = overrides.length === 0 ? '' : ` (${overrides.map((k) => `${k} ${model[k as keyof ModelConfig]}`).join(', ')})`;
+  return `ok  ${file}: ${scenario.name} — ${preset} model${changed}, ${parameterCount(model).toLocaleString('en-US')} parameters, ` +
+    `${scenario.precision}, ${training.steps} steps × ${training.batchSize} sequences of ${model.seqLen} tokens`;
+}
+
+/** Trainable parameters: every ParamSpec except buffers (the gate biases). */
+export function parameterCount(model: ModelConfig): number {
+  let count = 0;
+  for (const spec of paramSpecs(model)) {
+    if (spec.kind !== 'buffer') count += spec.shape.reduce((a, b) => a * b, 1);
+  }
+  return count;
+}

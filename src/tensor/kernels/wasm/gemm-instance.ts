@@ -1,0 +1,82 @@
+// The per-thread GEMM instance: the compiled module (gemm_f32, pack_panels, copy_out), its growable memory and one
+// Float32Array view over that memory.
+// Module-level state on purpose: each worker thread has its own module scope, hence its own instance, and nothing
+// is shared across threads. Created at first use, kept for the life of the thread; memory only grows.
+
+import assert from 'node:assert/strict';
+import {
+  COPY_OUT_EXPORT,
+  type CopyOutFn,
+  PACK_PANELS_EXPORT,
+  type PackPanelsFn,
+  copyOutFunction,
+  packPanelsFunction,
+} from './copy-kernels.js';
+import { GEMM_EXPORT, type GemmFn, gemmFunction } from './gemm-kernel.js';
+import { encodeModule } from './wasm-encoding.js';
+
+// tsconfig has no DOM lib, and @types/node 20 does not declare the WebAssembly namespace: this is the slice of
+// the JS API used here, typed locally so that no global declaration can clash with a future lib change.
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(deltaPages: number): number;
+}
+interface WasmApi {
+  Memory: new (descriptor: { initial: number }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => {
+    exports: Record<string, unknown>;
+  };
+}
+const wasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+const BYTES_PER_PAGE = 65_536;
+/** wasm32 addresses are u32; V8 caps a memory at 65 536 pages (4 GiB). */
+const PAGES_MAX = 65_536;
+
+export interface GemmInstance {
+  readonly gemm: GemmFn;
+  readonly packPanels: PackPanelsFn;
+  readonly copyOut: CopyOutFn;
+  /** A view of the whole memory; replaced whenever the memory grows (growth detaches the old buffer). */
+  heapF32: Float32Array;
+  memory: WasmMemory;
+}
+
+let instance: GemmInstance | undefined;
+
+/** The thread's instance, with at least `bytesNeeded` bytes of memory. */
+export function gemmInstance(bytesNeeded: number): GemmInstance {
+  instance ??= createInstance();
+  const bytesHave = instance.memory.buffer.byteLength;
+  if (bytesNeeded > bytesHave) grow(instance, bytesNeeded);
+  assert(instance.heapF32.buffer === instance.memory.buffer, 'heap view must follow the current buffer');
+  return instance;
+}
+
+function createInstance(): GemmInstance {
+  const memory = new wasmApi.Memory({ initial: 1 });
+  const bytes = encodeModule([gemmFunction(), packPanelsFunction(), copyOutFunction()]);
+  const exports = new wasmApi.Instance(new wasmApi.Module(bytes), { env: { memory } }).exports;
+  const exported = (name: string): unknown => {
+    assert(typeof exports[name] === 'function', `module must export ${name}`);
+    return exports[name];
+  };
+  return {
+    gemm: exported(GEMM_EXPORT) as GemmFn,
+    packPanels: exported(PACK_PANELS_EXPORT) as PackPanelsFn,
+    copyOut: exported(COPY_OUT_EXPORT) as CopyOutFn,
+    memory,
+    heapF32: new Float32Array(memory.buffer),
+  };
+}
+
+function grow(target: GemmInstance, bytesNeeded: number): void {
+  const pagesHave = target.memory.buffer.byteLength / BYTES_PER_PAGE;
+  // Grow at least geometrically so a slowly increasing size does not grow on every call.
+  const pagesWant = Math.max(Math.ceil(bytesNeeded / BYTES_PER_PAGE), Math.min(2 * pagesHave, PAGES_MAX));
+  assert(pagesWant <= PAGES_MAX, `GEMM workspace of ${bytesNeeded} bytes exceeds the 4 GiB wasm32 limit`);
+  target.memory.grow(pagesWant - pagesHave);
+  target.heapF32 = new Float32Array(target.memory.buffer);
+  assert(target.memory.buffer.byteLength >= bytesNeeded, 'memory.grow must deliver the requested bytes');
+}
