@@ -62,7 +62,7 @@ export const MODEL_PRESETS = {
   /** The default training model: byte-level, hidden 64, 8 layers, 16 routed experts + 1 shared, top-4. */
   tiny: { ...MODEL_DEFAULTS, fp8Tile: 32, fp8Accumulation: 32 },
   /** About 10× tiny's matmul FLOPs per token (bench/ prints both), with sequences twice as long. */
-  small: { ...MODEL_DEFAULTS, hidden: 128, heads: 8, layers: 16, denseLayers: 1, ffnHidden: 448, experts: 32,
+  small: { ...MODEL_DEFAULTS, hidden: 128, heads: 8, layers: 18, denseLayers: 1, ffnHidden: 448, experts: 32,
     expertHidden: 64, topK: 6, groups: 8, topGroups: 3, seqLen: 64, fp8Tile: 64, fp8Accumulation: 64 },
 } as const satisfies Record<string, ModelConfig>;
 

@@ -2,8 +2,9 @@
 // 'tn'), on a WebAssembly SIMD kernel with 4 × 8 register tiles (wasm/gemm-kernel.ts).
 // Per call, all inside the thread's wasm memory (wasm/gemm-instance.ts):
 //   1. memcpy A and B in as they are (TypedArray.set);
-//   2. pack_panels: each operand into the kernel's panel layout — this is where 'nt'/'tn' get transposed,
-//      O(m·k + k·n) — so the O(m·n·k) kernel reads both operands sequentially and all forms run at one speed;
+//   2. pack_panels_4 / pack_panels_8: each operand into the kernel's panel layout — this is where 'nt'/'tn' get
+//      transposed, O(m·k + k·n) — so the O(m·n·k) kernel reads both operands sequentially and all forms run at
+//      one speed;
 //   3. gemm_f32 into a C padded to whole tiles;
 //   4. copy_out: the valid m × n corner to a compact region, added to a memcpy of `out` when accumulating;
 //   5. memcpy that region into `out`.
@@ -145,22 +146,20 @@ function runKernel(
 function packOperands(wasm: GemmInstance, form: MatmulForm, { m, k, n }: Shape, layout: WorkspaceLayout): void {
   const aTransposed = form === 'tn'; // A stored k × m
   const bTransposed = form === 'nt'; // B stored n × k
-  wasm.packPanels(
+  wasm.packRowPanels(
     byteAddress(layout.rawAOffset), // srcPtr
     m, // lineCount
     k, // depth
     byteAddress(aTransposed ? 1 : k), // lineStrideBytes
     byteAddress(aTransposed ? m : 1), // depthStrideBytes
-    TILE_ROWS, // panelWidth
     byteAddress(layout.packedAOffset), // dstPtr
   );
-  wasm.packPanels(
+  wasm.packColPanels(
     byteAddress(layout.rawBOffset), // srcPtr
     n, // lineCount
     k, // depth
     byteAddress(bTransposed ? k : 1), // lineStrideBytes
     byteAddress(bTransposed ? 1 : n), // depthStrideBytes
-    TILE_COLS, // panelWidth
     byteAddress(layout.packedBOffset), // dstPtr
   );
 }

@@ -29,6 +29,9 @@ export interface MatmulOptions {
   accumulate?: boolean;
 }
 
+/** FLOPs (2mnk) of every matmul since the last reset: what the virtual-time cost model charges for GEMMs. */
+export const matmulCounter = { flops: 0, calls: 0 };
+
 /** out = op(a)·op(b) for the form ('nn': a·b, 'nt': a·bᵀ, 'tn': aᵀ·b); with accumulate, out += that. */
 export function matmul(form: MatmulForm, a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const { m, k, n } = checkShapes(form, a, b);
@@ -36,6 +39,8 @@ export function matmul(form: MatmulForm, a: Tensor, b: Tensor, options: MatmulOp
   if (out.dtype !== a.dtype || out.size !== m * n) {
     throw moemuError('MOEMU_ERR_SHAPE', `matmul: out is ${out.dtype} [${out.shape}], expected ${a.dtype} [${m}, ${n}]`);
   }
+  matmulCounter.flops += 2 * m * n * k;
+  matmulCounter.calls += 1;
   const precision = options.precision ?? 'exact';
   const accumulate = options.accumulate ?? false;
   if (precision !== 'exact' && a.dtype !== 'f32') {

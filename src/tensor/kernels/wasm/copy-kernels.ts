@@ -166,8 +166,10 @@ export function copyOutFunction(): ExportedFunction {
   const paramCount = Object.keys(p).length;
   const locals = new Locals(paramCount);
   const rowIndex = locals.add(ValType.i32);
-  const ptrs = { sourcePtr: locals.add(ValType.i32), targetPtr: locals.add(ValType.i32), rowEndPtr: locals.add(ValType.i32) };
-  const { sourcePtr, targetPtr, rowEndPtr } = ptrs;
+  const sourcePtr = locals.add(ValType.i32);
+  const targetPtr = locals.add(ValType.i32);
+  const rowEndPtr = locals.add(ValType.i32); // end of the current row at the target
+  const ptrs = { sourcePtr, targetPtr, rowEndPtr };
   const code = new Code();
   code.localGet(p.outPtr).localSet(targetPtr);
   code.i32Const(0).localSet(rowIndex);

@@ -1,4 +1,4 @@
-// The per-thread GEMM instance: the compiled module (gemm_f32, pack_panels, copy_out), its growable memory and one
+// The per-thread GEMM instance: the compiled module (gemm_f32, pack_panels_*, copy_out), its growable memory and one
 // Float32Array view over that memory.
 // Module-level state on purpose: each worker thread has its own module scope, hence its own instance, and nothing
 // is shared across threads. Created at first use, kept for the life of the thread; memory only grows.
@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import {
   COPY_OUT_EXPORT,
   type CopyOutFn,
-  PACK_PANELS_EXPORT,
   type PackPanelsFn,
   copyOutFunction,
+  packPanelsExport,
   packPanelsFunction,
 } from './copy-kernels.js';
-import { GEMM_EXPORT, type GemmFn, gemmFunction } from './gemm-kernel.js';
+import { GEMM_EXPORT, type GemmFn, TILE_COLS, TILE_ROWS, gemmFunction } from './gemm-kernel.js';
 import { encodeModule } from './wasm-encoding.js';
 
 // tsconfig has no DOM lib, and @types/node 20 does not declare the WebAssembly namespace: this is the slice of
@@ -36,7 +36,10 @@ const PAGES_MAX = 65_536;
 
 export interface GemmInstance {
   readonly gemm: GemmFn;
-  readonly packPanels: PackPanelsFn;
+  /** Packs A into row panels of TILE_ROWS lines. */
+  readonly packRowPanels: PackPanelsFn;
+  /** Packs B into column panels of TILE_COLS lines. */
+  readonly packColPanels: PackPanelsFn;
   readonly copyOut: CopyOutFn;
   /** A view of the whole memory; replaced whenever the memory grows (growth detaches the old buffer). */
   heapF32: Float32Array;
@@ -56,7 +59,8 @@ export function gemmInstance(bytesNeeded: number): GemmInstance {
 
 function createInstance(): GemmInstance {
   const memory = new wasmApi.Memory({ initial: 1 });
-  const bytes = encodeModule([gemmFunction(), packPanelsFunction(), copyOutFunction()]);
+  const functions = [gemmFunction(), packPanelsFunction(TILE_ROWS), packPanelsFunction(TILE_COLS), copyOutFunction()];
+  const bytes = encodeModule(functions);
   const exports = new wasmApi.Instance(new wasmApi.Module(bytes), { env: { memory } }).exports;
   const exported = (name: string): unknown => {
     assert(typeof exports[name] === 'function', `module must export ${name}`);
@@ -64,7 +68,8 @@ function createInstance(): GemmInstance {
   };
   return {
     gemm: exported(GEMM_EXPORT) as GemmFn,
-    packPanels: exported(PACK_PANELS_EXPORT) as PackPanelsFn,
+    packRowPanels: exported(packPanelsExport(TILE_ROWS)) as PackPanelsFn,
+    packColPanels: exported(packPanelsExport(TILE_COLS)) as PackPanelsFn,
     copyOut: exported(COPY_OUT_EXPORT) as CopyOutFn,
     memory,
     heapF32: new Float32Array(memory.buffer),
