@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { MODEL_PRESETS, type ModelConfig } from '../../src/model/config.js';
 import type { Precision } from '../../src/model/numerics.js';
 import { ReferenceTrainer, type TrainingConfig } from '../../src/model/trainer.js';
+import { loadScenario } from '../../src/scenario/load.js';
 
 function training(steps: number, batchSize: number, lr: number): TrainingConfig {
   return { steps, batchSize, microBatches: 2, lr, minLr: lr / 10, warmupSteps: 3, beta1: 0.9, beta2: 0.95, eps: 1e-8,
@@ -22,8 +23,11 @@ function weightBytes(trainer: ReferenceTrainer): Buffer {
 }
 
 describe('reference trainer', () => {
-  it('tiny, fp32: the main loss falls far below its initial value ≈ ln 256 within 40 steps', () => {
-    const { losses } = run(MODEL_PRESETS.tiny, 'fp32', training(40, 8, 0.006));
+  it('scenarios/default.yaml (tiny, fp32, 40 steps): the main loss falls far below its initial value ≈ ln 256', () => {
+    const scenario = loadScenario('scenarios/default.yaml');
+    expect(scenario.model).toEqual(MODEL_PRESETS.tiny);
+    expect(scenario.training.steps).toBe(40);
+    const { losses } = run(scenario.model, scenario.precision, scenario.training, scenario.seed);
     const last = losses.slice(-5).reduce((a, b) => a + b) / 5;
     console.log(`tiny fp32: main loss ${losses[0].toFixed(4)} (step 1, ln 256 = ${Math.log(256).toFixed(4)}) -> ${last.toFixed(4)} (mean of steps 36-40)`);
     expect(Math.abs(losses[0] - Math.log(256))).toBeLessThan(0.1);
@@ -39,8 +43,8 @@ describe('reference trainer', () => {
     expect(weightBytes(c.trainer).equals(weightBytes(a.trainer))).toBe(false);   // the seed matters
   });
 
-  it('tiny: fp8 tracks bf16 within a small relative loss gap', () => {
-    const t = training(16, 8, 0.006);
+  it('tiny: fp8 tracks bf16 within a small relative loss gap (the default scenario, 16 steps)', () => {
+    const t = { ...loadScenario('scenarios/default.yaml').training, steps: 16 };
     const bf16 = run(MODEL_PRESETS.tiny, 'bf16', t).losses;
     const fp8 = run(MODEL_PRESETS.tiny, 'fp8', t).losses;
     const gaps = fp8.map((l, i) => Math.abs(l - bf16[i]) / bf16[i]);

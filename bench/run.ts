@@ -1,0 +1,14 @@
+// `npm run bench`: benchmarks (never timed tests). Each figure is printed next to the limit it is judged
+// against, measured in the same run (../shared/MEASUREMENTS.md: figures drift between runs on shared machines).
+import { benchMatmul } from './matmul.js';
+import { benchTrainer } from './trainer.js';
+
+async function main(): Promise<void> {
+  for (const line of await benchMatmul()) console.log(line);
+  for (const line of benchTrainer()) console.log(line);
+}
+
+main().catch((error: unknown) => {
+  console.error('bench failed:', error);
+  process.exit(1);
+});
