@@ -43,13 +43,6 @@ describe('scenario: the examples in scenarios/', () => {
     expect(scenario.name).toMatch(/^[a-z0-9][a-z0-9._-]*$/);
     expect(scenario.training.batchSize % scenario.training.microBatches).toBe(0);
   });
-
-  it('default.yaml is the tiny preset in fp32, 16 sequences in 4 micro-batches', () => {
-    const scenario = loadScenario(join(SCENARIOS_DIR, 'default.yaml'));
-    expect(scenario.precision).toBe('fp32');
-    expect(scenario.model).toEqual(MODEL_PRESETS.tiny);
-    expect(scenario.training).toMatchObject({ batchSize: 16, microBatches: 4 });
-  });
 });
 
 describe('scenario: defaults', () => {

@@ -1,6 +1,6 @@
 // The f32 GEMM inner kernel as a WebAssembly SIMD function, written instruction by instruction (wasm-encoding.ts).
 //
-// What it computes: C = A_packed · B_packed, for operands packed by pack_panels (copy-kernels.ts):
+// What it computes: C = A_packed · B_packed, for operands packed by pack_panels_<width> (copy-kernels.ts):
 //   A_packed: row panels of TILE_ROWS rows, one after another, each depth-major:
 //             panel[p][r] = A[panelRow0 + r][p]                      (depth × TILE_ROWS floats)
 //   B_packed: column panels of TILE_COLS columns, one after another, each depth-major:
