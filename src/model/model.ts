@@ -2,7 +2,7 @@
 // main loss, and the depth-1 MTP module. Backward is split: `modelBackwardInput` runs every B and returns the
 // W work as a FIFO of closures, so a caller can run it at once (full backward) or later (zero-bubble).
 import { Tensor } from '../tensor/tensor.js';
-import { blockBackwardInput, blockBackwardWeight, blockForward, blockParams, type BlockParams, type BlockSaved } from './block.js';
+import { blockBackwardInput, blockBackwardWeight, blockForward, blockParams, type BlockSaved } from './block.js';
 import { hasMoe, isMoeLayer, type ModelConfig } from './config.js';
 import { embeddingBackwardWeight, embeddingForward } from './embedding.js';
 import { linearBackwardInput, linearBackwardWeight, linearForward } from './linear.js';

@@ -2,7 +2,7 @@
 // round-to-nearest-even: Math.fround to f32, then the low 16 bits of the f32 pattern are rounded away. All
 // array paths work on the f32 bit patterns with integer arithmetic, so they are exact and fast.
 
-import { moemuError } from '../errors.js';
+import { checkSameLength } from './tensor.js';
 
 // One shared f32 scratch and its bit view: scalar conversions reinterpret through it, and f64 arrays are
 // converted in chunks of this length (a Float64Array cannot be viewed as f32 bits directly). Bit views are
@@ -123,14 +123,4 @@ function encodeBits(bits: Int32Array, out: Uint16Array, offset: number): void {
 
 function roundBitsInPlace(bits: Int32Array): void {
   for (let i = 0; i < bits.length; i++) bits[i] = roundF32BitsToBf16(bits[i]) << 16;
-}
-
-function checkSameLength(op: string, sourceLength: number, targetLength: number): void {
-  if (sourceLength !== targetLength) {
-    throw moemuError(
-      'MOEMU_ERR_SHAPE',
-      `${op}: out has ${targetLength} elements but src has ${sourceLength}`,
-      { op },
-    );
-  }
 }

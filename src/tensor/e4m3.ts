@@ -3,7 +3,8 @@
 // finite value. Exponent field 0 holds the subnormals (m/8)·2⁻⁶. Encoding rounds to nearest, ties to even, and
 // saturates (|x| > 448 and ±Inf give ±448), as DeepSeek-V3's FP8 training casts do.
 
-import { assert, moemuError } from '../errors.js';
+import { assert } from '../errors.js';
+import { checkSameLength } from './tensor.js';
 
 export const E4M3_MAX = 448;
 
@@ -89,14 +90,4 @@ export function decodeE4M3Array(src: Uint8Array, out?: Float32Array): Float32Arr
 
 function roundToInteger(q: number): number {
   return q + ROUND_TO_INTEGER - ROUND_TO_INTEGER;
-}
-
-function checkSameLength(op: string, sourceLength: number, targetLength: number): void {
-  if (sourceLength !== targetLength) {
-    throw moemuError(
-      'MOEMU_ERR_SHAPE',
-      `${op}: out has ${targetLength} elements but src has ${sourceLength}`,
-      { op },
-    );
-  }
 }

@@ -76,3 +76,10 @@ export function allocate(dtype: FloatDType, size: number): FloatArray {
 export function dtypeOfArray(array: FloatArray): FloatDType {
   return array instanceof Float64Array ? 'f64' : 'f32';
 }
+
+/** Conversions write into caller-given arrays: their lengths must agree. */
+export function checkSameLength(op: string, sourceLength: number, targetLength: number): void {
+  if (sourceLength !== targetLength) {
+    throw moemuError('MOEMU_ERR_SHAPE', `${op}: out has ${targetLength} elements but src has ${sourceLength}`, { op });
+  }
+}
