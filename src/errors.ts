@@ -48,8 +48,9 @@ export class MoemuError extends Error {
   readonly errorClass: ErrorClass;
   readonly context: ErrorContext;
 
-  constructor(code: ErrorCode, message: string, context: ErrorContext = {}) {
-    super(withContext(message, context));
+  /** `formatted`: the message already names its context (an error rebuilt from data sent by another thread). */
+  constructor(code: ErrorCode, message: string, context: ErrorContext = {}, formatted = false) {
+    super(formatted ? message : withContext(message, context));
     this.name = 'MoemuError';
     this.code = code;
     this.errorClass = ERROR_CODES[code];
@@ -70,6 +71,12 @@ function withContext(message: string, context: ErrorContext): string {
 
 export function moemuError(code: ErrorCode, message: string, context?: ErrorContext): MoemuError {
   return new MoemuError(code, message, context);
+}
+
+/** Rebuilds an error that crossed a thread or process boundary as data (unknown codes become internal). */
+export function errorFromData(data: { code: string; message: string; context?: ErrorContext }): MoemuError {
+  const code = (data.code in ERROR_CODES ? data.code : 'MOEMU_ERR_INTERNAL') as ErrorCode;
+  return new MoemuError(code, data.message, data.context ?? {}, true);
 }
 
 /** Programmer errors: an invariant that must hold. Never used for bad input from the world. */

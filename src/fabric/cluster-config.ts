@@ -31,6 +31,39 @@ export const H800: Readonly<Omit<ClusterConfig, 'nodes' | 'gpusPerNode'>> = Obje
   ib: { egressBytesPerS: 50e9, ingressBytesPerS: 50e9, latencyNs: 3000 },
 });
 
+/** How the emulator itself runs a cluster (not hardware): endpoints, limits and the watchdog. */
+export interface RuntimeConfig {
+  host: string;               // control and IB endpoints bind here; loopback unless told otherwise
+  watchdogMs: number;         // a node silent, or a rank waiting, this long fails the run
+  heartbeatMs: number;        // how often nodes report to the coordinator
+  frameBytesMax: number;      // largest fabric or control frame an endpoint accepts
+}
+
+export const RUNTIME_DEFAULTS: Readonly<RuntimeConfig> = Object.freeze({
+  host: '127.0.0.1',
+  watchdogMs: 30_000,
+  heartbeatMs: 500,
+  frameBytesMax: 64 * 1024 * 1024,
+});
+
+/**
+ * Hardware presets. 'h800' is FACTS §2 as it is. 'scaled' divides the links by 1000 and the GPU FLOP/s so that
+ * the effective GEMM rate (sms − commSms of sms) is 200 FLOP per IB byte, about what the tiny model's MoE layer
+ * computes per token for each byte its dispatch and combine send across nodes: the compute:communication ratio
+ * of cross-node EP stays near DeepSeek's 1:1 (FACTS §2) at the scaled-down model sizes.
+ */
+export const CLUSTER_PRESETS = {
+  h800: { nodes: 1, gpusPerNode: 8, ...H800 },
+  scaled: {
+    nodes: 2, gpusPerNode: 4,
+    gpu: { ...H800.gpu, flopsPerS: 11_785_714_286, hbmBytesPerS: 3.35e9 },
+    nvlink: { egressBytesPerS: 160e6, ingressBytesPerS: 160e6, latencyNs: 1000 },
+    ib: { egressBytesPerS: 50e6, ingressBytesPerS: 50e6, latencyNs: 3000 },
+  },
+} as const satisfies Record<string, ClusterConfig>;
+
+export type ClusterPreset = keyof typeof CLUSTER_PRESETS;
+
 /** Global rank = node × G + gpu (DESIGN.md "Rank layout and data"). */
 export function rankOf(c: Pick<ClusterConfig, 'gpusPerNode'>, node: number, gpu: number): number {
   return node * c.gpusPerNode + gpu;

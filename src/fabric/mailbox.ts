@@ -1,0 +1,76 @@
+// Incoming fabric messages of one rank, matched to receives by (source, tag) in arrival order per pair. Every
+// wait has a deadline: a receive that does not complete in time is a watchdog error naming what was missing.
+import { moemuError } from '../errors.js';
+import type { FabricHeader } from './protocol.js';
+
+export interface Incoming {
+  header: FabricHeader;
+  link: 'nvlink' | 'ib';
+  payload: Uint8Array;
+  /** Hands the payload's buffer back to its pool; the payload must not be used afterwards. */
+  release(): void;
+}
+
+interface Waiter { key: string; resolve: (m: Incoming) => void }
+
+export class Mailbox {
+  readonly #queues = new Map<string, Incoming[]>();
+  readonly #waiters = new Map<string, Waiter>();
+
+  constructor(private readonly rank: number) {}
+
+  deliver(message: Incoming): void {
+    const key = keyOf(message.header.src, message.header.tag);
+    const waiter = this.#waiters.get(key);
+    if (waiter) {
+      this.#waiters.delete(key);
+      waiter.resolve(message);
+      return;
+    }
+    const queue = this.#queues.get(key);
+    if (queue) queue.push(message);
+    else this.#queues.set(key, [message]);
+  }
+
+  /** All of `wanted`, in that order, or a watchdog error after `timeoutMs` naming the ones still missing. */
+  async takeAll(wanted: readonly { source: number; tag: string }[], timeoutMs: number, op: string): Promise<Incoming[]> {
+    const pending = wanted.map(({ source, tag }) => this.#take(keyOf(source, tag)));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(this.#timeoutError(wanted, timeoutMs, op)), timeoutMs);
+    });
+    try {
+      return await Promise.race([Promise.all(pending), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Messages that arrived but were never taken (a postcondition at the end of a program: must be none). */
+  get unclaimed(): number {
+    let n = 0;
+    for (const q of this.#queues.values()) n += q.length;
+    return n;
+  }
+
+  #take(key: string): Promise<Incoming> {
+    const queue = this.#queues.get(key);
+    const first = queue?.shift();
+    if (queue && queue.length === 0) this.#queues.delete(key);
+    if (first) return Promise.resolve(first);
+    if (this.#waiters.has(key)) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: two receives wait for ${key}`);
+    return new Promise((resolve) => this.#waiters.set(key, { key, resolve }));
+  }
+
+  #timeoutError(wanted: readonly { source: number; tag: string }[], timeoutMs: number, op: string) {
+    const missing = wanted.filter(({ source, tag }) => this.#waiters.has(keyOf(source, tag)));
+    for (const { source, tag } of missing) this.#waiters.delete(keyOf(source, tag));
+    const list = missing.map((m) => `rank ${m.source} (${m.tag})`).join(', ');
+    return moemuError('MOEMU_ERR_WATCHDOG', `rank ${this.rank} waited ${timeoutMs} ms in ${op} for messages from ${list}`,
+      { rank: this.rank, op });
+  }
+}
+
+function keyOf(source: number, tag: string): string {
+  return `${source}|${tag}`;
+}

@@ -1,0 +1,41 @@
+// Messages between the threads of one node process (STYLE habit 13: the thread protocol in one place, imported
+// with `import type` by both sides). Payloads travel as transferred ArrayBuffers from the sender's pool and are
+// handed back with a 'return' message once the receiver is done with them.
+
+/** What travels with every fabric message, over NVLink ports and in IB frames alike. */
+export interface FabricHeader {
+  src: number;            // global source rank
+  dst: number;            // global destination rank
+  tag: string;            // matches a receive: collective name and instance, e.g. 'all-to-all#3'
+  seq: number;            // per (src, dst) sequence number, for the fixed processing order
+  bytes: number;          // payload bytes
+  metadataBytes: number;  // modelled metadata (indices, weights, scales) travelling with the payload
+  outPs: number;          // virtual time the message left the sender's egress
+  egressEndPs: number;    // virtual time its last byte left
+}
+
+/** GPU thread <-> GPU thread (NVLink) and node main thread -> GPU thread (IB deliveries). */
+export type PeerMessage =
+  | { kind: 'data'; header: FabricHeader; buffer: ArrayBuffer }
+  | { kind: 'return'; buffer: ArrayBuffer };
+
+/** GPU thread -> node main thread. */
+export type GpuToNode =
+  | { kind: 'ib-send'; header: FabricHeader; buffer: ArrayBuffer }
+  | { kind: 'return'; buffer: ArrayBuffer }
+  | { kind: 'status'; rank: number; waiting: string | null }
+  | { kind: 'result'; rank: number; result: unknown }
+  | { kind: 'error'; rank: number; error: SerializedError };
+
+/** Node main thread -> GPU thread (besides PeerMessage deliveries). */
+export type NodeToGpu =
+  | { kind: 'ib-return'; buffer: ArrayBuffer }
+  | { kind: 'run'; program: unknown }
+  | { kind: 'shutdown' };
+
+/** Errors cross thread and process boundaries as data (STYLE habit 9). */
+export interface SerializedError {
+  code: string;
+  message: string;
+  context?: Record<string, unknown>;
+}

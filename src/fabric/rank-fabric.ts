@@ -1,0 +1,117 @@
+// One GPU rank's view of the fabric: its stream clocks, its NVLink port and IB NIC, its HBM account, its mailbox,
+// and `exchange`, the one primitive every collective is built on: a batch of sends and receives that runs as one
+// op on the comm stream (as DualPipe batches its isend/irecv and DeepEP runs one kernel per all-to-all).
+// Virtual time never depends on real arrival order: receives are processed in (out, source, seq) order.
+import { moemuError } from '../errors.js';
+import { nodeOf, type ClusterConfig } from './cluster-config.js';
+import { HbmAccount } from './hbm.js';
+import { processingOrder, Port } from './link-model.js';
+import type { Incoming } from './mailbox.js';
+import { Mailbox } from './mailbox.js';
+import type { FabricHeader } from './protocol.js';
+import { RankClock, type OpRecord, type VEvent } from './streams.js';
+
+/** How a rank's messages leave its thread: the runtime provides it (ports to peer threads, the node's NICs). */
+export interface Transport {
+  /** Same node: copies the payload into a pooled buffer and posts it to the target GPU thread. */
+  sendNvlink(header: FabricHeader, payload: Uint8Array): void;
+  /** Other node: hands the payload to the node's IB endpoint. */
+  sendIb(header: FabricHeader, payload: Uint8Array): void;
+  /** Tells the node what this rank waits for (the watchdog's report), or null when it stops waiting. */
+  status(waiting: string | null): void;
+}
+
+export interface ExchangeSend { target: number; tag: string; payload: Uint8Array; metadataBytes?: number }
+export interface ExchangeRecv { source: number; tag: string }
+export interface ExchangeResult { received: Incoming[]; op: OpRecord }
+
+export interface RankFabricOptions {
+  rank: number;
+  cluster: ClusterConfig;
+  transport: Transport;
+  watchdogMs: number;
+}
+
+export class RankFabric {
+  readonly rank: number;
+  readonly node: number;
+  readonly clock: RankClock;
+  readonly hbm: HbmAccount;
+  readonly mailbox: Mailbox;
+  readonly #nvlink: Port;
+  readonly #ib: Port;
+  readonly #seq = new Map<number, number>();
+
+  constructor(private readonly options: RankFabricOptions) {
+    const { rank, cluster } = options;
+    this.rank = rank;
+    this.node = nodeOf(cluster, rank);
+    this.clock = new RankClock(rank);
+    this.hbm = new HbmAccount({ rank, node: this.node, capacityBytes: cluster.gpu.hbmBytes });
+    this.mailbox = new Mailbox(rank);
+    this.#nvlink = new Port(cluster.nvlink, `nvlink r${rank}`);
+    this.#ib = new Port(cluster.ib, `ib r${rank}`);
+  }
+
+  get cluster(): ClusterConfig {
+    return this.options.cluster;
+  }
+
+  sameNode(other: number): boolean {
+    return nodeOf(this.options.cluster, other) === this.node;
+  }
+
+  /**
+   * Posts every send at the op's start (eager: egress serialises them in the given order), waits for every
+   * receive, processes them in (out, source, seq) order on the ingress of their link, and records one comm op
+   * from start to the last egress end or receive completion. Receives come back in the order asked.
+   */
+  async exchange(name: string, sends: readonly ExchangeSend[], recvs: readonly ExchangeRecv[],
+                 waitFor: readonly VEvent[] = []): Promise<ExchangeResult> {
+    this.clock.waitFor('comm', ...waitFor);
+    const startPs = this.clock.now('comm');
+    let endPs = startPs;
+    let payloadBytes = 0;
+    let metadataBytes = 0;
+    for (const s of sends) {
+      if (s.target === this.rank) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} sends to itself`);
+      const meta = s.metadataBytes ?? 0;
+      const timing = this.#portTo(s.target).send(s.payload.byteLength + meta, startPs);
+      const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq: this.#nextSeq(s.target),
+        bytes: s.payload.byteLength, metadataBytes: meta, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
+      if (this.sameNode(s.target)) this.options.transport.sendNvlink(header, s.payload);
+      else this.options.transport.sendIb(header, s.payload);
+      endPs = Math.max(endPs, timing.egressEndPs);
+      payloadBytes += s.payload.byteLength;
+      metadataBytes += meta;
+    }
+    const received = await this.#receive(name, recvs);
+    for (const m of processingOrder(received.map((r) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq, r })))) {
+      const h = m.r.header;
+      const done = this.#portTo(h.src).receive(h.bytes + h.metadataBytes, { outPs: h.outPs, egressEndPs: h.egressEndPs });
+      endPs = Math.max(endPs, done);
+    }
+    const op = this.clock.record('comm', name, startPs, endPs, { payloadBytes, metadataBytes });
+    return { received, op };
+  }
+
+  async #receive(name: string, recvs: readonly ExchangeRecv[]): Promise<Incoming[]> {
+    if (recvs.length === 0) return [];
+    this.options.transport.status(`${name}: receives from ranks ${recvs.map((r) => r.source).join(', ')}`);
+    try {
+      return await this.mailbox.takeAll(recvs, this.options.watchdogMs, name);
+    } finally {
+      this.options.transport.status(null);
+    }
+  }
+
+  #portTo(peer: number): Port {
+    return this.sameNode(peer) ? this.#nvlink : this.#ib;
+  }
+
+  #nextSeq(target: number): number {
+    const seq = this.#seq.get(target) ?? 0;
+    this.#seq.set(target, seq + 1);
+    return seq;
+  }
+}

@@ -1,0 +1,31 @@
+// Messages between the coordinator and node processes over the control connection (ws, JSON text frames,
+// cluster token checked at the upgrade). Small and rare: rendezvous, programs, results, heartbeats, shutdown.
+import type { ClusterConfig } from '../fabric/cluster-config.js';
+import type { SerializedError } from '../fabric/protocol.js';
+
+export interface NodeAssignment {
+  node: number;
+  cluster: ClusterConfig;
+  watchdogMs: number;
+  heartbeatMs: number;
+  frameBytesMax: number;
+  host: string;               // where this node's IB endpoint binds
+}
+
+export type CoordinatorToNode =
+  | { type: 'assign'; assignment: NodeAssignment }
+  | { type: 'peers'; ibUrls: string[] }           // index = node
+  | { type: 'run'; id: number; program: unknown }
+  | { type: 'shutdown' };
+
+export interface RankResult { rank: number; result: unknown }
+
+export type NodeToCoordinator =
+  | { type: 'hello'; pid: number; node: number | null }   // node = the index a launcher asked for, else null
+  | { type: 'ib-ready'; node: number; port: number }
+  | { type: 'ready'; node: number }
+  | { type: 'heartbeat'; node: number; waiting: { rank: number; waiting: string }[] }
+  | { type: 'result'; node: number; id: number; ranks: RankResult[] }
+  | { type: 'error'; node: number; rank: number | null; error: SerializedError };
+
+export const TOKEN_HEADER = 'x-moemu-token';

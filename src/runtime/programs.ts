@@ -1,0 +1,12 @@
+// The programs a cluster can run on its GPU ranks, dispatched by kind. Later issues add the training step.
+import { moemuError } from '../errors.js';
+import type { RankFabric } from '../fabric/rank-fabric.js';
+import { runCollectiveProgram, type CollectiveProgram } from './collective-program.js';
+
+export type Program = CollectiveProgram;
+
+export async function runProgram(fabric: RankFabric, program: unknown): Promise<unknown> {
+  const p = program as Program;
+  if (p && p.kind === 'collectives') return runCollectiveProgram(fabric, p);
+  throw moemuError('MOEMU_ERR_CONFIG', `unknown program kind ${JSON.stringify((p as { kind?: unknown })?.kind)}`, { rank: fabric.rank });
+}

@@ -1,0 +1,32 @@
+// Many ranks in one thread: RankFabrics wired by a transport that delivers straight into the target's mailbox
+// (after a copy, as the real channels do). For fast tests of collectives and virtual time without processes.
+import type { ClusterConfig } from '../../src/fabric/cluster-config.js';
+import type { FabricHeader } from '../../src/fabric/protocol.js';
+import { RankFabric, type Transport } from '../../src/fabric/rank-fabric.js';
+
+export interface LocalFabric {
+  fabrics: RankFabric[];
+  /** Messages whose buffers were not released yet (must be 0 after a correct collective). */
+  outstanding(): number;
+}
+
+export function localFabric(cluster: ClusterConfig, watchdogMs = 2000): LocalFabric {
+  const world = cluster.nodes * cluster.gpusPerNode;
+  const fabrics: RankFabric[] = [];
+  let outstanding = 0;
+  const deliver = (link: 'nvlink' | 'ib') => (header: FabricHeader, payload: Uint8Array) => {
+    const copy = payload.slice();
+    outstanding += 1;
+    let released = false;
+    queueMicrotask(() => fabrics[header.dst].mailbox.deliver({ header, link, payload: copy, release: () => {
+      if (released) throw new Error('released twice');
+      released = true;
+      outstanding -= 1;
+    } }));
+  };
+  for (let rank = 0; rank < world; rank++) {
+    const transport: Transport = { sendNvlink: deliver('nvlink'), sendIb: deliver('ib'), status: () => undefined };
+    fabrics.push(new RankFabric({ rank, cluster, transport, watchdogMs }));
+  }
+  return { fabrics, outstanding: () => outstanding };
+}
