@@ -45,13 +45,25 @@ export function validateFiles(files: readonly string[], output: ValidateOutput):
   return invalid;
 }
 
-/** `ok  scenarios/default.yaml: tiny-default — tiny model, 1,234 parameters, fp32, 30 steps × 16 sequences of 32 tokens` */
+/**
+ * `ok  scenarios/default.yaml: tiny-default — tiny model, 1,234 parameters, fp32, 30 steps × 16 sequences of 32
+ * tokens, 2 nodes × 4 GPUs (scaled)`; cluster fields set on top of the preset follow it: `(scaled; ib.latencyNs)`.
+ */
 export function summaryLine(file: string, loaded: LoadedScenario): string {
   const { scenario, preset, overrides } = loaded;
   const { model, training } = scenario;
   const changed = overrides.length === 0 ? '' : ` (${overrides.map((k) => `${k} ${model[k as keyof ModelConfig]}`).join(', ')})`;
   return `ok  ${file}: ${scenario.name} — ${preset} model${changed}, ${parameterCount(model).toLocaleString('en-US')} parameters, ` +
-    `${scenario.precision}, ${training.steps} steps × ${training.batchSize} sequences of ${model.seqLen} tokens`;
+    `${scenario.precision}, ${training.steps} steps × ${training.batchSize} sequences of ${model.seqLen} tokens, ` +
+    clusterSummary(loaded);
+}
+
+/** `2 nodes × 4 GPUs (scaled)`; nodes and gpusPerNode show in the counts, other fields the file sets are named. */
+export function clusterSummary(loaded: LoadedScenario): string {
+  const { nodes, gpusPerNode } = loaded.scenario.cluster;
+  const named = loaded.clusterOverrides.filter((k) => k !== 'nodes' && k !== 'gpusPerNode');
+  const changed = named.length === 0 ? '' : `; ${named.join(', ')}`;
+  return `${nodes} node${nodes === 1 ? '' : 's'} × ${gpusPerNode} GPU${gpusPerNode === 1 ? '' : 's'} (${loaded.clusterPreset}${changed})`;
 }
 
 /** Trainable parameters: every ParamSpec except buffers (the gate biases). */

@@ -6,9 +6,10 @@ import { basename, extname } from 'node:path';
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type * as z from 'zod';
 import { MoemuError, moemuError } from '../errors.js';
+import type { ClusterPreset } from '../fabric/cluster-config.js';
 import type { ModelPreset } from '../model/config.js';
 import {
-  MODEL_PRESET_DEFAULT, NAME_LENGTH_MAX, SCENARIO_KEYS, scenarioSchema,
+  CLUSTER_PRESET_DEFAULT, MODEL_PRESET_DEFAULT, NAME_LENGTH_MAX, SCENARIO_KEYS, scenarioSchema,
   type ModelInput, type Scenario, type ScenarioInput,
 } from './schema.js';
 
@@ -51,6 +52,8 @@ export interface LoadedScenario {
   scenario: Scenario;
   preset: ModelPreset;
   overrides: string[];   // model fields the file sets on top of the preset
+  clusterPreset: ClusterPreset;
+  clusterOverrides: string[];   // cluster fields the file sets on top of the preset and defaults (`gpu.commSms`)
 }
 
 /** Parses scenario YAML; `file` names it in messages and gives the default run name. Throws ScenarioError. */
@@ -91,7 +94,10 @@ export function parseScenarioSource(text: string, file: string): LoadedScenario 
   return resolveScenario(raw, { file, defaultName: nameFromFile(file), doc, lines });
 }
 
-/** A scenario from a model preset and optional overrides (`moemu reference --preset tiny`), checked like a file. */
+/**
+ * A scenario from a model preset and optional overrides (`moemu reference --preset tiny`), checked like a file.
+ * `overrides.cluster` is a cluster section as in a file (`{ preset: 'h800', nodes: 2 }`).
+ */
 export function scenarioFromPreset(preset: ModelPreset, overrides: ScenarioOverrides = {}): Scenario {
   const raw = { ...overrides, model: { ...overrides.model, preset } };
   return resolveScenario(raw, { file: `preset ${preset}`, defaultName: preset }).scenario;
@@ -114,10 +120,14 @@ export function resolveScenario(raw: unknown, source: Source): LoadedScenario {
     throw new ScenarioError('MOEMU_ERR_SCENARIO', source.file, problems);
   }
   const model = isMapping(raw) && isMapping(raw.model) ? raw.model : {};
+  const cluster = isMapping(raw) && isMapping(raw.cluster) ? raw.cluster : {};
   return {
     scenario: result.data,
     preset: (model.preset ?? MODEL_PRESET_DEFAULT) as ModelPreset,
     overrides: Object.keys(model).filter((k) => k !== 'preset'),
+    clusterPreset: (cluster.preset ?? CLUSTER_PRESET_DEFAULT) as ClusterPreset,
+    clusterOverrides: Object.entries(cluster).filter(([k]) => k !== 'preset')
+      .flatMap(([k, v]) => (isMapping(v) ? Object.keys(v).map((field) => `${k}.${field}`) : [k])),
   };
 }
 

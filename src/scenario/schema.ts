@@ -1,8 +1,13 @@
 // The scenario schema: the single source of the scenario's fields, types, ranges and defaults (docs/scenarios.md).
-// Types come from `z.infer`; model defaults come from one preset of MODEL_PRESETS (src/model/config.ts) with the
-// file's overrides spread on top; unknown keys are rejected everywhere. Every message names the expected type,
+// Types come from `z.infer`; model defaults come from one preset of MODEL_PRESETS (src/model/config.ts) and cluster
+// defaults from one of CLUSTER_PRESETS plus RUNTIME_DEFAULTS (src/fabric/cluster-config.ts), with the file's
+// overrides spread on top; unknown keys are rejected everywhere. Every message names the expected type,
 // range or accepted values, so src/scenario/load.ts only has to put the YAML path in front of it.
 import * as z from 'zod';
+import {
+  CLUSTER_PRESETS, RUNTIME_DEFAULTS,
+  type ClusterConfig, type ClusterPreset, type GpuConfig, type LinkConfig, type RuntimeConfig,
+} from '../fabric/cluster-config.js';
 import { MODEL_PRESET_NAMES, MODEL_PRESETS, modelConfigProblems, type ModelConfig } from '../model/config.js';
 import { CORPUS_BYTES_DEFAULT } from '../model/corpus.js';
 import { PRECISIONS } from '../model/numerics.js';
@@ -35,7 +40,12 @@ const mustBe = (expected: string) => (issue: { input?: unknown }) => `must be ${
 function integer(range: { min: number; max?: number }) {
   const expected = range.max === undefined ? `an integer ≥ ${range.min}` : `an integer in ${range.min} .. ${range.max}`;
   const error = mustBe(expected);
-  const base = z.number({ error }).int({ error }).min(range.min, { error });
+  // zod's int() also refuses integers past 2^53 − 1 (not exact in a double): say so rather than repeat the range.
+  const intError = range.max === undefined
+    ? (issue: { code?: string; input?: unknown }) => (issue.code === 'too_big'
+      ? mustBe(`${expected} and ≤ ${Number.MAX_SAFE_INTEGER} (exact in a double)`)(issue) : error(issue))
+    : error;
+  const base = z.number({ error }).int({ error: intError }).min(range.min, { error });
   return range.max === undefined ? base : base.max(range.max, { error });
 }
 
@@ -167,6 +177,105 @@ export const trainingSchema = trainingInputSchema
     need(t.warmupSteps <= t.steps, 'warmupSteps', `must be ≤ steps (${t.steps}), got ${t.warmupSteps}`);
   });
 
+// ---- cluster ----------------------------------------------------------------------------------------------------
+
+export const CLUSTER_PRESET_DEFAULT: ClusterPreset = 'scaled';
+export const CLUSTER_PRESET_NAMES = Object.keys(CLUSTER_PRESETS) as [ClusterPreset, ...ClusterPreset[]];
+/** A node process runs one worker thread per GPU: a bound far above the 8 GPUs per node of FACTS §2. */
+export const GPUS_PER_NODE_MAX = 64;
+/** Lower bounds that keep a typo (a missing zero) from failing every run: a loaded host's scheduling delays alone
+ *  can exceed a few ms, and ordinary control messages and token batches need room. */
+export const WATCHDOG_MS_MIN = 100;
+export const HEARTBEAT_MS_MIN = 10;
+export const FRAME_BYTES_MIN = 65_536;
+/** The longest DNS name; an IP address is shorter. */
+export const HOST_LENGTH_MAX = 253;
+
+/** A rate per second: an integer, so virtual time computes exact integer picoseconds (DESIGN.md "Virtual time"). */
+const rate = () => integer({ min: 1 }).optional();
+
+const gpuFields = {
+  flopsPerS: rate(),
+  hbmBytes: integer({ min: 1 }).optional(),
+  hbmBytesPerS: rate(),
+  sms: integer({ min: 1 }).optional(),
+  commSms: integer({ min: 0 }).optional(),
+} satisfies Record<keyof GpuConfig, z.ZodType>;
+
+const linkFields = {
+  egressBytesPerS: rate(),
+  ingressBytesPerS: rate(),
+  latencyNs: real({ min: 0 }).optional(),   // any number: virtual time rounds it up to a whole picosecond
+} satisfies Record<keyof LinkConfig, z.ZodType>;
+
+const linkSchema = mapping(linkFields);
+
+const clusterFields = {
+  nodes: integer({ min: 1 }).optional(),
+  gpusPerNode: integer({ min: 1, max: GPUS_PER_NODE_MAX }).optional(),
+  gpu: mapping(gpuFields).optional(),
+  nvlink: linkSchema.optional(),
+  ib: linkSchema.optional(),
+  host: z.string({ error: mustBe('a host name or IP address') })
+    .min(1, { error: mustBe('a host name or IP address, not empty') })
+    .max(HOST_LENGTH_MAX, { error: mustBe(`a host name of at most ${HOST_LENGTH_MAX} characters`) })
+    .optional(),
+  watchdogMs: integer({ min: WATCHDOG_MS_MIN }).optional(),
+  heartbeatMs: integer({ min: HEARTBEAT_MS_MIN }).optional(),
+  frameBytesMax: integer({ min: FRAME_BYTES_MIN }).optional(),
+} satisfies Record<keyof (ClusterConfig & RuntimeConfig), z.ZodType>;
+
+const clusterInputSchema = mapping({
+  preset: oneOf(CLUSTER_PRESET_NAMES).default(CLUSTER_PRESET_DEFAULT),
+  ...clusterFields,
+});
+export type ClusterInput = z.input<typeof clusterInputSchema>;
+type ParsedClusterInput = z.output<typeof clusterInputSchema>;
+
+/** The cluster a scenario runs on: the hardware (ClusterConfig) and how the emulator runs it (RuntimeConfig). */
+export type ScenarioCluster = ClusterConfig & RuntimeConfig;
+
+/** The fields a mapping sets (zod leaves absent optional keys out, but an explicit undefined must not win). */
+function setFields<T extends object>(fields: T | undefined): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(fields ?? {}).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
+
+/** The preset with the file's fields on top, gpu/nvlink/ib merged field by field; runtime fields over RUNTIME_DEFAULTS. */
+export function mergeCluster(input: ParsedClusterInput): ScenarioCluster {
+  const base = CLUSTER_PRESETS[input.preset];
+  const top = setFields(input);
+  return {
+    // Written out in the declared order (ClusterConfig, then RuntimeConfig): metrics.json echoes the config.
+    nodes: top.nodes ?? base.nodes,
+    gpusPerNode: top.gpusPerNode ?? base.gpusPerNode,
+    gpu: { ...base.gpu, ...setFields(input.gpu) },
+    nvlink: { ...base.nvlink, ...setFields(input.nvlink) },
+    ib: { ...base.ib, ...setFields(input.ib) },
+    host: top.host ?? RUNTIME_DEFAULTS.host,
+    watchdogMs: top.watchdogMs ?? RUNTIME_DEFAULTS.watchdogMs,
+    heartbeatMs: top.heartbeatMs ?? RUNTIME_DEFAULTS.heartbeatMs,
+    frameBytesMax: top.frameBytesMax ?? RUNTIME_DEFAULTS.frameBytesMax,
+  };
+}
+
+export const clusterSchema = clusterInputSchema
+  .superRefine((input, ctx) => {
+    const c = mergeCluster(input);
+    // A rule on a field that already has a problem (sms: 0) would only repeat it.
+    const bad = (...path: string[]) => ctx.issues.some((issue) => path.every((key, i) => issue.path?.[i] === key));
+    if (c.gpu.commSms >= c.gpu.sms && !bad('gpu', 'sms') && !bad('gpu', 'commSms')) {
+      const fromPreset = input.gpu?.commSms === undefined ? ` (commSms ${c.gpu.commSms} is the ${input.preset} preset's value)` : '';
+      ctx.addIssue({ code: 'custom', path: ['gpu', 'commSms'],
+        message: `must be < sms (${c.gpu.sms}) so that GEMMs keep sms − commSms SMs, got ${c.gpu.commSms}${fromPreset}` });
+    }
+    if (c.heartbeatMs >= c.watchdogMs && !bad('watchdogMs') && !bad('heartbeatMs')) {
+      const fromDefault = input.heartbeatMs === undefined ? ` (heartbeatMs ${c.heartbeatMs} is the default)` : '';
+      ctx.addIssue({ code: 'custom', path: ['heartbeatMs'],
+        message: `must be < watchdogMs (${c.watchdogMs}) so that a live node is never taken for dead, got ${c.heartbeatMs}${fromDefault}` });
+    }
+  })
+  .transform(mergeCluster);
+
 // ---- the scenario -----------------------------------------------------------------------------------------------
 
 /** The whole scenario. `defaultName` is the name used when the file has none (load.ts: the file's base name). */
@@ -180,6 +289,7 @@ export function scenarioSchema(defaultName: string) {
     precision: oneOf(PRECISIONS).default('fp32'),
     model: modelSchema.prefault({}),
     training: trainingSchema.prefault({}),
+    cluster: clusterSchema.prefault({}),
   }).superRefine((s, ctx) => {
     const width = s.model.seqLen + 2;   // a training window is T + 2 tokens (docs/model.md "Data")
     if (s.training.corpusBytes < width) {
@@ -194,7 +304,8 @@ export type ScenarioInput = z.input<ReturnType<typeof scenarioSchema>>;
 /** The top-level keys, for messages about a file that is not a mapping at all. */
 export const SCENARIO_KEYS: readonly string[] = Object.keys(scenarioSchema('scenario').shape);
 
-// Compile-time proof that a Scenario is exactly TrainerOptions (src/model/trainer.ts) plus its name.
+// Compile-time proof that a Scenario is exactly TrainerOptions (src/model/trainer.ts) plus its name and cluster
+// (the trainer ignores the extra fields, so a Scenario is usable as its options).
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const scenarioIsTrainerOptions: Same<Scenario, TrainerOptions & { name: string }> = true;
+const scenarioIsTrainerOptions: Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster }> = true;
 void scenarioIsTrainerOptions;

@@ -8,7 +8,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clusterSummary } from '../../src/cli/validate.js';
 import { ERROR_CODES, EXIT_CODES } from '../../src/errors.js';
+import { parseScenarioSource } from '../../src/scenario/load.js';
 
 const ROOT = resolve('.');
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -88,6 +90,20 @@ describe('validate: good scenarios', () => {
     expect(run.stderr).toBe('');
     expect(run.stdout).toMatch(/^ok {2}.*default\.yaml: tiny-default — tiny model, [\d,]+ parameters/);
     expect(run.stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('the summary ends with the cluster: the default one, and the 4 × 4 one of cluster-4x4.yaml', () => {
+    const run = moemu('validate', join(ROOT, 'scenarios/default.yaml'), join(ROOT, 'scenarios/cluster-4x4.yaml'));
+    expect(run.code).toBe(EXIT_CODES.ok);
+    const [defaultLine, clusterLine] = run.stdout.trim().split('\n');
+    expect(defaultLine).toMatch(/, 2 nodes × 4 GPUs \(scaled\)$/);
+    expect(clusterLine).toMatch(/cluster-4x4\.yaml: cluster-4x4 — .*, 4 nodes × 4 GPUs \(scaled\)$/);
+  });
+
+  it('the cluster summary names its preset and the other fields the file sets; one node or GPU is singular', () => {
+    const text = 'cluster: {preset: h800, nodes: 1, gpusPerNode: 1, gpu: {commSms: 8}, ib: {latencyNs: 2500}, host: ::1}\n';
+    expect(clusterSummary(parseScenarioSource(text, 'x.yaml'))).toBe('1 node × 1 GPU (h800; gpu.commSms, ib.latencyNs, host)');
+    expect(clusterSummary(parseScenarioSource('cluster: {nodes: 3}\n', 'x.yaml'))).toBe('3 nodes × 4 GPUs (scaled)');
   });
 
   it('one good and one bad file -> the good one is ok on stdout, the bad one on stderr, exit 2', () => {

@@ -1,0 +1,259 @@
+// The coordinator: rendezvous, control and collection only (DESIGN "Processes and threads"). It serves the
+// control endpoint (token checked at the upgrade, loopback unless told otherwise), forks one process per node when
+// asked to, assigns node indices, hands out the IB endpoints, runs programs on every rank and gathers results.
+// It watches every node (process exit, closed connection, missing heartbeats) and fails fast naming the node,
+// its ranks and what they were waiting for.
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { errorFromData, moemuError, MoemuError } from '../errors.js';
+import { rankOf, type ClusterConfig } from '../fabric/cluster-config.js';
+import type { CoordinatorToNode, NodeToCoordinator, RankResult } from './control-protocol.js';
+import { TOKEN_HEADER } from './control-protocol.js';
+
+export interface CoordinatorOptions {
+  cluster: ClusterConfig;
+  host: string;               // control and IB endpoints bind here (default loopback)
+  port: number;               // 0: any free port
+  token?: string;             // generated when not given
+  watchdogMs: number;         // a node silent for this long (or a rank waiting this long) fails the run
+  heartbeatMs: number;
+  frameBytesMax: number;
+  startupTimeoutMs: number;
+  launch: 'fork' | 'none';    // 'none': nodes join by themselves (`moemu node --join`, containers)
+}
+
+interface NodeState {
+  ws: WebSocket;
+  node: number;
+  pid: number;
+  lastSeenMs: number;
+  waiting: { rank: number; waiting: string }[];
+  ibPort?: number;
+  ready: boolean;
+}
+
+const NODE_ENTRY = new URL('./node-entry.js', import.meta.url);
+
+export class Coordinator {
+  readonly token: string;
+  readonly #server: WebSocketServer;
+  readonly #nodes = new Map<number, NodeState>();
+  readonly #children: ChildProcess[] = [];
+  #failure: MoemuError | null = null;
+  #onFailure: ((e: MoemuError) => void)[] = [];
+  #pendingRun: { id: number; results: RankResult[]; nodesDone: number; resolve: (r: RankResult[]) => void } | null = null;
+  #runId = 0;
+  #watchdog: NodeJS.Timeout | undefined;
+  #closing = false;
+
+  private constructor(readonly options: CoordinatorOptions, server: WebSocketServer, token: string) {
+    this.#server = server;
+    this.token = token;
+  }
+
+  static async start(options: CoordinatorOptions): Promise<Coordinator> {
+    const token = options.token ?? randomBytes(16).toString('hex');
+    const server = new WebSocketServer({ host: options.host, port: options.port, perMessageDeflate: false,
+      maxPayload: options.frameBytesMax, clientTracking: true,
+      verifyClient: (info: { req: IncomingMessage }) => info.req.headers[TOKEN_HEADER] === token });
+    await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+    const c = new Coordinator(options, server, token);
+    server.on('connection', (ws) => c.#accept(ws));
+    try {
+      if (options.launch === 'fork') c.#forkNodes();
+      await c.#rendezvous();
+    } catch (error) {
+      await c.shutdown();
+      throw error;
+    }
+    return c;
+  }
+
+  get url(): string {
+    const address = this.#server.address();
+    const port = typeof address === 'object' && address ? address.port : this.options.port;
+    return `ws://${this.options.host}:${port}`;
+  }
+
+  get childPids(): number[] {
+    return this.#children.map((c) => c.pid!).filter((pid) => pid !== undefined);
+  }
+
+  /** Runs a program on every rank; results in rank order. Rejects with the first failure anywhere. */
+  run(program: unknown): Promise<RankResult[]> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const id = this.#runId++;
+    return this.#orFail(new Promise<RankResult[]>((resolve) => {
+      this.#pendingRun = { id, results: [], nodesDone: 0, resolve };
+      this.#broadcast({ type: 'run', id, program });
+    }));
+  }
+
+  /** Asks every node to stop, waits for the processes (bounded), then kills what is left. Idempotent. */
+  async shutdown(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    clearInterval(this.#watchdog);
+    this.#broadcast({ type: 'shutdown' });
+    await Promise.all(this.#children.map((child) => waitForExit(child, 5000)));
+    for (const ws of this.#server.clients) ws.terminate();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #forkNodes(): void {
+    for (let node = 0; node < this.options.cluster.nodes; node++) {
+      const child = fork(NODE_ENTRY, ['--join', this.url, '--node', String(node)], {
+        env: { ...process.env, MOEMU_TOKEN: this.token }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      child.on('exit', (code, signal) => this.#nodeExited(node, child.pid ?? -1, code, signal));
+      this.#children.push(child);
+    }
+  }
+
+  #accept(ws: WebSocket): void {
+    ws.on('message', (data) => {
+      let m: NodeToCoordinator;
+      try {
+        m = JSON.parse(String(data)) as NodeToCoordinator;
+      } catch {
+        console.error('moemu coordinator: refused a malformed control message');
+        return;
+      }
+      this.#onMessage(ws, m);
+    });
+    ws.on('close', () => {
+      const state = [...this.#nodes.values()].find((n) => n.ws === ws);
+      if (state && !this.#closing) this.#fail(this.#lostError(state.node, 'closed its control connection'));
+    });
+  }
+
+  #onMessage(ws: WebSocket, m: NodeToCoordinator): void {
+    const now = Date.now();
+    if (m.type === 'hello') return this.#onHello(ws, m.pid, m.node);
+    const state = this.#nodes.get(m.node);
+    if (!state || state.ws !== ws) return;
+    state.lastSeenMs = now;
+    switch (m.type) {
+      case 'ib-ready': state.ibPort = m.port; return this.#maybeSendPeers();
+      case 'ready': state.ready = true; return this.#maybeReady();
+      case 'heartbeat': state.waiting = m.waiting; return;
+      case 'result': return this.#onResult(m.id, m.ranks);
+      case 'error': return this.#fail(errorFromData(m.error));
+    }
+  }
+
+  #onHello(ws: WebSocket, pid: number, asked: number | null): void {
+    const node = asked ?? this.#nodes.size;
+    if (node >= this.options.cluster.nodes || this.#nodes.has(node)) {
+      console.error(`moemu coordinator: refused node ${node} (pid ${pid}): the cluster has ${this.options.cluster.nodes} nodes`);
+      ws.close();
+      return;
+    }
+    this.#nodes.set(node, { ws, node, pid, lastSeenMs: Date.now(), waiting: [], ready: false });
+    const { cluster, watchdogMs, heartbeatMs, frameBytesMax, host } = this.options;
+    this.#sendTo(node, { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, host } });
+  }
+
+  #rendezvousDone: (() => void) | null = null;
+
+  #rendezvous(): Promise<void> {
+    const { startupTimeoutMs } = this.options;
+    let timer: NodeJS.Timeout | undefined;
+    const ready = new Promise<void>((resolve, reject) => {
+      this.#rendezvousDone = resolve;
+      timer = setTimeout(() => reject(moemuError('MOEMU_ERR_WATCHDOG',
+        `only ${[...this.#nodes.values()].filter((n) => n.ready).length} of ${this.options.cluster.nodes} nodes were ready after ${startupTimeoutMs} ms`)), startupTimeoutMs);
+    });
+    return this.#orFail(ready).finally(() => clearTimeout(timer)).then(() => {
+      this.#watchdog = setInterval(() => this.#checkHeartbeats(), this.options.heartbeatMs);
+    });
+  }
+
+  #maybeSendPeers(): void {
+    const states = [...this.#nodes.values()];
+    if (states.length < this.options.cluster.nodes || states.some((s) => s.ibPort === undefined)) return;
+    const ibUrls = Array.from({ length: this.options.cluster.nodes }, (_, n) => `ws://${this.options.host}:${this.#nodes.get(n)!.ibPort}`);
+    this.#broadcast({ type: 'peers', ibUrls });
+  }
+
+  #maybeReady(): void {
+    const states = [...this.#nodes.values()];
+    if (states.length === this.options.cluster.nodes && states.every((s) => s.ready)) this.#rendezvousDone?.();
+  }
+
+  #onResult(id: number, ranks: RankResult[]): void {
+    const run = this.#pendingRun;
+    if (!run || run.id !== id) return;
+    run.results.push(...ranks);
+    run.nodesDone += 1;
+    if (run.nodesDone < this.options.cluster.nodes) return;
+    this.#pendingRun = null;
+    run.resolve(run.results.sort((a, b) => a.rank - b.rank));
+  }
+
+  #checkHeartbeats(): void {
+    const now = Date.now();
+    for (const state of this.#nodes.values()) {
+      if (now - state.lastSeenMs > this.options.watchdogMs) {
+        this.#fail(moemuError('MOEMU_ERR_WATCHDOG', `node ${state.node} (${this.#ranksOf(state.node)}, pid ${state.pid}) ` +
+          `sent nothing for ${now - state.lastSeenMs} ms${this.#waitingText(state)}`, { node: state.node }));
+      }
+    }
+  }
+
+  #nodeExited(node: number, pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.#closing) return;
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    this.#fail(this.#lostError(node, `(pid ${pid}) ${how}`));
+  }
+
+  #lostError(node: number, what: string): MoemuError {
+    const state = this.#nodes.get(node);
+    return moemuError('MOEMU_ERR_PEER_LOST', `node ${node} (${this.#ranksOf(node)}) ${what}${state ? this.#waitingText(state) : ''}`, { node });
+  }
+
+  #ranksOf(node: number): string {
+    const G = this.options.cluster.gpusPerNode;
+    return `ranks ${rankOf(this.options.cluster, node, 0)}–${rankOf(this.options.cluster, node, G - 1)}`;
+  }
+
+  #waitingText(state: NodeState): string {
+    if (state.waiting.length === 0) return '';
+    return `; last seen waiting: ${state.waiting.map((w) => `rank ${w.rank} in ${w.waiting}`).join('; ')}`;
+  }
+
+  #fail(error: MoemuError): void {
+    if (this.#failure || this.#closing) return;
+    this.#failure = error;
+    for (const f of this.#onFailure) f(error);
+  }
+
+  /** The promise, or the first failure of the cluster, whichever comes first. */
+  #orFail<T>(p: Promise<T>): Promise<T> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    return new Promise<T>((resolve, reject) => {
+      const onFailure = (e: MoemuError) => reject(e);
+      this.#onFailure.push(onFailure);
+      p.then(resolve, reject).finally(() => { this.#onFailure = this.#onFailure.filter((f) => f !== onFailure); });
+    });
+  }
+
+  #broadcast(m: CoordinatorToNode): void {
+    for (const node of this.#nodes.keys()) this.#sendTo(node, m);
+  }
+
+  #sendTo(node: number, m: CoordinatorToNode): void {
+    const ws = this.#nodes.get(node)?.ws;
+    if (ws && ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+  }
+}
+
+function waitForExit(child: ChildProcess, timeoutMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); }, timeoutMs);
+    child.once('exit', () => { clearTimeout(timer); resolve(); });
+  });
+}

@@ -1,0 +1,203 @@
+// A node process: hosts its G GPU ranks as worker threads (a piscina pool of exactly G threads, one long task
+// per rank), its IB endpoint (receiving from every other node) and one IB client per other node (sending), and
+// relays between them. It joins a coordinator over the control connection and exits when the coordinator says
+// so or disappears, so no node outlives its cluster.
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import WebSocket from 'ws';
+import { EXIT_CODES } from '../errors.js';
+import { BufferPool } from '../fabric/buffer-pool.js';
+import { gpuOf, rankOf, worldSize, nodeOf } from '../fabric/cluster-config.js';
+import { IbClient, IbServer, type IbHeader } from '../fabric/ib-endpoint.js';
+import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage } from '../fabric/protocol.js';
+import type { CoordinatorToNode, NodeAssignment, NodeToCoordinator, RankResult } from './control-protocol.js';
+import { TOKEN_HEADER } from './control-protocol.js';
+import { serializeError, type GpuInit } from './gpu-worker.js';
+
+export interface NodeOptions {
+  joinUrl: string;
+  token: string;
+  node: number | null;        // the index a launcher asks for (local fork), or null: the coordinator assigns one
+  poolBytesMax: number;
+  connectTimeoutMs: number;
+}
+
+const GPU_WORKER = new URL('./gpu-worker.js', import.meta.url).href;
+
+export async function runNode(options: NodeOptions): Promise<number> {
+  const control = await connectControl(options);
+  return new Promise((resolve) => new NodeProcess(options, control, resolve));
+}
+
+function connectControl(options: NodeOptions): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(options.joinUrl, { headers: { [TOKEN_HEADER]: options.token }, perMessageDeflate: false,
+      handshakeTimeout: options.connectTimeoutMs, maxPayload: 64 << 20 });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`coordinator refused the connection: HTTP ${res.statusCode}`)));
+  });
+}
+
+class NodeProcess {
+  #assignment: NodeAssignment | null = null;
+  #ibServer: IbServer | null = null;
+  readonly #ibClients = new Map<number, IbClient>();
+  #pool: Piscina | null = null;
+  #tasks: Promise<unknown>[] = [];
+  readonly #gpuPorts: MessagePort[] = [];
+  readonly #deliveryPools: BufferPool[] = [];
+  readonly #waiting = new Map<number, string>();
+  #results: RankResult[] = [];
+  #runId = -1;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #closing = false;
+
+  constructor(private readonly options: NodeOptions, private readonly control: WebSocket, private readonly exit: (code: number) => void) {
+    control.on('message', (data) => void this.#onControl(JSON.parse(String(data)) as CoordinatorToNode).catch((e) => this.#fail(e)));
+    // The coordinator gone without a shutdown: this node must not outlive its cluster.
+    control.on('close', () => void this.#shutdown(EXIT_CODES.faultNotRecovered));
+    this.#send({ type: 'hello', pid: process.pid, node: options.node });
+  }
+
+  get #node(): number {
+    return this.#assignment!.node;
+  }
+
+  async #onControl(m: CoordinatorToNode): Promise<void> {
+    switch (m.type) {
+      case 'assign': return this.#onAssign(m.assignment);
+      case 'peers': return this.#onPeers(m.ibUrls);
+      case 'run': return this.#onRun(m.id, m.program);
+      case 'shutdown': return this.#shutdown(EXIT_CODES.ok);
+    }
+  }
+
+  async #onAssign(a: NodeAssignment): Promise<void> {
+    this.#assignment = a;
+    const local = (rank: number) => nodeOf(a.cluster, rank) === a.node;
+    this.#ibServer = await IbServer.listen({
+      host: a.host, port: 0, token: this.options.token, frameBytesMax: a.frameBytesMax,
+      knownRank: (rank) => Number.isInteger(rank) && rank >= 0 && rank < worldSize(a.cluster),
+      localRank: local,
+      onMessage: (header, payload) => this.#onIbMessage(header, payload),
+      onReject: (reason, detail) => console.error(`moemu node ${a.node}: refused an IB frame (${reason}): ${detail}`),
+    });
+    this.#heartbeat = setInterval(() => this.#send({ type: 'heartbeat', node: a.node,
+      waiting: [...this.#waiting].map(([rank, waiting]) => ({ rank, waiting })) }), a.heartbeatMs);
+    this.#send({ type: 'ib-ready', node: a.node, port: this.#ibServer.port });
+  }
+
+  async #onPeers(ibUrls: string[]): Promise<void> {
+    const a = this.#assignment!;
+    for (let n = 0; n < ibUrls.length; n++) {
+      if (n === a.node) continue;
+      this.#ibClients.set(n, await IbClient.connect(ibUrls[n], this.options.token, { frameBytesMax: a.frameBytesMax }));
+    }
+    this.#startGpus(a);
+    this.#send({ type: 'ready', node: a.node });
+  }
+
+  #startGpus(a: NodeAssignment): void {
+    const G = a.cluster.gpusPerNode;
+    this.#pool = new Piscina({ filename: GPU_WORKER, minThreads: G, maxThreads: G, concurrentTasksPerWorker: 1,
+      idleTimeout: 2 ** 31 - 1, maxQueue: 0 });
+    const peers: (MessagePort | null)[][] = Array.from({ length: G }, () => new Array<MessagePort | null>(G).fill(null));
+    for (let i = 0; i < G; i++) {
+      for (let j = i + 1; j < G; j++) {
+        const { port1, port2 } = new MessageChannel();
+        peers[i][j] = port1;
+        peers[j][i] = port2;
+      }
+    }
+    for (let gpu = 0; gpu < G; gpu++) {
+      const { port1, port2 } = new MessageChannel();
+      this.#gpuPorts.push(port1);
+      this.#deliveryPools.push(new BufferPool({ bytesMax: this.options.poolBytesMax, name: `node ${a.node} IB deliveries to gpu ${gpu}` }));
+      port1.on('message', (m: GpuToNode) => this.#onGpu(gpu, m));
+      const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs,
+        poolBytesMax: this.options.poolBytesMax, nodePort: port2, peerPorts: peers[gpu] };
+      const transferList = [port2, ...peers[gpu].filter((p): p is MessagePort => p !== null)];
+      this.#tasks.push(this.#pool.run(init, { transferList }).catch((e) => this.#fail(e, rankOf(a.cluster, a.node, gpu))));
+    }
+  }
+
+  #onGpu(gpu: number, m: GpuToNode): void {
+    switch (m.kind) {
+      case 'ib-send': return this.#forwardIb(gpu, m.header, m.buffer);
+      case 'return': return this.#deliveryPools[gpu].release(m.buffer);
+      case 'status': {
+        if (m.waiting === null) this.#waiting.delete(m.rank);
+        else this.#waiting.set(m.rank, m.waiting);
+        return;
+      }
+      case 'result': return this.#onResult(m.rank, m.result);
+      case 'error': {
+        this.#send({ type: 'error', node: this.#node, rank: m.rank, error: m.error });
+        return;
+      }
+    }
+  }
+
+  /** GPU -> IB: the buffer goes back to the GPU's pool once the socket has taken the bytes. */
+  #forwardIb(gpu: number, h: FabricHeader, buffer: ArrayBuffer): void {
+    const client = this.#ibClients.get(nodeOf(this.#assignment!.cluster, h.dst))!;
+    const meta = { seq: h.seq, metadataBytes: h.metadataBytes };
+    client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs, meta },
+      new Uint8Array(buffer, 0, h.bytes), () => {
+        this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
+      });
+  }
+
+  /** IB -> GPU: one copy from the socket's bytes into a pooled buffer that is transferred to the GPU thread. */
+  #onIbMessage(h: IbHeader, payload: Uint8Array): void {
+    const gpu = gpuOf(this.#assignment!.cluster, h.dst);
+    const buffer = this.#deliveryPools[gpu].acquire(payload.byteLength);
+    new Uint8Array(buffer, 0, payload.byteLength).set(payload);
+    const meta = h.meta ?? {};
+    const header: FabricHeader = { src: h.src, dst: h.dst, tag: h.tag, seq: Number(meta.seq), bytes: h.bytes,
+      metadataBytes: Number(meta.metadataBytes ?? 0), outPs: h.outPs, egressEndPs: h.egressEndPs };
+    this.#gpuPorts[gpu].postMessage({ kind: 'data', header, buffer } satisfies PeerMessage, [buffer]);
+  }
+
+  #onRun(id: number, program: unknown): void {
+    this.#runId = id;
+    this.#results = [];
+    for (const port of this.#gpuPorts) port.postMessage({ kind: 'run', program } satisfies NodeToGpu);
+  }
+
+  #onResult(rank: number, result: unknown): void {
+    this.#results.push({ rank, result });
+    if (this.#results.length < this.#gpuPorts.length) return;
+    const ranks = [...this.#results].sort((a, b) => a.rank - b.rank);
+    this.#send({ type: 'result', node: this.#node, id: this.#runId, ranks });
+  }
+
+  #fail(error: unknown, rank: number | null = null): void {
+    if (this.#closing) return;
+    this.#send({ type: 'error', node: this.#assignment?.node ?? -1, rank, error: serializeError(error, rank) });
+  }
+
+  #send(m: NodeToCoordinator): void {
+    if (this.control.readyState === WebSocket.OPEN) this.control.send(JSON.stringify(m));
+  }
+
+  async #shutdown(code: number): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    clearInterval(this.#heartbeat);
+    for (const port of this.#gpuPorts) port.postMessage({ kind: 'shutdown' } satisfies NodeToGpu);
+    await withTimeout(Promise.allSettled(this.#tasks), 5000);
+    await this.#pool?.destroy().catch(() => undefined);
+    await Promise.allSettled([...this.#ibClients.values()].map((c) => c.close()));
+    await this.#ibServer?.close().catch(() => undefined);
+    this.control.close();
+    this.exit(code);
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms); });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
