@@ -28,6 +28,7 @@ class GpuRank {
   readonly #pool: BufferPool;
   readonly #fabric: RankFabric;
   #running: Promise<void> = Promise.resolve();
+  #closed = false;
 
   constructor(private readonly init: GpuInit, private readonly done: () => void) {
     this.#pool = new BufferPool({ bytesMax: init.poolBytesMax, name: `rank ${init.rank} send pool` });
@@ -72,10 +73,7 @@ class GpuRank {
         this.#running = this.#running.then(() => this.#run(m.program));
         return;
       }
-      case 'shutdown': {
-        void this.#running.then(() => this.#close());
-        return;
-      }
+      case 'shutdown': return this.#close();   // a program still waiting (on a dead peer) is abandoned
     }
   }
 
@@ -96,6 +94,8 @@ class GpuRank {
   }
 
   #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     this.init.peerPorts.forEach((p) => p?.close());
     this.init.nodePort.close();
     this.done();

@@ -92,7 +92,9 @@ class NodeProcess {
     const a = this.#assignment!;
     for (let n = 0; n < ibUrls.length; n++) {
       if (n === a.node) continue;
-      this.#ibClients.set(n, await IbClient.connect(ibUrls[n], this.options.token, { frameBytesMax: a.frameBytesMax }));
+      // Each GPU's send pool bounds the bytes it can have in flight, so the socket queue needs no other bound.
+      this.#ibClients.set(n, await IbClient.connect(ibUrls[n], this.options.token, { frameBytesMax: a.frameBytesMax,
+        bufferedBytesMax: this.options.poolBytesMax * a.cluster.gpusPerNode, link: `ib n${a.node}->n${n}` }));
     }
     this.#startGpus(a);
     this.#send({ type: 'ready', node: a.node });
@@ -143,10 +145,14 @@ class NodeProcess {
   #forwardIb(gpu: number, h: FabricHeader, buffer: ArrayBuffer): void {
     const client = this.#ibClients.get(nodeOf(this.#assignment!.cluster, h.dst))!;
     const meta = { seq: h.seq, metadataBytes: h.metadataBytes };
-    client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs, meta },
-      new Uint8Array(buffer, 0, h.bytes), () => {
-        this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
-      });
+    const giveBack = () => this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
+    try {
+      client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs, meta },
+        new Uint8Array(buffer, 0, h.bytes), giveBack);
+    } catch (error) {   // the link is gone: the coordinator hears it from here (and from the watchdog)
+      giveBack();
+      this.#fail(error, h.src);
+    }
   }
 
   /** IB -> GPU: one copy from the socket's bytes into a pooled buffer that is transferred to the GPU thread. */
