@@ -20,7 +20,8 @@ export type CollectiveStep =
   | { op: 'p2p'; transfers: { source: number; target: number; bytes: number }[] }
   | { op: 'barrier' }
   | { op: 'compute'; matmulFlops: number; bytes: number }
-  | { op: 'alloc'; kind: HbmKind; label: string; bytes: number };
+  | { op: 'alloc'; kind: HbmKind; label: string; bytes: number }
+  | { op: 'hang'; rank: number; ms: number };            // a rank that stops responding (watchdog tests)
 
 export interface CollectiveProgram { kind: 'collectives'; seed: number; steps: CollectiveStep[] }
 
@@ -82,6 +83,9 @@ async function runStep(fabric: RankFabric, world: Group, p2p: P2p, seed: number,
       return;
     case 'alloc':
       fabric.hbm.alloc(step.kind, step.label, step.bytes);
+      return;
+    case 'hang':
+      if (me === step.rank) await new Promise((resolve) => setTimeout(resolve, step.ms));
       return;
     default:
       throw moemuError('MOEMU_ERR_CONFIG', `unknown collective step ${JSON.stringify(step)}`, { step: s, rank: me });

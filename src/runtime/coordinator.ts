@@ -114,14 +114,21 @@ export class Coordinator {
 
   #accept(ws: WebSocket): void {
     ws.on('message', (data) => {
-      let m: NodeToCoordinator;
+      let m: unknown;
       try {
-        m = JSON.parse(String(data)) as NodeToCoordinator;
+        m = JSON.parse(String(data));
       } catch {
+        m = null;
+      }
+      if (!isControlMessage(m)) {
         console.error('moemu coordinator: refused a malformed control message');
         return;
       }
-      this.#onMessage(ws, m);
+      try {
+        this.#onMessage(ws, m);
+      } catch (error) {   // a field of the wrong shape deeper inside: refuse the message, keep the cluster
+        console.error(`moemu coordinator: refused a malformed ${m.type} message: ${(error as Error).message}`);
+      }
     });
     ws.on('close', () => {
       const state = [...this.#nodes.values()].find((n) => n.ws === ws);
@@ -248,6 +255,17 @@ export class Coordinator {
     const ws = this.#nodes.get(node)?.ws;
     if (ws && ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
   }
+}
+
+const NODE_MESSAGE_TYPES = new Set(['hello', 'ib-ready', 'ready', 'heartbeat', 'result', 'error']);
+
+/** Shape check at the boundary: an object with a known type and an integer node (hello: a pid). */
+function isControlMessage(m: unknown): m is NodeToCoordinator {
+  if (typeof m !== 'object' || m === null) return false;
+  const { type, node, pid } = m as Record<string, unknown>;
+  if (typeof type !== 'string' || !NODE_MESSAGE_TYPES.has(type)) return false;
+  if (type === 'hello') return Number.isInteger(pid) && (node === null || Number.isInteger(node));
+  return Number.isInteger(node);
 }
 
 function waitForExit(child: ChildProcess, timeoutMs: number): Promise<void> {

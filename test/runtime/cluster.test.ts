@@ -152,6 +152,46 @@ describe('cluster: failures', () => {
     expect(Date.now() - started).toBeLessThan(3000);
   }, 60_000);
 
+  it('a rank that stops responding: the ranks waiting for it report it, naming what they waited for', async () => {
+    const c = await start(cluster(2, 2), 1500);
+    const started = Date.now();
+    await expect(run(c, { kind: 'collectives', seed: 1, steps: [{ op: 'hang', rank: 3, ms: 20_000 }, { op: 'barrier' }] }))
+      .rejects.toMatchObject({ code: 'MOEMU_ERR_WATCHDOG', message: expect.stringMatching(/in barrier for messages from rank 3/) });
+    expect(Date.now() - started).toBeLessThan(1500 + 2000);
+  }, 60_000);
+
+  it('a node process that stops (SIGSTOP): the coordinator names the node after the watchdog time', async () => {
+    const c = await start(cluster(2, 1), 1500);
+    const victim = c.childPids[1];
+    const running = run(c, { kind: 'collectives', seed: 1, steps: [{ op: 'hang', rank: 0, ms: 500 }, { op: 'barrier' }] });
+    process.kill(victim, 'SIGSTOP');
+    try {
+      await expect(running).rejects.toMatchObject({ code: 'MOEMU_ERR_WATCHDOG', context: { node: 1 } });
+    } finally {
+      process.kill(victim, 'SIGCONT');
+    }
+  }, 60_000);
+
+  it('the control endpoint refuses a wrong or missing token and survives malformed messages', async () => {
+    const c = await start(cluster(1, 1));
+    const { default: WebSocket } = await import('ws');
+    for (const headers of [{}, { 'x-moemu-token': 'wrong' }]) {
+      const status = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(c.url, { headers });
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => { ws.close(); resolve(101); });
+        ws.on('error', () => undefined);
+      });
+      expect(status).toBe(401);
+    }
+    const ws = new WebSocket(c.url, { headers: { 'x-moemu-token': c.token } });
+    await new Promise((resolve) => ws.on('open', resolve));
+    for (const junk of ['{', 'null', '{"type":"result","node":99}', Buffer.from([0, 1, 2, 255])]) ws.send(junk);
+    ws.close();
+    const results = await run(c, { kind: 'collectives', seed: 1, steps: [{ op: 'barrier' }] });
+    expect(results).toHaveLength(1);
+  }, 60_000);
+
   it('an allocation past a GPU\'s HBM capacity fails with the out-of-memory error naming the rank', async () => {
     const c = await start(cluster(1, 2, 1 << 20));
     await expect(run(c, { kind: 'collectives', seed: 1, steps: [
