@@ -1,10 +1,14 @@
 // `npm run bench`: benchmarks (never timed tests). Each figure is printed next to the limit it is judged
 // against, measured in the same run (../shared/MEASUREMENTS.md: figures drift between runs on shared machines).
+import { benchFabric } from './fabric.js';
 import { benchMatmul } from './matmul.js';
 import { benchTrainer } from './trainer.js';
 
 async function main(): Promise<void> {
-  for (const line of await benchMatmul()) console.log(line);
+  const only = process.argv[2];   // `npm run bench -- fabric` runs one group
+  if (!only || only === 'matmul') for (const line of await benchMatmul()) console.log(line);
+  if (!only || only === 'fabric') for (const line of await benchFabric()) console.log(line);
+  if (only && only !== 'trainer') return;
   for (const line of benchTrainer()) console.log(line);
 }
 

@@ -21,7 +21,11 @@ export type CollectiveStep =
   | { op: 'barrier' }
   | { op: 'compute'; matmulFlops: number; bytes: number }
   | { op: 'alloc'; kind: HbmKind; label: string; bytes: number }
-  | { op: 'hang'; rank: number; ms: number };            // a rank that stops responding (watchdog tests)
+  | { op: 'hang'; rank: number; ms: number }             // a rank that stops responding (watchdog tests)
+  // Benchmarks of the emulator's own speed (wall clock, never in metrics): `count` messages source -> target,
+  // and `count` round trips between a and b.
+  | { op: 'stream'; source: number; target: number; bytes: number; count: number }
+  | { op: 'ping-pong'; a: number; b: number; bytes: number; count: number };
 
 export interface CollectiveProgram { kind: 'collectives'; seed: number; steps: CollectiveStep[] }
 
@@ -33,13 +37,14 @@ export interface CollectiveResult {
   allReduce: string[];        // hex of each all-reduce result, for bit-exactness checks
   hbmPeakBytes: number;
   unclaimed: number;          // messages that arrived but were never received (must be 0)
+  wallMs: number[];           // per 'stream' / 'ping-pong' step on its receiving side: the emulator's own speed
 }
 
 export async function runCollectiveProgram(fabric: RankFabric, program: CollectiveProgram): Promise<CollectiveResult> {
   const world = new Group(fabric, Array.from({ length: worldSize(fabric.cluster) }, (_, r) => r), 'world');
   const p2p = new P2p(fabric);
   const result: CollectiveResult = { rank: fabric.rank, records: [], bytesChecked: 0, mismatches: [], allReduce: [],
-    hbmPeakBytes: 0, unclaimed: 0 };
+    hbmPeakBytes: 0, unclaimed: 0, wallMs: [] };
   for (let s = 0; s < program.steps.length; s++) {
     fabric.clock.setStep(s);
     await runStep(fabric, world, p2p, program.seed, s, program.steps[s], result);
@@ -87,9 +92,37 @@ async function runStep(fabric: RankFabric, world: Group, p2p: P2p, seed: number,
     case 'hang':
       if (me === step.rank) await new Promise((resolve) => setTimeout(resolve, step.ms));
       return;
+    case 'stream':
+      return stream(p2p, me, step, result);
+    case 'ping-pong':
+      return pingPong(p2p, me, step, result);
     default:
       throw moemuError('MOEMU_ERR_CONFIG', `unknown collective step ${JSON.stringify(step)}`, { step: s, rank: me });
   }
+}
+
+async function stream(p2p: P2p, me: number, step: Extract<CollectiveStep, { op: 'stream' }>, result: CollectiveResult): Promise<void> {
+  const data = new Uint8Array(step.bytes);
+  if (me === step.source) {
+    for (let i = 0; i < step.count; i++) await p2p.batch('stream', [{ target: step.target, payload: data }], []);
+  } else if (me === step.target) {
+    const started = performance.now();
+    for (let i = 0; i < step.count; i++) (await p2p.batch('stream', [], [step.source])).received[0].release();
+    result.wallMs.push(performance.now() - started);
+  }
+}
+
+async function pingPong(p2p: P2p, me: number, step: Extract<CollectiveStep, { op: 'ping-pong' }>, result: CollectiveResult): Promise<void> {
+  const data = new Uint8Array(step.bytes);
+  const peer = me === step.a ? step.b : step.a;
+  if (me !== step.a && me !== step.b) return;
+  const started = performance.now();
+  for (let i = 0; i < step.count; i++) {
+    if (me === step.a) await p2p.batch('ping', [{ target: peer, payload: data }], []);
+    (await p2p.batch('pong', [], [peer])).received[0].release();
+    if (me === step.b) await p2p.batch('ping', [{ target: peer, payload: data }], []);
+  }
+  if (me === step.a) result.wallMs.push(performance.now() - started);
 }
 
 /** The bytes `src` sends `dst` at step s: a function of the seed only, so the receiver can check them. */

@@ -292,8 +292,9 @@ describe('IbServer / IbClient: peers that go away', () => {
   it('survives a peer vanishing mid-message and mid-stream', async () => {
     const h = await startServer();
     const raw = await rawConnect(h);
-    raw.ws.send(wireHeader(payload4()));
-    await waitFor(() => h.server.connections === 1, 'the raw link');
+    await withTimeout(new Promise<void>((resolve, reject) => {
+      raw.ws.send(wireHeader(payload4()), (error) => (error ? reject(error) : resolve()));
+    }), 'the header to reach the kernel');
     raw.ws.terminate();
     await waitFor(() => h.linksClosed.length === 1, 'the server to see the link go');
     expect(h.linksClosed[0]).toMatchObject({ code: 1006, midMessage: true, messages: 0 });
