@@ -31,6 +31,7 @@ export type GpuToNode =
 export type NodeToGpu =
   | { kind: 'ib-return'; buffer: ArrayBuffer }
   | { kind: 'run'; program: unknown }
+  | { kind: 'status?' }          // asked once per heartbeat: a rank reports what it waits for only then
   | { kind: 'shutdown' };
 
 /** Errors cross thread and process boundaries as data (STYLE habit 9). */

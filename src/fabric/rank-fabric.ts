@@ -13,11 +13,13 @@ import { RankClock, type OpRecord, type VEvent } from './streams.js';
 
 /** How a rank's messages leave its thread: the runtime provides it (ports to peer threads, the node's NICs). */
 export interface Transport {
-  /** Same node: copies the payload into a pooled buffer and posts it to the target GPU thread. */
-  sendNvlink(header: FabricHeader, payload: Uint8Array): void;
+  /** Same node: copies the payload into a pooled buffer and posts it to the target GPU thread. May return a
+   * promise when the link's window of buffers in flight is full: the payload is copied once it resolves. */
+  sendNvlink(header: FabricHeader, payload: Uint8Array): void | Promise<void>;
   /** Other node: hands the payload to the node's IB endpoint. */
   sendIb(header: FabricHeader, payload: Uint8Array): void;
-  /** Tells the node what this rank waits for (the watchdog's report), or null when it stops waiting. */
+  /** What this rank waits for now (for the watchdog's report), or null when it stops waiting. Called on every
+   * receive, so it must be cheap: the runtime keeps it and reports it once per heartbeat. */
   status(waiting: string | null): void;
 }
 
@@ -64,7 +66,8 @@ export class RankFabric {
   /**
    * Posts every send at the op's start (eager: egress serialises them in the given order), waits for every
    * receive, processes them in (out, source, seq) order on the ingress of their link, and records one comm op
-   * from start to the last egress end or receive completion. Receives come back in the order asked.
+   * from start to the last egress end or receive completion. Receives come back in the order asked. When it
+   * returns, every payload sent has been copied: the caller may reuse them.
    */
   async exchange(name: string, sends: readonly ExchangeSend[], recvs: readonly ExchangeRecv[],
                  waitFor: readonly VEvent[] = []): Promise<ExchangeResult> {
@@ -79,7 +82,7 @@ export class RankFabric {
       const timing = this.#portTo(s.target).send(s.payload.byteLength + meta, startPs);
       const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq: this.#nextSeq(s.target),
         bytes: s.payload.byteLength, metadataBytes: meta, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
-      if (this.sameNode(s.target)) this.options.transport.sendNvlink(header, s.payload);
+      if (this.sameNode(s.target)) await this.options.transport.sendNvlink(header, s.payload);
       else this.options.transport.sendIb(header, s.payload);
       endPs = Math.max(endPs, timing.egressEndPs);
       payloadBytes += s.payload.byteLength;

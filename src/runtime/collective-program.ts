@@ -104,7 +104,9 @@ async function runStep(fabric: RankFabric, world: Group, p2p: P2p, seed: number,
 async function stream(p2p: P2p, me: number, step: Extract<CollectiveStep, { op: 'stream' }>, result: CollectiveResult): Promise<void> {
   const data = new Uint8Array(step.bytes);
   if (me === step.source) {
+    const started = performance.now();
     for (let i = 0; i < step.count; i++) await p2p.batch('stream', [{ target: step.target, payload: data }], []);
+    result.wallMs.push(performance.now() - started);
   } else if (me === step.target) {
     const started = performance.now();
     for (let i = 0; i < step.count; i++) (await p2p.batch('stream', [], [step.source])).received[0].release();

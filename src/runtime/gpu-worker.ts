@@ -3,8 +3,8 @@
 // MessagePorts (NVLink: payloads in transferred, pooled ArrayBuffers) and to its node's main thread for IB and
 // control. It never blocks: every wait is an awaited promise, so the event loop keeps serving its ports.
 import type { MessagePort } from 'node:worker_threads';
-import { MoemuError } from '../errors.js';
-import { BufferPool } from '../fabric/buffer-pool.js';
+import { moemuError, MoemuError } from '../errors.js';
+import { BufferPool, sizeClass } from '../fabric/buffer-pool.js';
 import { gpuOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError } from '../fabric/protocol.js';
 import { RankFabric, type Transport } from '../fabric/rank-fabric.js';
@@ -12,6 +12,9 @@ import { runProgram } from './programs.js';
 
 export interface GpuInit {
   rank: number;
+  /** Bytes of NVLink buffers in flight to one peer before a send waits for one to come back (one buffer may
+   * always go): keeps a few buffers cycling, and in cache, instead of allocating as many as the sender runs ahead. */
+  nvlinkWindowBytes: number;
   cluster: ClusterConfig;
   watchdogMs: number;
   poolBytesMax: number;
@@ -29,9 +32,14 @@ class GpuRank {
   readonly #fabric: RankFabric;
   #running: Promise<void> = Promise.resolve();
   #closed = false;
+  #waiting: string | null = null;
+  readonly #inFlightBytes: number[];
+  readonly #creditWaiters: (() => void)[][];
 
   constructor(private readonly init: GpuInit, private readonly done: () => void) {
     this.#pool = new BufferPool({ bytesMax: init.poolBytesMax, name: `rank ${init.rank} send pool` });
+    this.#inFlightBytes = init.peerPorts.map(() => 0);
+    this.#creditWaiters = init.peerPorts.map(() => []);
     this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(), watchdogMs: init.watchdogMs });
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
@@ -41,15 +49,21 @@ class GpuRank {
     const { peerPorts, nodePort, cluster } = this.init;
     return {
       sendNvlink: (header, payload) => {
-        const buffer = this.#copyIn(payload);
-        const port = peerPorts[gpuOf(cluster, header.dst)];
-        port!.postMessage({ kind: 'data', header, buffer } satisfies PeerMessage, [buffer]);
+        const peer = gpuOf(cluster, header.dst);
+        const post = () => {
+          const buffer = this.#copyIn(payload);
+          this.#inFlightBytes[peer] += buffer.byteLength;
+          peerPorts[peer]!.postMessage({ kind: 'data', header, buffer } satisfies PeerMessage, [buffer]);
+        };
+        const fits = () => this.#inFlightBytes[peer] === 0 || this.#inFlightBytes[peer] + sizeClass(payload.byteLength) <= this.init.nvlinkWindowBytes;
+        if (this.#creditWaiters[peer].length === 0 && fits()) return post();
+        return this.#waitForCredit(peer, fits).then(post);
       },
       sendIb: (header, payload) => {
         const buffer = this.#copyIn(payload);
         nodePort.postMessage({ kind: 'ib-send', header, buffer } satisfies GpuToNode, [buffer]);
       },
-      status: (waiting) => nodePort.postMessage({ kind: 'status', rank: this.init.rank, waiting } satisfies GpuToNode),
+      status: (waiting) => { this.#waiting = waiting; },
     };
   }
 
@@ -60,8 +74,33 @@ class GpuRank {
   }
 
   #onPeer(port: MessagePort, m: PeerMessage): void {
-    if (m.kind === 'return') this.#pool.release(m.buffer);
-    else this.#deliver(m.header, m.buffer, 'nvlink', port);
+    if (m.kind === 'data') return this.#deliver(m.header, m.buffer, 'nvlink', port);
+    this.#pool.release(m.buffer);
+    const peer = this.init.peerPorts.indexOf(port);
+    this.#inFlightBytes[peer] -= m.buffer.byteLength;
+    this.#creditWaiters[peer][0]?.();
+  }
+
+  /** Resolves when a send of this size fits the window (in order of asking), or fails after the watchdog time:
+   * a peer that never hands buffers back is named, never waited for forever. */
+  #waitForCredit(peer: number, fits: () => boolean): Promise<void> {
+    const waiters = this.#creditWaiters[peer];
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(check), 1);
+        reject(moemuError('MOEMU_ERR_WATCHDOG', `rank ${this.init.rank} waited ${this.init.watchdogMs} ms for the GPU ` +
+          `${peer} of its node to hand back NVLink buffers (${this.#inFlightBytes[peer]} B in flight)`, { rank: this.init.rank, link: `nvlink gpu ${peer}` }));
+      }, this.init.watchdogMs);
+      const check = () => {
+        if (waiters[0] !== check || !fits()) return;
+        waiters.shift();
+        clearTimeout(timer);
+        resolve();
+        waiters[0]?.();
+      };
+      waiters.push(check);
+      check();
+    });
   }
 
   #onNode(m: PeerMessage | NodeToGpu): void {
@@ -71,6 +110,10 @@ class GpuRank {
       case 'ib-return': return this.#pool.release(m.buffer);
       case 'run': {
         this.#running = this.#running.then(() => this.#run(m.program));
+        return;
+      }
+      case 'status?': {
+        this.init.nodePort.postMessage({ kind: 'status', rank: this.init.rank, waiting: this.#waiting } satisfies GpuToNode);
         return;
       }
       case 'shutdown': return this.#close();   // a program still waiting (on a dead peer) is abandoned

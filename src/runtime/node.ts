@@ -83,8 +83,10 @@ class NodeProcess {
       onMessage: (header, payload) => this.#onIbMessage(header, payload),
       onReject: (reason, detail) => console.error(`moemu node ${a.node}: refused an IB frame (${reason}): ${detail}`),
     });
-    this.#heartbeat = setInterval(() => this.#send({ type: 'heartbeat', node: a.node,
-      waiting: [...this.#waiting].map(([rank, waiting]) => ({ rank, waiting })) }), a.heartbeatMs);
+    this.#heartbeat = setInterval(() => {
+      this.#send({ type: 'heartbeat', node: a.node, waiting: [...this.#waiting].map(([rank, waiting]) => ({ rank, waiting })) });
+      for (const port of this.#gpuPorts) port.postMessage({ kind: 'status?' } satisfies NodeToGpu);
+    }, a.heartbeatMs);
     this.#send({ type: 'ib-ready', node: a.node, port: this.#ibServer.port });
   }
 
@@ -102,7 +104,9 @@ class NodeProcess {
 
   #startGpus(a: NodeAssignment): void {
     const G = a.cluster.gpusPerNode;
-    this.#pool = new Piscina({ filename: GPU_WORKER, minThreads: G, maxThreads: G, concurrentTasksPerWorker: 1,
+    // atomics 'disabled': with the default 'sync' an idle piscina worker blocks in Atomics.wait between tasks,
+    // which stalls a long-running async task's event loop (every MessagePort delivery waited for it).
+    this.#pool = new Piscina({ filename: GPU_WORKER, minThreads: G, maxThreads: G, concurrentTasksPerWorker: 1, atomics: 'disabled',
       idleTimeout: 2 ** 31 - 1, maxQueue: 0 });
     const peers: (MessagePort | null)[][] = Array.from({ length: G }, () => new Array<MessagePort | null>(G).fill(null));
     for (let i = 0; i < G; i++) {
@@ -117,7 +121,7 @@ class NodeProcess {
       this.#gpuPorts.push(port1);
       this.#deliveryPools.push(new BufferPool({ bytesMax: this.options.poolBytesMax, name: `node ${a.node} IB deliveries to gpu ${gpu}` }));
       port1.on('message', (m: GpuToNode) => this.#onGpu(gpu, m));
-      const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs,
+      const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs, nvlinkWindowBytes: 8 << 20,
         poolBytesMax: this.options.poolBytesMax, nodePort: port2, peerPorts: peers[gpu] };
       const transferList = [port2, ...peers[gpu].filter((p): p is MessagePort => p !== null)];
       this.#tasks.push(this.#pool.run(init, { transferList }).catch((e) => this.#fail(e, rankOf(a.cluster, a.node, gpu))));
