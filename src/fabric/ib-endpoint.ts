@@ -39,6 +39,8 @@ export interface IbServerOptions {
   onLinkClosed?: (info: IbLinkClosed) => void; // an inbound connection ended, for whatever reason
   handshakeTimeoutMs?: number;
   closeTimeoutMs?: number;
+  /** Default true. false: onMessage gets payloads whose CRC was not checked; the consumer must check header.crc. */
+  verifyCrc?: boolean;
 }
 
 export interface IbLinkClosed {
@@ -59,7 +61,8 @@ export interface IbClientOptions {
   onClose?: (info: { code: number; reason: string; error: MoemuError | null }) => void;
 }
 
-export type IbSendHeader = Omit<IbHeader, 'v' | 'seq' | 'crc'>;
+/** `crc` may be given when the sender already computed it (e.g. while copying the payload), else it is computed. */
+export type IbSendHeader = Omit<IbHeader, 'v' | 'seq' | 'crc'> & { crc?: number };
 
 // Options of ws 8.23 that @types/ws 8.18 does not list.
 interface WsExtraOptions { closeTimeout: number }
@@ -288,7 +291,7 @@ export class IbClient {
       throw moemuError('MOEMU_ERR_LINK', `${queuedBytes} B already queued, bufferedBytesMax is ` +
         `${this.#options.bufferedBytesMax}: wait for earlier sends' onWritten`, { link: this.link });
     }
-    const wire = encodeIbHeader({ ...header, v: IB_WIRE_VERSION, seq: this.#seqNext, crc: payloadCrc32(payload) });
+    const wire = encodeIbHeader({ ...header, v: IB_WIRE_VERSION, seq: this.#seqNext, crc: header.crc ?? payloadCrc32(payload) });
     this.#seqNext++;
     this.#ws.send(wire, WS_SEND);
     this.#ws.send(payload, WS_SEND, (error?: Error) => {
@@ -331,7 +334,7 @@ type ResolvedClientOptions = Required<Omit<IbClientOptions, 'onClose'>> & Pick<I
 
 function resolveServerOptions(options: IbServerOptions): ResolvedServerOptions {
   const { host, port, handshakeTimeoutMs, closeTimeoutMs } = IB_ENDPOINT_DEFAULTS;
-  const o = { host, port, handshakeTimeoutMs, closeTimeoutMs, ...options };
+  const o = { host, port, handshakeTimeoutMs, closeTimeoutMs, verifyCrc: true, ...options };
   checkConfig(typeof o.token === 'string' && o.token.length > 0, 'token', 'must be a non-empty string');
   checkConfig(typeof o.host === 'string' && o.host.length > 0, 'host', 'must be a non-empty string');
   checkConfig(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535, 'port', 'must be an integer in [0, 65535]');

@@ -12,17 +12,18 @@ export interface FabricHeader {
   metadataBytes: number;  // modelled metadata (indices, weights, scales) travelling with the payload
   outPs: number;          // virtual time the message left the sender's egress
   egressEndPs: number;    // virtual time its last byte left
+  crc?: number;           // IB only: CRC-32 of the payload, computed by the sending GPU thread, checked by the receiving one
 }
 
 /** GPU thread <-> GPU thread (NVLink) and node main thread -> GPU thread (IB deliveries). */
 export type PeerMessage =
-  | { kind: 'data'; header: FabricHeader; buffer: ArrayBuffer }
-  | { kind: 'return'; buffer: ArrayBuffer };
+  | { kind: 'data'; header: FabricHeader; buffer: ArrayBuffer; pooled?: boolean }
+  | { kind: 'return'; buffer: ArrayBuffer; pooled?: boolean };
 
 /** GPU thread -> node main thread. */
 export type GpuToNode =
   | { kind: 'ib-send'; header: FabricHeader; buffer: ArrayBuffer }
-  | { kind: 'return'; buffer: ArrayBuffer }
+  | { kind: 'return'; buffer: ArrayBuffer; pooled?: boolean }
   | { kind: 'status'; rank: number; waiting: string | null }
   | { kind: 'result'; rank: number; result: unknown }
   | { kind: 'error'; rank: number; error: SerializedError };

@@ -5,7 +5,8 @@
 import type { MessagePort } from 'node:worker_threads';
 import { moemuError, MoemuError } from '../errors.js';
 import { BufferPool, sizeClass } from '../fabric/buffer-pool.js';
-import { gpuOf, type ClusterConfig } from '../fabric/cluster-config.js';
+import { gpuOf, nodeOf, type ClusterConfig } from '../fabric/cluster-config.js';
+import { payloadCrc32 } from '../fabric/ib-frame.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError } from '../fabric/protocol.js';
 import { RankFabric, type Transport } from '../fabric/rank-fabric.js';
 import { runProgram } from './programs.js';
@@ -61,7 +62,9 @@ class GpuRank {
       },
       sendIb: (header, payload) => {
         const buffer = this.#copyIn(payload);
-        nodePort.postMessage({ kind: 'ib-send', header, buffer } satisfies GpuToNode, [buffer]);
+        // The CRC is computed here, not on the node's main thread, so the two cores share the IB work.
+        const crc = payloadCrc32(new Uint8Array(buffer, 0, payload.byteLength));
+        nodePort.postMessage({ kind: 'ib-send', header: { ...header, crc }, buffer } satisfies GpuToNode, [buffer]);
       },
       status: (waiting) => { this.#waiting = waiting; },
     };
@@ -105,7 +108,7 @@ class GpuRank {
 
   #onNode(m: PeerMessage | NodeToGpu): void {
     switch (m.kind) {
-      case 'data': return this.#deliver(m.header, m.buffer, 'ib', this.init.nodePort);
+      case 'data': return this.#deliverIb(m.header, m.buffer, m.pooled ?? true);
       case 'return':
       case 'ib-return': return this.#pool.release(m.buffer);
       case 'run': {
@@ -120,10 +123,24 @@ class GpuRank {
     }
   }
 
-  #deliver(header: FabricHeader, buffer: ArrayBuffer, link: 'nvlink' | 'ib', returnTo: MessagePort): void {
+  #deliver(header: FabricHeader, buffer: ArrayBuffer, link: 'nvlink' | 'ib', returnTo: MessagePort, pooled = true): void {
     const payload = new Uint8Array(buffer, 0, header.bytes);
-    const release = () => returnTo.postMessage({ kind: 'return', buffer } satisfies PeerMessage, [buffer]);
+    const release = () => returnTo.postMessage({ kind: 'return', buffer, pooled } satisfies PeerMessage, [buffer]);
     this.#fabric.mailbox.deliver({ header, link, payload, release });
+  }
+
+  /** The IB payload's CRC is checked here (see sendIb): a corrupted message fails the run naming the link. */
+  #deliverIb(header: FabricHeader, buffer: ArrayBuffer, pooled: boolean): void {
+    const crc = payloadCrc32(new Uint8Array(buffer, 0, header.bytes));
+    if (crc !== header.crc) {
+      const { cluster, rank } = this.init;
+      const link = `ib n${nodeOf(cluster, header.src)}->n${nodeOf(cluster, rank)}`;
+      const error = moemuError('MOEMU_ERR_LINK', `rank ${rank} received a corrupted payload from rank ${header.src} ` +
+        `(tag ${header.tag}, ${header.bytes} B, CRC ${crc >>> 0} instead of ${header.crc})`, { rank, link });
+      this.init.nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);
+      return;
+    }
+    this.#deliver(header, buffer, 'ib', this.init.nodePort, pooled);
   }
 
   async #run(program: unknown): Promise<void> {

@@ -80,6 +80,7 @@ class NodeProcess {
       host: a.host, port: 0, token: this.options.token, frameBytesMax: a.frameBytesMax,
       knownRank: (rank) => Number.isInteger(rank) && rank >= 0 && rank < worldSize(a.cluster),
       localRank: local,
+      verifyCrc: false,   // the receiving GPU thread checks it (gpu-worker.ts), off this thread
       onMessage: (header, payload) => this.#onIbMessage(header, payload),
       onReject: (reason, detail) => console.error(`moemu node ${a.node}: refused an IB frame (${reason}): ${detail}`),
     });
@@ -131,7 +132,10 @@ class NodeProcess {
   #onGpu(gpu: number, m: GpuToNode): void {
     switch (m.kind) {
       case 'ib-send': return this.#forwardIb(gpu, m.header, m.buffer);
-      case 'return': return this.#deliveryPools[gpu].release(m.buffer);
+      case 'return': {
+        if (m.pooled) this.#deliveryPools[gpu].release(m.buffer);
+        return;
+      }
       case 'status': {
         if (m.waiting === null) this.#waiting.delete(m.rank);
         else this.#waiting.set(m.rank, m.waiting);
@@ -151,7 +155,7 @@ class NodeProcess {
     const meta = { seq: h.seq, metadataBytes: h.metadataBytes };
     const giveBack = () => this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
     try {
-      client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs, meta },
+      client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs, meta, crc: h.crc },
         new Uint8Array(buffer, 0, h.bytes), giveBack);
     } catch (error) {   // the link is gone: the coordinator hears it from here (and from the watchdog)
       giveBack();
@@ -159,15 +163,22 @@ class NodeProcess {
     }
   }
 
-  /** IB -> GPU: one copy from the socket's bytes into a pooled buffer that is transferred to the GPU thread. */
+  /** IB -> GPU. A payload that owns its whole ArrayBuffer (ws assembles large messages into a fresh one) is
+   * transferred as it is; a view into shared socket memory is copied once into a pooled buffer. */
   #onIbMessage(h: IbHeader, payload: Uint8Array): void {
     const gpu = gpuOf(this.#assignment!.cluster, h.dst);
-    const buffer = this.#deliveryPools[gpu].acquire(payload.byteLength);
-    new Uint8Array(buffer, 0, payload.byteLength).set(payload);
+    const owned = payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength && payload.byteLength > 0 &&
+      payload.buffer instanceof ArrayBuffer;
+    let buffer: ArrayBuffer;
+    if (owned) buffer = payload.buffer as ArrayBuffer;
+    else {
+      buffer = this.#deliveryPools[gpu].acquire(payload.byteLength);
+      new Uint8Array(buffer, 0, payload.byteLength).set(payload);
+    }
     const meta = h.meta ?? {};
     const header: FabricHeader = { src: h.src, dst: h.dst, tag: h.tag, seq: Number(meta.seq), bytes: h.bytes,
-      metadataBytes: Number(meta.metadataBytes ?? 0), outPs: h.outPs, egressEndPs: h.egressEndPs };
-    this.#gpuPorts[gpu].postMessage({ kind: 'data', header, buffer } satisfies PeerMessage, [buffer]);
+      metadataBytes: Number(meta.metadataBytes ?? 0), outPs: h.outPs, egressEndPs: h.egressEndPs, crc: h.crc };
+    this.#gpuPorts[gpu].postMessage({ kind: 'data', header, buffer, pooled: !owned } satisfies PeerMessage, [buffer]);
   }
 
   #onRun(id: number, program: unknown): void {
