@@ -8,6 +8,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODES, MoemuError } from '../errors.js';
+import { addFabricCommand } from './fabric.js';
+import { addNodeCommand } from './node.js';
 import { addReferenceCommand } from './reference.js';
 import { addValidateCommand } from './validate.js';
 
@@ -33,9 +35,12 @@ export function buildProgram(): Command {
     .addHelpText('after', '\nExamples:\n' +
       '  moemu validate scenarios/*.yaml          check scenario files, run nothing\n' +
       '  moemu reference scenarios/default.yaml   train the single-process reference model\n' +
-      '  moemu reference --preset micro --steps 5 the same on a preset, shorter\n');
+      '  moemu reference --preset micro --steps 5 the same on a preset, shorter\n' +
+      '  moemu fabric scenarios/cluster-4x4.yaml  start a 4 × 4 cluster and check its links\n');
   addValidateCommand(program);
   addReferenceCommand(program);
+  addFabricCommand(program);
+  addNodeCommand(program);
   return program;
 }
 
