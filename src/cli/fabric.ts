@@ -21,10 +21,14 @@ export function addFabricCommand(program: Command): void {
     .description('start the scenario\'s cluster and check its links: bytes, virtual time against the closed forms, speed')
     .option('--nodes <n>', 'override cluster.nodes')
     .option('--gpus <n>', 'override cluster.gpusPerNode')
-    .action((file: string | undefined, flags: { nodes?: string; gpus?: string }) => runFabric(file, flags));
+    .option('--external', 'do not start node processes: wait for `moemu node --join` from elsewhere (other terminals, containers, hosts)')
+    .option('--port <n>', 'port of the control endpoint (default: any free port)')
+    .action((file: string | undefined, flags: FabricFlags) => runFabric(file, flags));
 }
 
-async function runFabric(file: string | undefined, flags: { nodes?: string; gpus?: string }): Promise<void> {
+interface FabricFlags { nodes?: string; gpus?: string; external?: boolean; port?: string }
+
+async function runFabric(file: string | undefined, flags: FabricFlags): Promise<void> {
   const scenario = file ? loadScenario(file) : scenarioFromPreset(MODEL_PRESET_DEFAULT);
   const cluster = { ...scenario.cluster };
   if (flags.nodes) cluster.nodes = count('--nodes', flags.nodes);
@@ -34,7 +38,12 @@ async function runFabric(file: string | undefined, flags: { nodes?: string; gpus
   console.log(`fabric: ${cluster.nodes} node(s) × ${cluster.gpusPerNode} GPU(s), NVLink ${gb(cluster.nvlink.egressBytesPerS)}, ` +
     `IB ${gb(cluster.ib.egressBytesPerS)} per GPU, binding ${cluster.host}`);
   const started = performance.now();
-  const coordinator = await Coordinator.start({ cluster, ...runtimeOf(cluster), port: 0, startupTimeoutMs: 60_000, launch: 'fork' });
+  const port = flags.port === undefined ? 0 : count('--port', flags.port, 65535);
+  const coordinator = await Coordinator.start({ cluster, ...runtimeOf(cluster), port, startupTimeoutMs: flags.external ? 600_000 : 60_000,
+    launch: flags.external ? 'none' : 'fork',
+    onListening: (url, token) => {
+      if (flags.external) console.log(`waiting for ${cluster.nodes} node(s): moemu node --join ${url} --token ${token}`);
+    } });
   try {
     console.log(`ready in ${(performance.now() - started).toFixed(0)} ms`);
     const steps = programFor(cluster);
@@ -101,8 +110,8 @@ function gb(bytesPerS: number): string {
   return `${(bytesPerS / 1e9).toPrecision(3)} GB/s`;
 }
 
-function count(name: string, value: string): number {
+function count(name: string, value: string, max = 64): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw moemuError('MOEMU_ERR_CONFIG', `${name} must be an integer 1..64, got "${value}"`, { path: name });
+  if (!Number.isInteger(n) || n < 1 || n > max) throw moemuError('MOEMU_ERR_CONFIG', `${name} must be an integer 1..${max}, got "${value}"`, { path: name });
   return n;
 }

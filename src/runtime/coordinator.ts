@@ -22,6 +22,8 @@ export interface CoordinatorOptions {
   frameBytesMax: number;
   startupTimeoutMs: number;
   launch: 'fork' | 'none';    // 'none': nodes join by themselves (`moemu node --join`, containers)
+  /** Called once the control endpoint listens, before waiting for nodes (to tell them where to join). */
+  onListening?: (url: string, token: string) => void;
 }
 
 interface NodeState {
@@ -61,6 +63,7 @@ export class Coordinator {
     await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
     const c = new Coordinator(options, server, token);
     server.on('connection', (ws) => c.#accept(ws));
+    options.onListening?.(c.url, token);
     try {
       if (options.launch === 'fork') c.#forkNodes();
       await c.#rendezvous();
