@@ -55,7 +55,7 @@ function memcpyGbps(size: number): number {
 
 async function channelGbps(c: Coordinator, source: number, target: number, size: number): Promise<number> {
   const count = Math.max(8, Math.min(256, Math.floor(TOTAL_BYTES / size)));
-  await runSteps(c, [{ op: 'stream', source, target, bytes: size, count: 4 }]);          // warm-up: pools, JIT
+  for (let i = 0; i < 2; i++) await runSteps(c, [{ op: 'stream', source, target, bytes: size, count }]);   // warm-up: pools, JIT
   const results = await runSteps(c, [{ op: 'stream', source, target, bytes: size, count }]);
   return gbps(size * count, results[target].wallMs[0]);
 }
@@ -81,7 +81,7 @@ async function tcpGbps(size: number): Promise<number> {
 
 async function latencyUs(c: Coordinator, a: number, b: number): Promise<number> {
   const count = 2000;
-  await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count: 100 }]);
+  for (let i = 0; i < 2; i++) await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);   // warm-up: JIT
   const results = await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);
   return (results[a].wallMs[0] * 1000) / count / 2;
 }
@@ -102,7 +102,10 @@ export async function benchFabric(): Promise<string[]> {
   const memcpy = SIZES.map(memcpyGbps);
   SIZES.forEach((size, i) => lines.push(`memcpy ${sizeName(size)}: ${memcpy[i].toFixed(2)} GB/s (single thread, TypedArray.set)`));
   const tcp: number[] = [];
-  for (const size of SIZES) tcp.push(await tcpGbps(size));
+  for (const size of SIZES) {
+    await tcpGbps(size);   // warm-up, as for the channels
+    tcp.push(await tcpGbps(size));
+  }
   SIZES.forEach((size, i) => lines.push(`raw TCP ${sizeName(size)}: ${tcp[i].toFixed(2)} GB/s (loopback, length-prefixed frames with CRC-32)`));
   await withCluster(cluster(1, 2), async (c) => {
     for (const [i, size] of SIZES.entries()) lines.push(line('NVLink', size, await channelGbps(c, 0, 1, size), 'memcpy', memcpy[i]));

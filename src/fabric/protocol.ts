@@ -15,10 +15,12 @@ export interface FabricHeader {
   crc?: number;           // IB only: CRC-32 of the payload, computed by the sending GPU thread, checked by the receiving one
 }
 
-/** GPU thread <-> GPU thread (NVLink) and node main thread -> GPU thread (IB deliveries). */
+/** GPU thread <-> GPU thread (NVLink) and node main thread -> GPU thread (IB deliveries). Buffers a GPU is done
+ * with go back to their sender in batches: riding on the next data message to that peer when there is one in the
+ * same turn of the event loop, else in one 'return' message per turn. */
 export type PeerMessage =
-  | { kind: 'data'; header: FabricHeader; buffer: ArrayBuffer; pooled?: boolean }
-  | { kind: 'return'; buffer: ArrayBuffer; pooled?: boolean };
+  | { kind: 'data'; header: FabricHeader; buffer: ArrayBuffer; pooled?: boolean; returns?: ArrayBuffer[] }
+  | { kind: 'return'; buffers: ArrayBuffer[] };
 
 /** GPU thread -> node main thread. */
 export type GpuToNode =

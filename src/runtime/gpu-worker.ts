@@ -36,11 +36,15 @@ class GpuRank {
   #waiting: string | null = null;
   readonly #inFlightBytes: number[];
   readonly #creditWaiters: (() => void)[][];
+  readonly #pendingReturns: ArrayBuffer[][];
+  readonly #flushScheduled: boolean[];
 
   constructor(private readonly init: GpuInit, private readonly done: () => void) {
     this.#pool = new BufferPool({ bytesMax: init.poolBytesMax, name: `rank ${init.rank} send pool` });
     this.#inFlightBytes = init.peerPorts.map(() => 0);
     this.#creditWaiters = init.peerPorts.map(() => []);
+    this.#pendingReturns = init.peerPorts.map(() => []);
+    this.#flushScheduled = init.peerPorts.map(() => false);
     this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(), watchdogMs: init.watchdogMs });
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
@@ -54,7 +58,8 @@ class GpuRank {
         const post = () => {
           const buffer = this.#copyIn(payload);
           this.#inFlightBytes[peer] += buffer.byteLength;
-          peerPorts[peer]!.postMessage({ kind: 'data', header, buffer } satisfies PeerMessage, [buffer]);
+          const returns = this.#pendingReturns[peer].splice(0);
+          peerPorts[peer]!.postMessage({ kind: 'data', header, buffer, returns } satisfies PeerMessage, [buffer, ...returns]);
         };
         const fits = () => this.#inFlightBytes[peer] === 0 || this.#inFlightBytes[peer] + sizeClass(payload.byteLength) <= this.init.nvlinkWindowBytes;
         if (this.#creditWaiters[peer].length === 0 && fits()) return post();
@@ -77,11 +82,33 @@ class GpuRank {
   }
 
   #onPeer(port: MessagePort, m: PeerMessage): void {
-    if (m.kind === 'data') return this.#deliver(m.header, m.buffer, 'nvlink', port);
-    this.#pool.release(m.buffer);
     const peer = this.init.peerPorts.indexOf(port);
-    this.#inFlightBytes[peer] -= m.buffer.byteLength;
-    this.#creditWaiters[peer][0]?.();
+    const returned = m.kind === 'data' ? m.returns ?? [] : m.buffers;
+    for (const buffer of returned) {
+      this.#pool.release(buffer);
+      this.#inFlightBytes[peer] -= buffer.byteLength;
+    }
+    if (returned.length > 0) this.#creditWaiters[peer][0]?.();
+    if (m.kind === 'data') this.#deliverNvlink(peer, m.header, m.buffer);
+  }
+
+  #deliverNvlink(peer: number, header: FabricHeader, buffer: ArrayBuffer): void {
+    const payload = new Uint8Array(buffer, 0, header.bytes);
+    const release = () => {
+      this.#pendingReturns[peer].push(buffer);
+      if (this.#flushScheduled[peer]) return;
+      this.#flushScheduled[peer] = true;
+      setImmediate(() => this.#flushReturns(peer));
+    };
+    this.#fabric.mailbox.deliver({ header, link: 'nvlink', payload, release });
+  }
+
+  /** Returns that found no data message to ride on within this turn of the event loop go back on their own. */
+  #flushReturns(peer: number): void {
+    this.#flushScheduled[peer] = false;
+    const buffers = this.#pendingReturns[peer].splice(0);
+    if (buffers.length === 0 || this.#closed) return;
+    this.init.peerPorts[peer]!.postMessage({ kind: 'return', buffers } satisfies PeerMessage, buffers);
   }
 
   /** Resolves when a send of this size fits the window (in order of asking), or fails after the watchdog time:
@@ -109,7 +136,7 @@ class GpuRank {
   #onNode(m: PeerMessage | NodeToGpu): void {
     switch (m.kind) {
       case 'data': return this.#deliverIb(m.header, m.buffer, m.pooled ?? true);
-      case 'return':
+      case 'return': return;   // (no GPU hands buffers to its node's pool)
       case 'ib-return': return this.#pool.release(m.buffer);
       case 'run': {
         this.#running = this.#running.then(() => this.#run(m.program));
@@ -123,11 +150,6 @@ class GpuRank {
     }
   }
 
-  #deliver(header: FabricHeader, buffer: ArrayBuffer, link: 'nvlink' | 'ib', returnTo: MessagePort, pooled = true): void {
-    const payload = new Uint8Array(buffer, 0, header.bytes);
-    const release = () => returnTo.postMessage({ kind: 'return', buffer, pooled } satisfies PeerMessage, [buffer]);
-    this.#fabric.mailbox.deliver({ header, link, payload, release });
-  }
 
   /** The IB payload's CRC is checked here (see sendIb): a corrupted message fails the run naming the link. */
   #deliverIb(header: FabricHeader, buffer: ArrayBuffer, pooled: boolean): void {
@@ -140,7 +162,9 @@ class GpuRank {
       this.init.nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);
       return;
     }
-    this.#deliver(header, buffer, 'ib', this.init.nodePort, pooled);
+    const payload = new Uint8Array(buffer, 0, header.bytes);
+    const release = () => this.init.nodePort.postMessage({ kind: 'return', buffer, pooled } satisfies GpuToNode, [buffer]);
+    this.#fabric.mailbox.deliver({ header, link: 'ib', payload, release });
   }
 
   async #run(program: unknown): Promise<void> {
