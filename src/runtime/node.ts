@@ -5,7 +5,7 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import WebSocket from 'ws';
-import { EXIT_CODES } from '../errors.js';
+import { EXIT_CODES, moemuError } from '../errors.js';
 import { BufferPool } from '../fabric/buffer-pool.js';
 import { gpuOf, rankOf, worldSize, nodeOf } from '../fabric/cluster-config.js';
 import { IbClient, IbServer, type IbHeader } from '../fabric/ib-endpoint.js';
@@ -37,8 +37,10 @@ function connectControl(options: NodeOptions): Promise<WebSocket> {
     const ws = new WebSocket(options.joinUrl, { headers: { [TOKEN_HEADER]: options.token }, perMessageDeflate: false,
       handshakeTimeout: options.connectTimeoutMs, maxPayload: 64 << 20 });
     ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`coordinator refused the connection: HTTP ${res.statusCode}`)));
+    ws.once('error', (error) => reject(moemuError('MOEMU_ERR_PEER_LOST', `cannot reach the coordinator at ${options.joinUrl}: ${error.message}`)));
+    ws.once('unexpected-response', (_req, res) => reject(res.statusCode === 401
+      ? moemuError('MOEMU_ERR_AUTH', `the coordinator at ${options.joinUrl} refused the cluster token`)
+      : moemuError('MOEMU_ERR_PEER_LOST', `the coordinator at ${options.joinUrl} answered HTTP ${res.statusCode}`)));
   });
 }
 
