@@ -4,10 +4,10 @@
 // here in BigInt; a uniform all-to-all over k ranks is run with Ports only and its last receive checked against
 // its closed form; processing order is checked against a construction order and many seeded shuffles.
 import { describe, expect, it } from 'vitest';
-import { MoemuError } from '../../src/errors.js';
 import type { LinkConfig } from '../../src/fabric/cluster-config.js';
 import { Port, processingOrder, receiveBatch, type InboundMessage } from '../../src/fabric/link-model.js';
 import { Rng } from '../../src/tensor/rng.js';
+import { codeOf } from '../helpers/errors.js';
 
 /** Serialisation time of `bytes` at `bytesPerS`: ceil(bytes · 1e12 / bytesPerS) in ps, written independently. */
 function serialPs(bytes: number, bytesPerS: number): number {
@@ -20,14 +20,6 @@ function link(egressBytesPerS: number, ingressBytesPerS: number, latencyNs: numb
   return { egressBytesPerS, ingressBytesPerS, latencyNs };
 }
 
-function codeOf(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    return error instanceof MoemuError ? error.code : 'not a MoemuError';
-  }
-  return undefined;
-}
 
 function shuffled<T>(items: readonly T[], rng: Rng): T[] {
   const out = [...items];

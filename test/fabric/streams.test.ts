@@ -3,18 +3,10 @@
 // Method: hand-computed timelines, assertion trips that leave the clocks untouched, and a seeded random run
 // whose clocks are checked to be monotone and whose ops on one stream never overlap.
 import { describe, expect, it } from 'vitest';
-import { MoemuError } from '../../src/errors.js';
 import { RankClock, type StreamName, type VEvent } from '../../src/fabric/streams.js';
 import { Rng } from '../../src/tensor/rng.js';
+import { codeOf } from '../helpers/errors.js';
 
-function codeOf(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    return error instanceof MoemuError ? error.code : 'not a MoemuError';
-  }
-  return undefined;
-}
 
 describe('RankClock.run', () => {
   it('runs ops back to back on one stream', () => {

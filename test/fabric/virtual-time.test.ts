@@ -2,9 +2,9 @@
 // Method: every expected value is written here in BigInt arithmetic (or by hand), never taken from the code;
 // the cases include ones where a float division rounds the wrong way, and the test checks that it does.
 import { describe, expect, it } from 'vitest';
-import { MoemuError } from '../../src/errors.js';
 import type { GpuConfig } from '../../src/fabric/cluster-config.js';
 import { computePs, formatPs, psForBytes, psForFlops, psFromNs, PS_PER_S } from '../../src/fabric/virtual-time.js';
+import { codeOf } from '../helpers/errors.js';
 
 /** ceil(amount · 10^12 / rate), written independently of the code under test. */
 function ceilPsBig(amount: bigint, rate: bigint): bigint {
@@ -13,14 +13,6 @@ function ceilPsBig(amount: bigint, rate: bigint): bigint {
   return numerator % rate === 0n ? quotient : quotient + 1n;
 }
 
-function codeOf(run: () => unknown): string | undefined {
-  try {
-    run();
-  } catch (error) {
-    return error instanceof MoemuError ? error.code : 'not a MoemuError';
-  }
-  return undefined;
-}
 
 describe('psFromNs', () => {
   it('multiplies by 1000 and rounds up', () => {

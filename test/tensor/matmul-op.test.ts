@@ -1,13 +1,13 @@
 // Goal: the matmul op validates (coded errors naming both shapes), and its bf16 and FP8 emulations compute what
 // docs/model.md says, checked against f64 products of independently rounded / quantised operands.
 import { describe, expect, it } from 'vitest';
-import { MoemuError } from '../../src/errors.js';
 import { roundBf16 } from '../../src/tensor/bf16.js';
 import { fp8GemmNT } from '../../src/tensor/kernels/fp8-gemm.js';
 import { matmul, type MatmulForm } from '../../src/tensor/ops/matmul.js';
 import { dequantize, quantizeBlocks, quantizeTiles } from '../../src/tensor/quantize.js';
 import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
+import { codeOf } from '../helpers/errors.js';
 
 function rand(shape: number[], seed: number, dtype: 'f32' | 'f64' = 'f32'): Tensor {
   const t = new Tensor(dtype, shape);
@@ -24,14 +24,6 @@ function product(form: MatmulForm, a: ArrayLike<number>, b: ArrayLike<number>, m
   return out;
 }
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof MoemuError ? e.code : 'not a MoemuError';
-  }
-  return undefined;
-}
 
 const shapes: Record<MatmulForm, (m: number, k: number, n: number) => [number[], number[]]> = {
   nn: (m, k, n) => [[m, k], [k, n]],
