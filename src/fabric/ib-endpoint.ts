@@ -39,8 +39,7 @@ export interface IbServerOptions {
   onLinkClosed?: (info: IbLinkClosed) => void; // an inbound connection ended, for whatever reason
   handshakeTimeoutMs?: number;
   closeTimeoutMs?: number;
-  /** Default true. false: onMessage gets payloads whose CRC was not checked; the consumer must check header.crc. */
-  verifyCrc?: boolean;
+  verifyCrc?: boolean;                         // default true; false: the consumer checks header.crc itself
 }
 
 export interface IbLinkClosed {
@@ -61,7 +60,7 @@ export interface IbClientOptions {
   onClose?: (info: { code: number; reason: string; error: MoemuError | null }) => void;
 }
 
-/** `crc` may be given when the sender already computed it (e.g. while copying the payload), else it is computed. */
+/** `crc` may be given when the sender already computed it, else it is computed. */
 export type IbSendHeader = Omit<IbHeader, 'v' | 'seq' | 'crc'> & { crc?: number };
 
 // Options of ws 8.23 that @types/ws 8.18 does not list.
@@ -389,8 +388,7 @@ function asUint8Array(data: WebSocket.RawData): Uint8Array {
 
 function bounded<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(moemuError('MOEMU_ERR_WATCHDOG', `${what}: no end within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => reject(moemuError('MOEMU_ERR_WATCHDOG', `${what}: no end within ${timeoutMs} ms`)), timeoutMs);
     promise.then(
       (value) => { clearTimeout(timer); resolve(value); },
       (error: unknown) => { clearTimeout(timer); reject(error); },
