@@ -10,7 +10,10 @@ import type { CollectiveResult, CollectiveStep } from '../src/runtime/collective
 import { Coordinator } from '../src/runtime/coordinator.js';
 
 const SIZES = [64 << 10, 1 << 20, 16 << 20];
-const TOTAL_BYTES = 256 << 20;
+const TOTAL_BYTES = 1 << 30;
+/** Runs before each measured one: the message path reaches its steady speed only after some thousands of
+ * messages (JIT tiers); a training run sends far more than that. */
+const WARM_UP_RUNS = 3;
 
 function cluster(nodes: number, gpusPerNode: number): ClusterConfig {
   return { ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode };
@@ -53,15 +56,18 @@ function memcpyGbps(size: number): number {
   return gbps(size * reps, performance.now() - started);
 }
 
-async function channelGbps(c: Coordinator, source: number, target: number, size: number): Promise<number> {
-  const count = Math.max(8, Math.min(256, Math.floor(TOTAL_BYTES / size)));
-  for (let i = 0; i < 2; i++) await runSteps(c, [{ op: 'stream', source, target, bytes: size, count }]);   // warm-up: pools, JIT
-  const results = await runSteps(c, [{ op: 'stream', source, target, bytes: size, count }]);
+/** sendBuffers false: the sender's payload is copied into the channel (it keeps its tensor); true: the producer
+ * made it in the channel's send buffer, so the channel moves it without a copy. */
+async function channelGbps(c: Coordinator, source: number, target: number, size: number, sendBuffers = false): Promise<number> {
+  const count = Math.max(16, Math.min(1024, Math.floor(TOTAL_BYTES / size)));
+  const step: CollectiveStep = { op: 'stream', source, target, bytes: size, count, sendBuffers };
+  for (let i = 0; i < WARM_UP_RUNS; i++) await runSteps(c, [step]);
+  const results = await runSteps(c, [step]);
   return gbps(size * count, results[target].wallMs[0]);
 }
 
 async function tcpGbps(size: number): Promise<number> {
-  const count = Math.max(8, Math.min(256, Math.floor(TOTAL_BYTES / size)));
+  const count = Math.max(16, Math.min(1024, Math.floor(TOTAL_BYTES / size)));
   const sink = fork(new URL('./tcp-sink.js', import.meta.url), [String(count)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve) => sink.once('message', (m: { port: number }) => resolve(m.port)));
   const done = new Promise<number>((resolve) => sink.once('message', (m: { ms: number }) => resolve(m.ms)));
@@ -81,7 +87,7 @@ async function tcpGbps(size: number): Promise<number> {
 
 async function latencyUs(c: Coordinator, a: number, b: number): Promise<number> {
   const count = 2000;
-  for (let i = 0; i < 2; i++) await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);   // warm-up: JIT
+  for (let i = 0; i < WARM_UP_RUNS; i++) await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);
   const results = await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);
   return (results[a].wallMs[0] * 1000) / count / 2;
 }
@@ -109,6 +115,9 @@ export async function benchFabric(): Promise<string[]> {
   SIZES.forEach((size, i) => lines.push(`raw TCP ${sizeName(size)}: ${tcp[i].toFixed(2)} GB/s (loopback, length-prefixed frames with CRC-32)`));
   await withCluster(cluster(1, 2), async (c) => {
     for (const [i, size] of SIZES.entries()) lines.push(line('NVLink', size, await channelGbps(c, 0, 1, size), 'memcpy', memcpy[i]));
+    for (const [i, size] of SIZES.entries()) {
+      lines.push(line('NVLink (send buffers)', size, await channelGbps(c, 0, 1, size, true), 'memcpy', memcpy[i]));
+    }
     lines.push(`NVLink latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);
   });
   await withCluster(cluster(2, 1), async (c) => {

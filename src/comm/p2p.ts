@@ -5,7 +5,8 @@ import type { Incoming } from '../fabric/mailbox.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
 import type { OpRecord, VEvent } from '../fabric/streams.js';
 
-export interface P2pSend { target: number; payload: Uint8Array; metadataBytes?: number }
+/** `owned`: the payload is a fabric.sendBuffer() given up to the channel (moved, not copied). */
+export interface P2pSend { target: number; payload: Uint8Array; metadataBytes?: number; owned?: boolean }
 
 export class P2p {
   readonly #sent = new Map<number, number>();

@@ -13,17 +13,22 @@ import { RankClock, type OpRecord, type VEvent } from './streams.js';
 
 /** How a rank's messages leave its thread: the runtime provides it (ports to peer threads, the node's NICs). */
 export interface Transport {
-  /** Same node: copies the payload into a pooled buffer and posts it to the target GPU thread. May return a
-   * promise when the link's window of buffers in flight is full: the payload is copied once it resolves. */
-  sendNvlink(header: FabricHeader, payload: Uint8Array): void | Promise<void>;
-  /** Other node: hands the payload to the node's IB endpoint. */
-  sendIb(header: FabricHeader, payload: Uint8Array): void;
+  /** Same node: copies the payload into a pooled buffer (or, when `owned`, moves the send buffer itself) and
+   * posts it to the target GPU thread. May return a promise when the link's window of buffers in flight is full:
+   * the payload is taken once it resolves. */
+  sendNvlink(header: FabricHeader, payload: Uint8Array, owned: boolean): void | Promise<void>;
+  /** Other node: hands the payload (copied, or moved when `owned`) to the node's IB endpoint; may wait as sendNvlink. */
+  sendIb(header: FabricHeader, payload: Uint8Array, owned: boolean): void | Promise<void>;
+  /** A pooled buffer a producer can write a payload into and send with `owned: true`: the channel then copies
+   * nothing (as DeepEP's kernels write straight into the communication buffer). */
+  sendBuffer(bytes: number): Uint8Array;
   /** What this rank waits for now (for the watchdog's report), or null when it stops waiting. Called on every
    * receive, so it must be cheap: the runtime keeps it and reports it once per heartbeat. */
   status(waiting: string | null): void;
 }
 
-export interface ExchangeSend { target: number; tag: string; payload: Uint8Array; metadataBytes?: number }
+/** `owned`: the payload is a `sendBuffer` the caller gives up (moved, not copied; must not be used afterwards). */
+export interface ExchangeSend { target: number; tag: string; payload: Uint8Array; metadataBytes?: number; owned?: boolean }
 export interface ExchangeRecv { source: number; tag: string }
 export interface ExchangeResult { received: Incoming[]; op: OpRecord }
 
@@ -82,8 +87,9 @@ export class RankFabric {
       const timing = this.#portTo(s.target).send(s.payload.byteLength + meta, startPs);
       const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq: this.#nextSeq(s.target),
         bytes: s.payload.byteLength, metadataBytes: meta, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
-      if (this.sameNode(s.target)) await this.options.transport.sendNvlink(header, s.payload);
-      else this.options.transport.sendIb(header, s.payload);
+      const owned = s.owned ?? false;
+      if (this.sameNode(s.target)) await this.options.transport.sendNvlink(header, s.payload, owned);
+      else await this.options.transport.sendIb(header, s.payload, owned);
       endPs = Math.max(endPs, timing.egressEndPs);
       payloadBytes += s.payload.byteLength;
       metadataBytes += meta;
@@ -106,6 +112,11 @@ export class RankFabric {
     } finally {
       this.options.transport.status(null);
     }
+  }
+
+  /** A buffer to write a payload into and send with `owned: true` (see Transport.sendBuffer). */
+  sendBuffer(bytes: number): Uint8Array {
+    return this.options.transport.sendBuffer(bytes);
   }
 
   #portTo(peer: number): Port {

@@ -17,14 +17,14 @@ import { Rng, seedFor } from '../tensor/rng.js';
 export type CollectiveStep =
   | { op: 'all-to-all'; bytes: number[][] }              // bytes[src][dst] over the whole world
   | { op: 'all-reduce'; elements: number; dtype: 'f32' | 'f64' }
-  | { op: 'p2p'; transfers: { source: number; target: number; bytes: number }[] }
+  | { op: 'p2p'; transfers: { source: number; target: number; bytes: number }[]; sendBuffers?: boolean }
   | { op: 'barrier' }
   | { op: 'compute'; matmulFlops: number; bytes: number }
   | { op: 'alloc'; kind: HbmKind; label: string; bytes: number }
   | { op: 'hang'; rank: number; ms: number }             // a rank that stops responding (watchdog tests)
   // Benchmarks of the emulator's own speed (wall clock, never in metrics): `count` messages source -> target,
   // and `count` round trips between a and b.
-  | { op: 'stream'; source: number; target: number; bytes: number; count: number }
+  | { op: 'stream'; source: number; target: number; bytes: number; count: number; sendBuffers?: boolean }
   | { op: 'ping-pong'; a: number; b: number; bytes: number; count: number };
 
 export interface CollectiveProgram { kind: 'collectives'; seed: number; steps: CollectiveStep[] }
@@ -74,7 +74,13 @@ async function runStep(fabric: RankFabric, world: Group, p2p: P2p, seed: number,
       return;
     }
     case 'p2p': {
-      const sends = step.transfers.filter((t) => t.source === me).map((t) => ({ target: t.target, payload: payload(seed, s, me, t.target, t.bytes) }));
+      const sends = step.transfers.filter((t) => t.source === me).map((t) => {
+        const data = payload(seed, s, me, t.target, t.bytes);
+        if (!step.sendBuffers) return { target: t.target, payload: data };
+        const buffer = fabric.sendBuffer(t.bytes);   // the producer writes straight into the channel's buffer
+        buffer.set(data);
+        return { target: t.target, payload: buffer, owned: true };
+      });
       const incoming = step.transfers.filter((t) => t.target === me);
       const { received } = await p2p.batch('p2p', sends, incoming.map((t) => t.source));
       received.forEach((m, k) => { check(result, seed, s, incoming[k].source, me, incoming[k].bytes, m.payload); m.release(); });
@@ -93,7 +99,7 @@ async function runStep(fabric: RankFabric, world: Group, p2p: P2p, seed: number,
       if (me === step.rank) await new Promise((resolve) => setTimeout(resolve, step.ms));
       return;
     case 'stream':
-      return stream(p2p, me, step, result);
+      return stream(fabric, p2p, me, step, result);
     case 'ping-pong':
       return pingPong(p2p, me, step, result);
     default:
@@ -101,11 +107,16 @@ async function runStep(fabric: RankFabric, world: Group, p2p: P2p, seed: number,
   }
 }
 
-async function stream(p2p: P2p, me: number, step: Extract<CollectiveStep, { op: 'stream' }>, result: CollectiveResult): Promise<void> {
+/** sendBuffers: the producer's data is made in the channel's send buffer (nothing is copied), else copied in. */
+async function stream(fabric: RankFabric, p2p: P2p, me: number, step: Extract<CollectiveStep, { op: 'stream' }>,
+                      result: CollectiveResult): Promise<void> {
   const data = new Uint8Array(step.bytes);
   if (me === step.source) {
     const started = performance.now();
-    for (let i = 0; i < step.count; i++) await p2p.batch('stream', [{ target: step.target, payload: data }], []);
+    for (let i = 0; i < step.count; i++) {
+      const send = step.sendBuffers ? { target: step.target, payload: fabric.sendBuffer(step.bytes), owned: true } : { target: step.target, payload: data };
+      await p2p.batch('stream', [send], []);
+    }
     result.wallMs.push(performance.now() - started);
   } else if (me === step.target) {
     const started = performance.now();

@@ -9,13 +9,15 @@ import { gpuOf, nodeOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import { payloadCrc32 } from '../fabric/ib-frame.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError } from '../fabric/protocol.js';
 import { RankFabric, type Transport } from '../fabric/rank-fabric.js';
+import { SendWindow } from '../fabric/send-window.js';
 import { runProgram } from './programs.js';
 
 export interface GpuInit {
   rank: number;
-  /** Bytes of NVLink buffers in flight to one peer before a send waits for one to come back (one buffer may
-   * always go): keeps a few buffers cycling, and in cache, instead of allocating as many as the sender runs ahead. */
+  /** Bytes of buffers in flight to one NVLink peer, and on the IB path, before a send waits for some to come back
+   * (src/fabric/send-window.ts): keeps a few buffers cycling, and in cache, and the pool bounded. */
   nvlinkWindowBytes: number;
+  ibWindowBytes: number;
   cluster: ClusterConfig;
   watchdogMs: number;
   poolBytesMax: number;
@@ -34,15 +36,17 @@ class GpuRank {
   #running: Promise<void> = Promise.resolve();
   #closed = false;
   #waiting: string | null = null;
-  readonly #inFlightBytes: number[];
-  readonly #creditWaiters: (() => void)[][];
+  readonly #nvlinkWindows: SendWindow[];
+  readonly #ibWindow: SendWindow;
   readonly #pendingReturns: ArrayBuffer[][];
   readonly #flushScheduled: boolean[];
 
   constructor(private readonly init: GpuInit, private readonly done: () => void) {
     this.#pool = new BufferPool({ bytesMax: init.poolBytesMax, name: `rank ${init.rank} send pool` });
-    this.#inFlightBytes = init.peerPorts.map(() => 0);
-    this.#creditWaiters = init.peerPorts.map(() => []);
+    const { rank, watchdogMs } = init;
+    this.#nvlinkWindows = init.peerPorts.map((_, gpu) => new SendWindow({ bytesMax: init.nvlinkWindowBytes, watchdogMs, rank,
+      link: `nvlink to gpu ${gpu} of the node` }));
+    this.#ibWindow = new SendWindow({ bytesMax: init.ibWindowBytes, watchdogMs, rank, link: 'the node\'s IB path' });
     this.#pendingReturns = init.peerPorts.map(() => []);
     this.#flushScheduled = init.peerPorts.map(() => false);
     this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(), watchdogMs: init.watchdogMs });
@@ -53,26 +57,38 @@ class GpuRank {
   #transport(): Transport {
     const { peerPorts, nodePort, cluster } = this.init;
     return {
-      sendNvlink: (header, payload) => {
+      sendNvlink: (header, payload, owned) => {
         const peer = gpuOf(cluster, header.dst);
         const post = () => {
-          const buffer = this.#copyIn(payload);
-          this.#inFlightBytes[peer] += buffer.byteLength;
+          const buffer = owned ? this.#ownedBuffer(payload) : this.#copyIn(payload);
           const returns = this.#pendingReturns[peer].splice(0);
           peerPorts[peer]!.postMessage({ kind: 'data', header, buffer, returns } satisfies PeerMessage, [buffer, ...returns]);
         };
-        const fits = () => this.#inFlightBytes[peer] === 0 || this.#inFlightBytes[peer] + sizeClass(payload.byteLength) <= this.init.nvlinkWindowBytes;
-        if (this.#creditWaiters[peer].length === 0 && fits()) return post();
-        return this.#waitForCredit(peer, fits).then(post);
+        const waiting = this.#nvlinkWindows[peer].reserve(sizeClass(payload.byteLength));
+        return waiting ? waiting.then(post) : post();
       },
-      sendIb: (header, payload) => {
-        const buffer = this.#copyIn(payload);
-        // The CRC is computed here, not on the node's main thread, so the two cores share the IB work.
-        const crc = payloadCrc32(new Uint8Array(buffer, 0, payload.byteLength));
-        nodePort.postMessage({ kind: 'ib-send', header: { ...header, crc }, buffer } satisfies GpuToNode, [buffer]);
+      sendIb: (header, payload, owned) => {
+        const post = () => {
+          const buffer = owned ? this.#ownedBuffer(payload) : this.#copyIn(payload);
+          // The CRC is computed here, not on the node's main thread, so the two cores share the IB work.
+          const crc = payloadCrc32(new Uint8Array(buffer, 0, payload.byteLength));
+          nodePort.postMessage({ kind: 'ib-send', header: { ...header, crc }, buffer } satisfies GpuToNode, [buffer]);
+        };
+        const waiting = this.#ibWindow.reserve(sizeClass(payload.byteLength));
+        return waiting ? waiting.then(post) : post();
       },
       status: (waiting) => { this.#waiting = waiting; },
+      sendBuffer: (bytes) => new Uint8Array(this.#pool.acquire(bytes), 0, bytes),
     };
+  }
+
+  /** A send buffer handed back for sending: moved as it is (it came from this pool: see sendBuffer). */
+  #ownedBuffer(payload: Uint8Array): ArrayBuffer {
+    const buffer = payload.buffer as ArrayBuffer;
+    if (payload.byteOffset !== 0 || buffer.byteLength !== sizeClass(buffer.byteLength) || buffer instanceof SharedArrayBuffer) {
+      throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.init.rank}: an owned send payload must be a whole sendBuffer()`);
+    }
+    return buffer;
   }
 
   #copyIn(payload: Uint8Array): ArrayBuffer {
@@ -86,9 +102,8 @@ class GpuRank {
     const returned = m.kind === 'data' ? m.returns ?? [] : m.buffers;
     for (const buffer of returned) {
       this.#pool.release(buffer);
-      this.#inFlightBytes[peer] -= buffer.byteLength;
+      this.#nvlinkWindows[peer].free(buffer.byteLength);
     }
-    if (returned.length > 0) this.#creditWaiters[peer][0]?.();
     if (m.kind === 'data') this.#deliverNvlink(peer, m.header, m.buffer);
   }
 
@@ -111,33 +126,15 @@ class GpuRank {
     this.init.peerPorts[peer]!.postMessage({ kind: 'return', buffers } satisfies PeerMessage, buffers);
   }
 
-  /** Resolves when a send of this size fits the window (in order of asking), or fails after the watchdog time:
-   * a peer that never hands buffers back is named, never waited for forever. */
-  #waitForCredit(peer: number, fits: () => boolean): Promise<void> {
-    const waiters = this.#creditWaiters[peer];
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiters.splice(waiters.indexOf(check), 1);
-        reject(moemuError('MOEMU_ERR_WATCHDOG', `rank ${this.init.rank} waited ${this.init.watchdogMs} ms for the GPU ` +
-          `${peer} of its node to hand back NVLink buffers (${this.#inFlightBytes[peer]} B in flight)`, { rank: this.init.rank, link: `nvlink gpu ${peer}` }));
-      }, this.init.watchdogMs);
-      const check = () => {
-        if (waiters[0] !== check || !fits()) return;
-        waiters.shift();
-        clearTimeout(timer);
-        resolve();
-        waiters[0]?.();
-      };
-      waiters.push(check);
-      check();
-    });
-  }
 
   #onNode(m: PeerMessage | NodeToGpu): void {
     switch (m.kind) {
       case 'data': return this.#deliverIb(m.header, m.buffer, m.pooled ?? true);
       case 'return': return;   // (no GPU hands buffers to its node's pool)
-      case 'ib-return': return this.#pool.release(m.buffer);
+      case 'ib-return': {
+        this.#pool.release(m.buffer);
+        return this.#ibWindow.free(m.buffer.byteLength);
+      }
       case 'run': {
         this.#running = this.#running.then(() => this.#run(m.program));
         return;

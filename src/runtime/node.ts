@@ -26,6 +26,8 @@ const GPU_WORKER = new URL('./gpu-worker.js', import.meta.url).href;
 /** NVLink bytes in flight per GPU pair (gpu-worker.ts): 4 MiB measured best for 1 MiB messages here (2 and 8 lost
  * 10–30 %: too few buffers wait on returns, too many fall out of cache). */
 const NVLINK_WINDOW_BYTES = 4 << 20;
+/** IB bytes in flight per GPU (to its node's main thread and socket): enough to keep the link busy, bounded. */
+const IB_WINDOW_BYTES = 16 << 20;
 
 export async function runNode(options: NodeOptions): Promise<number> {
   const control = await connectControl(options);
@@ -127,7 +129,7 @@ class NodeProcess {
       this.#gpuPorts.push(port1);
       this.#deliveryPools.push(new BufferPool({ bytesMax: this.options.poolBytesMax, name: `node ${a.node} IB deliveries to gpu ${gpu}` }));
       port1.on('message', (m: GpuToNode) => this.#onGpu(gpu, m));
-      const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs, nvlinkWindowBytes: NVLINK_WINDOW_BYTES,
+      const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs, nvlinkWindowBytes: NVLINK_WINDOW_BYTES, ibWindowBytes: IB_WINDOW_BYTES,
         poolBytesMax: this.options.poolBytesMax, nodePort: port2, peerPorts: peers[gpu] };
       const transferList = [port2, ...peers[gpu].filter((p): p is MessagePort => p !== null)];
       this.#tasks.push(this.#pool.run(init, { transferList }).catch((e) => this.#fail(e, rankOf(a.cluster, a.node, gpu))));

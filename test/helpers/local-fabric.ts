@@ -25,7 +25,8 @@ export function localFabric(cluster: ClusterConfig, watchdogMs = 2000): LocalFab
     } }));
   };
   for (let rank = 0; rank < world; rank++) {
-    const transport: Transport = { sendNvlink: deliver('nvlink'), sendIb: deliver('ib'), status: () => undefined };
+    const transport: Transport = { sendNvlink: deliver('nvlink'), sendIb: deliver('ib'), status: () => undefined,
+      sendBuffer: (bytes) => new Uint8Array(bytes) };
     fabrics.push(new RankFabric({ rank, cluster, transport, watchdogMs }));
   }
   return { fabrics, outstanding: () => outstanding };

@@ -79,6 +79,7 @@ describe('cluster: 4 nodes × 4 GPUs', () => {
         { source: i % world, target: (i + 1) % world, bytes },          // same node
         { source: i % world, target: (i + 5) % world, bytes },          // other node
       ]) },
+      { op: 'p2p', sendBuffers: true, transfers: [{ source: 0, target: 1, bytes: 1 << 20 }, { source: 2, target: 9, bytes: 77_777 }] },
       { op: 'barrier' },
     ] };
     const results = await run(c, program);
@@ -89,7 +90,7 @@ describe('cluster: 4 nodes × 4 GPUs', () => {
     }
     const checked = results.reduce((n, r) => n + r.bytesChecked, 0);
     const sent = program.steps[0].op === 'all-to-all' ? program.steps[0].bytes.flatMap((row, s) => row.filter((_, d) => d !== s)).reduce((a, b) => a + b, 0) : 0;
-    expect(checked).toBe(sent + 2 * [0, 1, 3, 65_535, 65_536, 65_537, 1 << 20, 16 << 20].reduce((a, b) => a + b, 0));
+    expect(checked).toBe(sent + 2 * [0, 1, 3, 65_535, 65_536, 65_537, 1 << 20, 16 << 20].reduce((a, b) => a + b, 0) + (1 << 20) + 77_777);
     // All-reduce: the same bits on every rank, equal to the sequential sums in the documented order.
     const reductions = [{ k: 0, step: 1, n: 1001, dtype: 'f32' }, { k: 1, step: 2, n: 999, dtype: 'f64' }];
     for (const { k, step, n, dtype } of reductions) {
