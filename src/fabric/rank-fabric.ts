@@ -27,10 +27,14 @@ export interface Transport {
   status(waiting: string | null): void;
 }
 
-/** `owned`: the payload is a `sendBuffer` the caller gives up (moved, not copied; must not be used afterwards). */
-export interface ExchangeSend { target: number; tag: string; payload: Uint8Array; metadataBytes?: number; owned?: boolean }
+/** `owned`: the payload is a `sendBuffer` the caller gives up (moved, not copied; must not be used afterwards).
+ * `notBeforePs`: posted no earlier than this (store-and-forward: a forwarder sends a row once its copy arrived). */
+export interface ExchangeSend {
+  target: number; tag: string; payload: Uint8Array; metadataBytes?: number; owned?: boolean; notBeforePs?: number;
+}
 export interface ExchangeRecv { source: number; tag: string }
-export interface ExchangeResult { received: Incoming[]; op: OpRecord }
+/** received[i] and donePs[i] answer recvs[i]: the message and the virtual time it was fully received. */
+export interface ExchangeResult { received: Incoming[]; donePs: number[]; op: OpRecord }
 
 export interface RankFabricOptions {
   rank: number;
@@ -84,7 +88,7 @@ export class RankFabric {
     for (const s of sends) {
       if (s.target === this.rank) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} sends to itself`);
       const meta = s.metadataBytes ?? 0;
-      const timing = this.#portTo(s.target).send(s.payload.byteLength + meta, startPs);
+      const timing = this.#portTo(s.target).send(s.payload.byteLength + meta, Math.max(startPs, s.notBeforePs ?? 0));
       const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq: this.#nextSeq(s.target),
         bytes: s.payload.byteLength, metadataBytes: meta, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
       const owned = s.owned ?? false;
@@ -95,13 +99,16 @@ export class RankFabric {
       metadataBytes += meta;
     }
     const received = await this.#receive(name, recvs);
-    for (const m of processingOrder(received.map((r) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq, r })))) {
+    const donePs = new Array<number>(received.length).fill(startPs);
+    const indexed = received.map((r, index) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq, r, index }));
+    for (const m of processingOrder(indexed)) {
       const h = m.r.header;
       const done = this.#portTo(h.src).receive(h.bytes + h.metadataBytes, { outPs: h.outPs, egressEndPs: h.egressEndPs });
+      donePs[m.index] = Math.max(startPs, done);
       endPs = Math.max(endPs, done);
     }
     const op = this.clock.record('comm', name, startPs, endPs, { payloadBytes, metadataBytes });
-    return { received, op };
+    return { received, donePs, op };
   }
 
   async #receive(name: string, recvs: readonly ExchangeRecv[]): Promise<Incoming[]> {
