@@ -21,7 +21,7 @@ export async function allReduceSum(group: Group, name: string, data: FloatArray,
     const tag = group.nextTag(name);
     const outgoing = view(sendChunk);
     const { received, op } = await group.fabric.exchange(`${name} ${label}`,
-      [{ target: next, tag, payload: bytesOf(outgoing) }], [{ source: prev, tag }], ops.length === 0 ? options.waitFor : []);
+      [{ target: next, tag, payload: bytesOf(outgoing) }], [{ source: prev, tag }], { waitFor: ops.length === 0 ? options.waitFor : [] });
     onReceive(typedLike(data, received[0].payload));
     received[0].release();
     ops.push(op);

@@ -21,7 +21,7 @@ export async function allToAll(group: Group, name: string, payloads: readonly Ui
   const rotated = [...others].sort((a, b) => rotation(group, a.index) - rotation(group, b.index));
   const sends = rotated.map(({ rank, index }) => ({ target: rank, tag, payload: payloads[index], metadataBytes: options.metadataBytes?.[index] ?? 0 }));
   const recvs = others.map(({ rank }) => ({ source: rank, tag }));
-  const { received, op } = await group.fabric.exchange(name, sends, recvs, options.waitFor);
+  const { received, op } = await group.fabric.exchange(name, sends, recvs, { waitFor: options.waitFor });
   const out: Uint8Array[] = new Array(group.size);
   out[group.index] = payloads[group.index];
   others.forEach(({ index }, k) => { out[index] = received[k].payload; });

@@ -20,7 +20,7 @@ export class P2p {
     const me = this.fabric.rank;
     const out = sends.map((s) => ({ ...s, tag: `p2p:${me}->${s.target}#${next(this.#sent, s.target)}` }));
     const recvs = sources.map((source) => ({ source, tag: `p2p:${source}->${me}#${next(this.#received, source)}` }));
-    return this.fabric.exchange(name, out, recvs, waitFor);
+    return this.fabric.exchange(name, out, recvs, { waitFor });
   }
 }
 

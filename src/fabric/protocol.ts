@@ -8,8 +8,8 @@ export interface FabricHeader {
   dst: number;            // global destination rank
   tag: string;            // matches a receive: collective name and instance, e.g. 'all-to-all#3'
   seq: number;            // per (src, dst) sequence number, for the fixed processing order
-  bytes: number;          // payload bytes
-  metadataBytes: number;  // modelled metadata (indices, weights, scales) travelling with the payload
+  bytes: number;          // payload bytes, metadata included
+  metadataBytes: number;  // how many of them (at the end) are metadata: indices, weights, scales
   outPs: number;          // virtual time the message left the sender's egress
   egressEndPs: number;    // virtual time its last byte left
   crc?: number;           // IB only: CRC-32 of the payload, computed by the sending GPU thread, checked by the receiving one

@@ -27,14 +27,25 @@ export interface Transport {
   status(waiting: string | null): void;
 }
 
-/** `owned`: the payload is a `sendBuffer` the caller gives up (moved, not copied; must not be used afterwards).
+/** `metadataBytes`: how many of the payload's bytes (at its end) are metadata — indices, weights, scales — which
+ * travel and cost time like the rest but are counted apart from tensor rows (DESIGN "Metrics").
+ * `owned`: the payload is a `sendBuffer` the caller gives up (moved, not copied; must not be used afterwards).
  * `notBeforePs`: posted no earlier than this (store-and-forward: a forwarder sends a row once its copy arrived). */
 export interface ExchangeSend {
   target: number; tag: string; payload: Uint8Array; metadataBytes?: number; owned?: boolean; notBeforePs?: number;
 }
 export interface ExchangeRecv { source: number; tag: string }
-/** received[i] and donePs[i] answer recvs[i]: the message and the virtual time it was fully received. */
+/** received[i] and donePs[i] answer recvs[i]: the message and the virtual time it was fully received. `op` is
+ * the comm op recorded (or, with `record: false`, the one that would have been). */
 export interface ExchangeResult { received: Incoming[]; donePs: number[]; op: OpRecord }
+
+export interface ExchangeOptions {
+  waitFor?: readonly VEvent[];
+  /** Several exchanges that make up one op (a two-phase dispatch): start this one at the op's start, which may
+   * be before the comm stream's clock, and do not record it; the caller records the whole op once. */
+  startAtPs?: number;
+  record?: boolean;
+}
 
 export interface RankFabricOptions {
   rank: number;
@@ -79,23 +90,24 @@ export class RankFabric {
    * returns, every payload sent has been copied: the caller may reuse them.
    */
   async exchange(name: string, sends: readonly ExchangeSend[], recvs: readonly ExchangeRecv[],
-                 waitFor: readonly VEvent[] = []): Promise<ExchangeResult> {
-    this.clock.waitFor('comm', ...waitFor);
-    const startPs = this.clock.now('comm');
+                 options: ExchangeOptions = {}): Promise<ExchangeResult> {
+    this.clock.waitFor('comm', ...(options.waitFor ?? []));
+    const startPs = options.startAtPs ?? this.clock.now('comm');
     let endPs = startPs;
     let payloadBytes = 0;
     let metadataBytes = 0;
     for (const s of sends) {
       if (s.target === this.rank) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} sends to itself`);
       const meta = s.metadataBytes ?? 0;
-      const timing = this.#portTo(s.target).send(s.payload.byteLength + meta, Math.max(startPs, s.notBeforePs ?? 0));
+      if (meta > s.payload.byteLength) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} declares more metadata than payload`);
+      const timing = this.#portTo(s.target).send(s.payload.byteLength, Math.max(startPs, s.notBeforePs ?? 0));
       const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq: this.#nextSeq(s.target),
         bytes: s.payload.byteLength, metadataBytes: meta, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
       const owned = s.owned ?? false;
       if (this.sameNode(s.target)) await this.options.transport.sendNvlink(header, s.payload, owned);
       else await this.options.transport.sendIb(header, s.payload, owned);
       endPs = Math.max(endPs, timing.egressEndPs);
-      payloadBytes += s.payload.byteLength;
+      payloadBytes += s.payload.byteLength - meta;
       metadataBytes += meta;
     }
     const received = await this.#receive(name, recvs);
@@ -103,11 +115,13 @@ export class RankFabric {
     const indexed = received.map((r, index) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq, r, index }));
     for (const m of processingOrder(indexed)) {
       const h = m.r.header;
-      const done = this.#portTo(h.src).receive(h.bytes + h.metadataBytes, { outPs: h.outPs, egressEndPs: h.egressEndPs });
+      const done = this.#portTo(h.src).receive(h.bytes, { outPs: h.outPs, egressEndPs: h.egressEndPs });
       donePs[m.index] = Math.max(startPs, done);
       endPs = Math.max(endPs, done);
     }
-    const op = this.clock.record('comm', name, startPs, endPs, { payloadBytes, metadataBytes });
+    const op = options.record === false
+      ? { rank: this.rank, stream: 'comm' as const, name, startPs, endPs, payloadBytes, metadataBytes, step: this.clock.step }
+      : this.clock.record('comm', name, startPs, endPs, { payloadBytes, metadataBytes });
     return { received, donePs, op };
   }
 

@@ -4,8 +4,12 @@ import type { ClusterConfig } from '../../src/fabric/cluster-config.js';
 import type { FabricHeader } from '../../src/fabric/protocol.js';
 import { RankFabric, type Transport } from '../../src/fabric/rank-fabric.js';
 
+export interface SentMessage { link: 'nvlink' | 'ib'; header: FabricHeader }
+
 export interface LocalFabric {
   fabrics: RankFabric[];
+  /** Every message sent, in the order sent (headers: src, dst, tag, bytes, metadataBytes). */
+  log: SentMessage[];
   /** Messages whose buffers were not released yet (must be 0 after a correct collective). */
   outstanding(): number;
 }
@@ -13,8 +17,10 @@ export interface LocalFabric {
 export function localFabric(cluster: ClusterConfig, watchdogMs = 2000): LocalFabric {
   const world = cluster.nodes * cluster.gpusPerNode;
   const fabrics: RankFabric[] = [];
+  const log: SentMessage[] = [];
   let outstanding = 0;
   const deliver = (link: 'nvlink' | 'ib') => (header: FabricHeader, payload: Uint8Array) => {
+    log.push({ link, header });
     const copy = payload.slice();
     outstanding += 1;
     let released = false;
@@ -29,5 +35,5 @@ export function localFabric(cluster: ClusterConfig, watchdogMs = 2000): LocalFab
       sendBuffer: (bytes) => new Uint8Array(bytes) };
     fabrics.push(new RankFabric({ rank, cluster, transport, watchdogMs }));
   }
-  return { fabrics, outstanding: () => outstanding };
+  return { fabrics, log, outstanding: () => outstanding };
 }

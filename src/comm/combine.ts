@@ -1,0 +1,123 @@
+// Expert-parallel combine (FACTS §3, DESIGN "Numerics"): the rows a dispatch delivered, each already the weighted
+// sum of this rank's experts for its token, go back along the reversed paths and are summed per token without
+// weights — first within each node in ascending GPU index (on the forwarder of the origin's local index for a
+// remote node, at the origin for its own node), then over nodes in ascending node index at the origin. Sums
+// accumulate in the rows' dtype (f32 in f32 runs, as DeepEP; f64 in reference runs). One op on the comm stream.
+import type { OpRecord } from '../fabric/streams.js';
+import type { FloatArray } from '../tensor/tensor.js';
+import type { DispatchHandle } from './dispatch.js';
+import { emptyRows } from './dispatch.js';
+import type { EpGroup } from './ep-group.js';
+import { decodeEpRows, encodeEpRows, epRowsBytes, type EpRows } from './ep-rows.js';
+
+export interface CombineResult { out: FloatArray; op: OpRecord }
+
+// y [R, d] (rows in the dispatch's received order) -> out [T, d] on every origin
+export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray, name = 'combine'): Promise<CombineResult> {
+  const tag = `${handle.tag}/${name}`;
+  const byOrigin = rowsByOrigin(ep, handle, y);
+  const peers = ep.nodePeers();
+  const forwarded = remoteOriginsForwardedByMe(ep);
+  const startPs = ep.fabric.clock.now('comm');
+  const sendsA = [
+    ...peers.map((p) => message(ep, ep.global(p), `${tag}:direct`, byOrigin.get(p)!)),
+    ...remoteOrigins(ep).filter((s) => forwarderOf(ep, s) !== ep.me)
+      .map((s) => message(ep, ep.global(forwarderOf(ep, s)), `${tag}:fwd:${s}`, byOrigin.get(s)!)),
+  ];
+  const recvsA = [
+    ...peers.map((p) => ({ source: ep.global(p), tag: `${tag}:direct` })),
+    ...forwarded.flatMap((s) => peers.map((p) => ({ source: ep.global(p), tag: `${tag}:fwd:${s}` }))),
+  ];
+  const a = await ep.fabric.exchange(name, sendsA, recvsA, { startAtPs: startPs, record: false });
+  const got = a.received.map((m) => takeRows(m, handle));
+  const direct = new Map(peers.map((p, k) => [p, got[k]]));
+  const sendsB = forwarded.map((s, k) => {
+    const fromPeers = new Map(peers.map((p, j) => [p, got[peers.length + k * peers.length + j]]));
+    const partial = nodePartial(ep, s, (gpu) => (gpu === ep.me ? byOrigin.get(s)! : fromPeers.get(gpu)!), handle);
+    const done = a.donePs.slice(peers.length + k * peers.length, peers.length + (k + 1) * peers.length);
+    return { ...message(ep, ep.global(s), `${tag}:ib`, partial), notBeforePs: Math.max(startPs, ...done) };
+  });
+  const b = await ep.fabric.exchange(`${name} ib`, sendsB, ep.ibPeers().map((p) => ({ source: ep.global(p), tag: `${tag}:ib` })),
+    { startAtPs: startPs, record: false });
+  const fromNodes = new Map(ep.ibPeers().map((p, k) => [ep.nodeOf(p), takeRows(b.received[k], handle)]));
+  fromNodes.set(ep.nodeOf(ep.me), nodePartial(ep, ep.me, (gpu) => (gpu === ep.me ? byOrigin.get(ep.me)! : direct.get(gpu)!), handle));
+  const out = sumOverNodes(ep, fromNodes, handle);
+  const op = ep.fabric.clock.record('comm', name, startPs, Math.max(a.op.endPs, b.op.endPs), {
+    payloadBytes: a.op.payloadBytes + b.op.payloadBytes, metadataBytes: a.op.metadataBytes + b.op.metadataBytes });
+  return { out, op };
+}
+
+/** The received rows regrouped by origin EP rank (token order kept), one (possibly empty) block per rank. */
+function rowsByOrigin(ep: EpGroup, h: DispatchHandle, y: FloatArray): Map<number, EpRows> {
+  const out = new Map<number, EpRows>();
+  for (let e = 0; e < ep.size; e++) {
+    const rows: number[] = [];
+    for (let i = 0; i < h.origin.length; i++) if (h.origin[i] === e) rows.push(i);
+    const block = emptyRows(e, rows.length, h.d, 0, h.float64);
+    rows.forEach((i, n) => {
+      block.token[n] = h.token[i];
+      block.x.set(y.subarray(i * h.d, (i + 1) * h.d), n * h.d);
+    });
+    out.set(e, block);
+  }
+  return out;
+}
+
+function remoteOrigins(ep: EpGroup): number[] {
+  return Array.from({ length: ep.size }, (_, e) => e).filter((e) => ep.nodeOf(e) !== ep.nodeOf(ep.me));
+}
+
+/** The GPU of my node that forwarded origin s's rows (the one with s's local index). */
+function forwarderOf(ep: EpGroup, s: number): number {
+  return ep.at(ep.nodeOf(ep.me), ep.localOf(s));
+}
+
+function remoteOriginsForwardedByMe(ep: EpGroup): number[] {
+  return remoteOrigins(ep).filter((s) => forwarderOf(ep, s) === ep.me);
+}
+
+/** Σ over this node's GPUs in ascending local index of their rows for origin s's tokens: one row per token. */
+function nodePartial(ep: EpGroup, s: number, rowsFrom: (gpu: number) => EpRows, h: DispatchHandle): EpRows {
+  const node = ep.nodeOf(ep.me);
+  const sums = new Map<number, FloatArray>();
+  for (let l = 0; l < ep.gpusPerNode; l++) {
+    const r = rowsFrom(ep.at(node, l));
+    for (let i = 0; i < r.rows; i++) {
+      let acc = sums.get(r.token[i]);
+      if (!acc) sums.set(r.token[i], (acc = h.float64 ? new Float64Array(h.d) : new Float32Array(h.d)));
+      for (let j = 0; j < h.d; j++) acc[j] += r.x[i * h.d + j];
+    }
+  }
+  const tokens = [...sums.keys()].sort((p, q) => p - q);
+  const out = emptyRows(s, tokens.length, h.d, 0, h.float64);
+  tokens.forEach((t, n) => {
+    out.token[n] = t;
+    out.x.set(sums.get(t)!, n * h.d);
+  });
+  return out;
+}
+
+function sumOverNodes(ep: EpGroup, partials: Map<number, EpRows>, h: DispatchHandle): FloatArray {
+  const out = h.float64 ? new Float64Array(h.tokens * h.d) : new Float32Array(h.tokens * h.d);
+  for (let b = 0; b < ep.nodes; b++) {
+    const r = partials.get(b)!;
+    for (let i = 0; i < r.rows; i++) {
+      const o = r.token[i] * h.d;
+      for (let j = 0; j < h.d; j++) out[o + j] += r.x[i * h.d + j];
+    }
+  }
+  return out;
+}
+
+function message(ep: EpGroup, target: number, tag: string, rows: EpRows) {
+  const { total, metadata } = epRowsBytes(rows.rows, rows.d, rows.K, rows.x.BYTES_PER_ELEMENT);
+  const payload = ep.fabric.sendBuffer(total);
+  encodeEpRows(rows, payload);
+  return { target, tag, payload, metadataBytes: metadata, owned: true };
+}
+
+function takeRows(m: { payload: Uint8Array; release(): void }, h: DispatchHandle): EpRows {
+  const rows = decodeEpRows(m.payload, h.d, 0, h.float64);
+  m.release();
+  return rows;
+}

@@ -1,0 +1,47 @@
+// An expert-parallel group: EP rank e = (node − first node) × G + gpu (DESIGN "Rank layout and data"), so the GPUs
+// with one local index across the group's nodes are each other's IB peers (FACTS §2: a token crosses IB to the
+// GPU with the same local index, which forwards it over NVLink).
+import { moemuError } from '../errors.js';
+import type { RankFabric } from '../fabric/rank-fabric.js';
+import { expertRank, type EpTopology } from './dispatch-layout.js';
+import { Group } from './group.js';
+
+export class EpGroup {
+  readonly group: Group;
+  readonly topology: EpTopology;
+  readonly nodes: number;
+
+  /** `ranks[e]` = the global rank of EP rank e. */
+  constructor(fabric: RankFabric, ranks: readonly number[], gpusPerNode: number, experts: number, name = 'ep') {
+    this.group = new Group(fabric, ranks, name);
+    this.topology = { ranks: ranks.length, gpusPerNode, experts };
+    if (ranks.length % gpusPerNode !== 0) {
+      throw moemuError('MOEMU_ERR_CONFIG', `EP group ${name}: ${ranks.length} ranks are not whole nodes of ${gpusPerNode} GPUs`);
+    }
+    this.nodes = ranks.length / gpusPerNode;
+  }
+
+  get fabric(): RankFabric { return this.group.fabric; }
+  get me(): number { return this.group.index; }
+  get size(): number { return this.group.size; }
+  get gpusPerNode(): number { return this.topology.gpusPerNode; }
+  get expertsPerRank(): number { return this.topology.experts / this.topology.ranks; }
+
+  nodeOf(e: number): number { return Math.floor(e / this.gpusPerNode); }
+  localOf(e: number): number { return e % this.gpusPerNode; }
+  at(node: number, local: number): number { return node * this.gpusPerNode + local; }
+  global(e: number): number { return this.group.ranks[e]; }
+  rankOfExpert(expert: number): number { return expertRank(this.topology, expert); }
+
+  /** EP ranks of the own node other than me, ascending. */
+  nodePeers(): number[] {
+    const a = this.nodeOf(this.me);
+    return Array.from({ length: this.gpusPerNode }, (_, l) => this.at(a, l)).filter((e) => e !== this.me);
+  }
+
+  /** The GPUs with my local index on every other node, ascending: my IB peers. */
+  ibPeers(): number[] {
+    const g = this.localOf(this.me);
+    return Array.from({ length: this.nodes }, (_, b) => this.at(b, g)).filter((e) => e !== this.me);
+  }
+}
