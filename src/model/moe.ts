@@ -49,7 +49,9 @@ export function moeBackwardInput(c: ModelConfig, nm: Numerics, p: MoeParams, s: 
                                  scale: LossScale): { dx: Tensor; forWeight: MoeWeightInputs } {
   const K = c.topK;
   const shared = swigluBackwardInput(nm, p.shared, s.shared, dy);
-  const dx = shared.dx;
+  // The routed experts' input gradients are summed on their own first, then added to the shared expert's: the
+  // order the expert-parallel layer's combine produces, so EP = 1 is bit-identical with this layer.
+  const routedDx = Tensor.zeros(dy.dtype, dy.shape);
   const dWeights = Tensor.zeros(dy.dtype, [dy.rows, K]);
   const experts: (SwigluWeightInputs | null)[] = [];
   for (let e = 0; e < c.experts; e++) {
@@ -61,9 +63,11 @@ export function moeBackwardInput(c: ModelConfig, nm: Numerics, p: MoeParams, s: 
     const dYe = gatherRows(dy, ex.rows);                          // [n_e, d], then weighted by g
     weightRowsAndDot(dy, ex, s.gate.weights, dYe, dWeights);
     const back = swigluBackwardInput(nm, p.experts[e], ex.saved, dYe);
-    scatterAdd(dx, back.dx, ex.rows);
+    scatterAdd(routedDx, back.dx, ex.rows);
     experts.push(back.forWeight);
   }
+  const dx = shared.dx;
+  addInto(dx, routedDx);
   const gate = gateBackwardInput(c, nm, p.gate, s.gate, dWeights, scale);
   addInto(dx, gate.du);
   return { dx, forWeight: { dlogits: gate.dlogits, shared: shared.forWeight, experts } };

@@ -6,10 +6,10 @@
 import { describe, expect, it } from 'vitest';
 import { EpGroup } from '../../src/comm/ep-group.js';
 import { MODEL_PRESETS, type ModelConfig } from '../../src/model/config.js';
-import { moeForward, type MoeParams } from '../../src/model/moe.js';
+import { moeBackwardInput, moeBackwardWeight, moeForward, type MoeParams } from '../../src/model/moe.js';
 import { numericsFor } from '../../src/model/numerics.js';
 import type { SwigluParams } from '../../src/model/swiglu.js';
-import { epMoeForward } from '../../src/parallel/ep-moe.js';
+import { epMoeBackwardInput, epMoeBackwardWeight, epMoeForward } from '../../src/parallel/ep-moe.js';
 import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomTensor } from '../helpers/gradcheck.js';
@@ -28,6 +28,9 @@ function crit(x: ArrayLike<number>, y: ArrayLike<number>): number {
 const swiglu = (d: number, f: number, seed: number): SwigluParams =>
   ({ w1: randomTensor([f, d], seed, 0.5), w2: randomTensor([d, f], seed + 1, 0.5), w3: randomTensor([f, d], seed + 2, 0.5) });
 
+const zeros = (q: SwigluParams): SwigluParams => ({ w1: Tensor.zeros('f64', q.w1.shape), w2: Tensor.zeros('f64', q.w2.shape), w3: Tensor.zeros('f64', q.w3.shape) });
+const flat = (q: SwigluParams) => [...q.w1.data, ...q.w2.data, ...q.w3.data];
+
 const LAYOUTS = [
   { nodes: 1, gpus: 1, M: [1] },
   { nodes: 1, gpus: 2, M: [1] },
@@ -35,7 +38,7 @@ const LAYOUTS = [
   { nodes: 4, gpus: 2, M: [1, 2, 4] },
 ];
 
-describe('expert-parallel MoE forward = single-process MoE', () => {
+describe('expert-parallel MoE forward and backward = single-process MoE', () => {
   for (const { nodes, gpus, M } of LAYOUTS) {
     for (const topGroups of M) {
       const ep = nodes * gpus;
@@ -68,6 +71,32 @@ describe('expert-parallel MoE forward = single-process MoE', () => {
         expect(Math.abs(outs.reduce((s, o) => s + o.balanceLoss, 0) - reference.balanceLoss)).toBeLessThan(1e-15);
         const loads = outs.reduce((acc, o) => acc.map((v, i) => v + o.loads[i]), new Float64Array(c.experts));
         expect(Array.from(loads)).toEqual(Array.from(reference.loads));
+        // Backward: input gradient, gate and shared gradients (summed over ranks, as their all-reduce will),
+        // and every expert's gradient on the rank that holds it.
+        const dy = randomTensor(u.shape as number[], 9);
+        const refGrads = { gate: Tensor.zeros('f64', p.gate.shape), shared: zeros(p.shared), experts: p.experts.map(zeros) };
+        const refBack = moeBackwardInput(c, nm, p, reference.saved, dy, scale);
+        moeBackwardWeight(nm, reference.saved, refBack.forWeight, refGrads);
+        const grads = outs.map((_, r) => ({ gate: Tensor.zeros('f64', p.gate.shape), shared: zeros(p.shared),
+          localExperts: p.experts.slice(r * perRank, (r + 1) * perRank).map(zeros) }));
+        const backs = await Promise.all(lf.fabrics.map((f, r) => {
+          const group = new EpGroup(f, ranks, gpus, c.experts, 'ep-back');
+          const mineDy = new Tensor('f64', [perRankTokens, c.hidden], dy.data.slice(r * perRankTokens * c.hidden, (r + 1) * perRankTokens * c.hidden));
+          return epMoeBackwardInput(group, c, nm, { gate: p.gate, bias: p.bias, shared: p.shared,
+            localExperts: p.experts.slice(r * perRank, (r + 1) * perRank) }, outs[r].saved, mineDy, scale);
+        }));
+        backs.forEach((b, r) => epMoeBackwardWeight(nm, outs[r].saved, b.forWeight, grads[r]));
+        const dx = new Float64Array(u.size);
+        backs.forEach((b, r) => dx.set(b.dx.data, r * perRankTokens * c.hidden));
+        const gateGrad = grads.reduce((acc, g) => acc.map((v, i) => v + g.gate.data[i]), new Float64Array(p.gate.size));
+        const sharedGrad = grads.reduce((acc, g) => acc.map((v, i) => v + flat(g.shared)[i]), new Float64Array(flat(p.shared).length));
+        const expertGrad = grads.flatMap((g) => g.localExperts.flatMap(flat));
+        const checks: [string, ArrayLike<number>, ArrayLike<number>][] = [['dx', dx, refBack.dx.data], ['gate', gateGrad, refGrads.gate.data],
+          ['shared', sharedGrad, flat(refGrads.shared)], ['experts', expertGrad, refGrads.experts.flatMap(flat)]];
+        for (const [what, got, want] of checks) {
+          expect(crit(got, want), what).toBeLessThan(1e-10);
+          if (ep === 1) expect(Array.from(got), what).toEqual(Array.from(want));
+        }
         expect(lf.outstanding()).toBe(0);
       });
     }
