@@ -20,7 +20,7 @@ export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray
   const forwarded = remoteOriginsForwardedByMe(ep);
   const startPs = ep.fabric.clock.now('comm');
   const sendsA = [
-    ...peers.map((p) => message(ep, ep.global(p), `${tag}:direct`, byOrigin.get(p)!)),
+    ...ep.sendOrder(peers).map((p) => message(ep, ep.global(p), `${tag}:direct`, byOrigin.get(p)!)),
     ...remoteOrigins(ep).filter((s) => forwarderOf(ep, s) !== ep.me)
       .map((s) => message(ep, ep.global(forwarderOf(ep, s)), `${tag}:fwd:${s}`, byOrigin.get(s)!)),
   ];
@@ -31,7 +31,8 @@ export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray
   const a = await ep.fabric.exchange(name, sendsA, recvsA, { startAtPs: startPs, record: false });
   const got = a.received.map((m) => takeRows(m, handle));
   const direct = new Map(peers.map((p, k) => [p, got[k]]));
-  const sendsB = forwarded.map((s, k) => {
+  const sendsB = ep.sendOrder(forwarded).map((s) => {
+    const k = forwarded.indexOf(s);
     const fromPeers = new Map(peers.map((p, j) => [p, got[peers.length + k * peers.length + j]]));
     const partial = nodePartial(ep, s, (gpu) => (gpu === ep.me ? byOrigin.get(s)! : fromPeers.get(gpu)!), handle);
     const done = a.donePs.slice(peers.length + k * peers.length, peers.length + (k + 1) * peers.length);

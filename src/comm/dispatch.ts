@@ -79,9 +79,9 @@ function destinations(ep: EpGroup, input: DispatchInput): number[][] {
 }
 
 function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag: string) {
-  const direct = ep.nodePeers().map((p) => message(ep, ep.global(p), `${tag}:direct`,
+  const direct = ep.sendOrder(ep.nodePeers()).map((p) => message(ep, ep.global(p), `${tag}:direct`,
     select(ep.me, input, (t) => dest[t].includes(p))));
-  const ib = ep.ibPeers().map((p) => {
+  const ib = ep.sendOrder(ep.ibPeers()).map((p) => {
     const node = ep.nodeOf(p);
     const rows = select(ep.me, input, (t) => dest[t].some((e) => ep.nodeOf(e) === node));
     for (let i = 0; i < rows.rows; i++) {
@@ -94,7 +94,7 @@ function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag:
 
 /** Rows an IB message brought for the other GPUs of this node, each held until that message was done. */
 function forwardSends(ep: EpGroup, ibRows: EpRows[], donePs: number[], tag: string) {
-  return ibRows.flatMap((r, k) => ep.nodePeers().map((p) => ({
+  return ibRows.flatMap((r, k) => ep.sendOrder(ep.nodePeers()).map((p) => ({
     ...message(ep, ep.global(p), `${tag}:fwd:${r.origin}`, filterRows(r, (i) => (r.mask[i] >> ep.localOf(p)) & 1)),
     notBeforePs: donePs[k],
   })));

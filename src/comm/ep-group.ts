@@ -39,6 +39,13 @@ export class EpGroup {
     return Array.from({ length: this.gpusPerNode }, (_, l) => this.at(a, l)).filter((e) => e !== this.me);
   }
 
+  /** Peers in the order sends leave: rotated to start after me (i+1, i+2, …), as NCCL and DeepEP stagger their
+   * peers, so that in each egress slot every rank receives one message (no incast on the lowest ranks). */
+  sendOrder(peers: readonly number[]): number[] {
+    const key = (e: number) => (e - this.me + this.size) % this.size;
+    return [...peers].sort((a, b) => key(a) - key(b));
+  }
+
   /** The GPUs with my local index on every other node, ascending: my IB peers. */
   ibPeers(): number[] {
     const g = this.localOf(this.me);

@@ -7,6 +7,7 @@ import { dispatchRows, linkKey } from '../../src/comm/dispatch-accounting.js';
 import { dispatch, type DispatchResult } from '../../src/comm/dispatch.js';
 import { EpGroup } from '../../src/comm/ep-group.js';
 import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
+import { psForBytes, psFromNs } from '../../src/fabric/virtual-time.js';
 import { Rng } from '../../src/tensor/rng.js';
 import { localFabric } from '../helpers/local-fabric.js';
 
@@ -92,6 +93,26 @@ describe('dispatch / combine (in-process ranks)', () => {
         }
       }
       expect(lf.outstanding()).toBe(0);
+    });
+  }
+});
+
+describe('dispatch virtual time (uniform routing: every rank sends one row to every other rank)', () => {
+  for (const [nodes, gpus, link] of [[1, 4, 'nvlink'], [4, 1, 'ib'], [1, 8, 'nvlink'], [3, 1, 'ib']] as const) {
+    it(`${nodes} × ${gpus} (${link}): the dispatch ends at latency + (k−1)·bytes/bandwidth on every rank`, async () => {
+      const k = nodes * gpus;
+      const cluster = { ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode: gpus };
+      const lf = localFabric(cluster);
+      const ranks = lf.fabrics.map((f) => f.rank);
+      const experts = 2 * k;
+      // Token t of every rank selects one expert, on rank t: one row from each rank to each other rank.
+      const results = await Promise.all(lf.fabrics.map((f) => dispatch(new EpGroup(f, ranks, gpus, experts), {
+        x: new Float64Array(k * d), topk: Int32Array.from({ length: k }, (_, t) => 2 * t), weights: new Float64Array(k).fill(1), d, K: 1,
+      })));
+      // One message = 8 B header + the row (d f64) + per row: weight (f64) + token, id, mask (i32): d·8 + 28 bytes.
+      const bytes = d * 8 + 8 + 8 + 3 * 4;
+      const l = cluster[link];
+      for (const r of results) expect(r.op.endPs - r.op.startPs).toBe(psFromNs(l.latencyNs) + (k - 1) * psForBytes(bytes, l.egressBytesPerS));
     });
   }
 });

@@ -25,10 +25,15 @@ function crit(x: ArrayLike<number>, y: ArrayLike<number>): number {
   return sq === 0 ? 0 : 1 - (2 * xy) / sq;
 }
 
+let dtype: 'f64' | 'f32' = 'f64';
+const random = (shape: number[], seed: number, std = 1): Tensor => {
+  const t = randomTensor(shape, seed, std);
+  return dtype === 'f64' ? t : new Tensor('f32', shape, Float32Array.from(t.data));
+};
 const swiglu = (d: number, f: number, seed: number): SwigluParams =>
-  ({ w1: randomTensor([f, d], seed, 0.5), w2: randomTensor([d, f], seed + 1, 0.5), w3: randomTensor([f, d], seed + 2, 0.5) });
+  ({ w1: random([f, d], seed, 0.5), w2: random([d, f], seed + 1, 0.5), w3: random([f, d], seed + 2, 0.5) });
 
-const zeros = (q: SwigluParams): SwigluParams => ({ w1: Tensor.zeros('f64', q.w1.shape), w2: Tensor.zeros('f64', q.w2.shape), w3: Tensor.zeros('f64', q.w3.shape) });
+const zeros = (q: SwigluParams): SwigluParams => ({ w1: Tensor.zeros(dtype, q.w1.shape), w2: Tensor.zeros(dtype, q.w2.shape), w3: Tensor.zeros(dtype, q.w3.shape) });
 const flat = (q: SwigluParams) => [...q.w1.data, ...q.w2.data, ...q.w3.data];
 
 const LAYOUTS = [
@@ -39,16 +44,17 @@ const LAYOUTS = [
 ];
 
 describe('expert-parallel MoE forward and backward = single-process MoE', () => {
-  for (const { nodes, gpus, M } of LAYOUTS) {
+  for (const precision of ['fp64', 'fp32'] as const) for (const { nodes, gpus, M } of LAYOUTS) {
     for (const topGroups of M) {
       const ep = nodes * gpus;
-      it(`EP ${ep} on ${nodes} node(s), M = ${topGroups === nodes ? 'all' : topGroups}`, async () => {
+      it(`${precision}: EP ${ep} on ${nodes} node(s), M = ${topGroups === nodes ? 'all' : topGroups}`, async () => {
+        dtype = precision === 'fp64' ? 'f64' : 'f32';
         const c: ModelConfig = { ...MODEL_PRESETS.micro, hidden: 8, experts: 16, topK: 4, groups: nodes, topGroups,
           expertHidden: 4, seqLen: 4, balanceWeight: 0.01 };
-        const nm = numericsFor('fp64', c);
+        const nm = numericsFor(precision, c);
         const perRankTokens = 2 * c.seqLen;
-        const u = randomTensor([ep * perRankTokens, c.hidden], 5);
-        const p: MoeParams = { gate: randomTensor([c.experts, c.hidden], 6, 0.7), bias: randomTensor([c.experts], 7, 0.2),
+        const u = random([ep * perRankTokens, c.hidden], 5);
+        const p: MoeParams = { gate: random([c.experts, c.hidden], 6, 0.7), bias: random([c.experts], 7, 0.2),
           shared: swiglu(c.hidden, c.expertHidden, 8), experts: Array.from({ length: c.experts }, (_, e) => swiglu(c.hidden, c.expertHidden, 20 + 3 * e)) };
         const scale = { tokens: u.rows, sequences: u.rows / c.seqLen };
         const reference = moeForward(c, nm, p, u, scale);
@@ -58,35 +64,36 @@ describe('expert-parallel MoE forward and backward = single-process MoE', () => 
         const perRank = c.experts / ep;
         const outs = await Promise.all(lf.fabrics.map((f, r) => {
           const group = new EpGroup(f, ranks, gpus, c.experts);
-          const mine = new Tensor('f64', [perRankTokens, c.hidden], u.data.slice(r * perRankTokens * c.hidden, (r + 1) * perRankTokens * c.hidden));
+          const mine = new Tensor(dtype, [perRankTokens, c.hidden], u.data.slice(r * perRankTokens * c.hidden, (r + 1) * perRankTokens * c.hidden));
           return epMoeForward(group, c, nm, { gate: p.gate, bias: p.bias, shared: p.shared,
             localExperts: p.experts.slice(r * perRank, (r + 1) * perRank) }, mine, scale);
         }));
-        const y = new Float64Array(u.size);
+        const y = dtype === 'f64' ? new Float64Array(u.size) : new Float32Array(u.size);
         outs.forEach((o, r) => y.set(o.y.data, r * perRankTokens * c.hidden));
         const identical = Buffer.from(y.buffer).equals(Buffer.from(reference.y.data.buffer));
-        console.log(`EP ${ep}, ${nodes} node(s), M ${topGroups}: crit ${crit(y, reference.y.data).toExponential(2)}, bit-identical ${identical}`);
+        console.log(`${precision} EP ${ep}, ${nodes} node(s), M ${topGroups}: crit ${crit(y, reference.y.data).toExponential(2)}, bit-identical ${identical}`);
         if (ep === 1) expect(identical).toBe(true);
         expect(crit(y, reference.y.data)).toBeLessThan(1e-10);
-        expect(Math.abs(outs.reduce((s, o) => s + o.balanceLoss, 0) - reference.balanceLoss)).toBeLessThan(1e-15);
+        expect(crit(y, reference.y.data)).toBeLessThan(1e-10);
+        expect(Math.abs(outs.reduce((s, o) => s + o.balanceLoss, 0) - reference.balanceLoss)).toBeLessThan(1e-12);
         const loads = outs.reduce((acc, o) => acc.map((v, i) => v + o.loads[i]), new Float64Array(c.experts));
         expect(Array.from(loads)).toEqual(Array.from(reference.loads));
         // Backward: input gradient, gate and shared gradients (summed over ranks, as their all-reduce will),
         // and every expert's gradient on the rank that holds it.
-        const dy = randomTensor(u.shape as number[], 9);
-        const refGrads = { gate: Tensor.zeros('f64', p.gate.shape), shared: zeros(p.shared), experts: p.experts.map(zeros) };
+        const dy = random(u.shape as number[], 9);
+        const refGrads = { gate: Tensor.zeros(dtype, p.gate.shape), shared: zeros(p.shared), experts: p.experts.map(zeros) };
         const refBack = moeBackwardInput(c, nm, p, reference.saved, dy, scale);
         moeBackwardWeight(nm, reference.saved, refBack.forWeight, refGrads);
-        const grads = outs.map((_, r) => ({ gate: Tensor.zeros('f64', p.gate.shape), shared: zeros(p.shared),
+        const grads = outs.map((_, r) => ({ gate: Tensor.zeros(dtype, p.gate.shape), shared: zeros(p.shared),
           localExperts: p.experts.slice(r * perRank, (r + 1) * perRank).map(zeros) }));
         const backs = await Promise.all(lf.fabrics.map((f, r) => {
           const group = new EpGroup(f, ranks, gpus, c.experts, 'ep-back');
-          const mineDy = new Tensor('f64', [perRankTokens, c.hidden], dy.data.slice(r * perRankTokens * c.hidden, (r + 1) * perRankTokens * c.hidden));
+          const mineDy = new Tensor(dtype, [perRankTokens, c.hidden], dy.data.slice(r * perRankTokens * c.hidden, (r + 1) * perRankTokens * c.hidden));
           return epMoeBackwardInput(group, c, nm, { gate: p.gate, bias: p.bias, shared: p.shared,
             localExperts: p.experts.slice(r * perRank, (r + 1) * perRank) }, outs[r].saved, mineDy, scale);
         }));
         backs.forEach((b, r) => epMoeBackwardWeight(nm, outs[r].saved, b.forWeight, grads[r]));
-        const dx = new Float64Array(u.size);
+        const dx = dtype === 'f64' ? new Float64Array(u.size) : new Float32Array(u.size);
         backs.forEach((b, r) => dx.set(b.dx.data, r * perRankTokens * c.hidden));
         const gateGrad = grads.reduce((acc, g) => acc.map((v, i) => v + g.gate.data[i]), new Float64Array(p.gate.size));
         const sharedGrad = grads.reduce((acc, g) => acc.map((v, i) => v + flat(g.shared)[i]), new Float64Array(flat(p.shared).length));
