@@ -2,47 +2,55 @@
 // sum of this rank's experts for its token, go back along the reversed paths and are summed per token without
 // weights — first within each node in ascending GPU index (on the forwarder of the origin's local index for a
 // remote node, at the origin for its own node), then over nodes in ascending node index at the origin. Sums
-// accumulate in the rows' dtype (f32 in f32 runs, as DeepEP; f64 in reference runs). One op on the comm stream.
+// accumulate in the rows' dtype (f32 in f32 runs, as DeepEP; f64 in reference runs); with a bf16 wire, rows travel
+// as bf16 and each level's sums are cast to bf16 (DESIGN "Numerics"). One op on the comm stream.
 import type { OpRecord } from '../fabric/streams.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import type { DispatchHandle } from './dispatch.js';
-import { emptyRows } from './dispatch.js';
+import { emptyRows, message } from './dispatch.js';
 import type { EpGroup } from './ep-group.js';
-import { decodeEpRows, encodeEpRows, epRowsBytes, type EpRows } from './ep-rows.js';
+import { roundBf16InPlace } from '../tensor/bf16.js';
+import { decodeEpRows, NATIVE, type EpRows, type RowWire } from './ep-rows.js';
 
 export interface CombineResult { out: FloatArray; op: OpRecord }
 
 // y [R, d] (rows in the dispatch's received order) -> out [T, d] on every origin
-export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray, name = 'combine'): Promise<CombineResult> {
+export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray, name = 'combine',
+                              wire: RowWire = NATIVE): Promise<CombineResult> {
   const tag = `${handle.tag}/${name}`;
+  const bf16 = wire.kind === 'bf16';
   const byOrigin = rowsByOrigin(ep, handle, y);
+  if (bf16) for (const rows of byOrigin.values()) roundBf16InPlace(rows.x);   // expert outputs leave as bf16
   const peers = ep.nodePeers();
   const forwarded = remoteOriginsForwardedByMe(ep);
   const startPs = ep.fabric.clock.now('comm');
   const sendsA = [
-    ...ep.sendOrder(peers).map((p) => message(ep, ep.global(p), `${tag}:direct`, byOrigin.get(p)!)),
+    ...ep.sendOrder(peers).map((p) => message(ep, ep.global(p), `${tag}:direct`, byOrigin.get(p)!, wire)),
     ...remoteOrigins(ep).filter((s) => forwarderOf(ep, s) !== ep.me)
-      .map((s) => message(ep, ep.global(forwarderOf(ep, s)), `${tag}:fwd:${s}`, byOrigin.get(s)!)),
+      .map((s) => message(ep, ep.global(forwarderOf(ep, s)), `${tag}:fwd:${s}`, byOrigin.get(s)!, wire)),
   ];
   const recvsA = [
     ...peers.map((p) => ({ source: ep.global(p), tag: `${tag}:direct` })),
     ...forwarded.flatMap((s) => peers.map((p) => ({ source: ep.global(p), tag: `${tag}:fwd:${s}` }))),
   ];
   const a = await ep.fabric.exchange(name, sendsA, recvsA, { startAtPs: startPs, record: false });
-  const got = a.received.map((m) => takeRows(m, handle));
+  const got = a.received.map((m) => takeRows(m, handle, wire));
   const direct = new Map(peers.map((p, k) => [p, got[k]]));
   const sendsB = ep.sendOrder(forwarded).map((s) => {
     const k = forwarded.indexOf(s);
     const fromPeers = new Map(peers.map((p, j) => [p, got[peers.length + k * peers.length + j]]));
     const partial = nodePartial(ep, s, (gpu) => (gpu === ep.me ? byOrigin.get(s)! : fromPeers.get(gpu)!), handle);
     const done = a.donePs.slice(peers.length + k * peers.length, peers.length + (k + 1) * peers.length);
-    return { ...message(ep, ep.global(s), `${tag}:ib`, partial), notBeforePs: Math.max(startPs, ...done) };
+    return { ...message(ep, ep.global(s), `${tag}:ib`, partial, wire), notBeforePs: Math.max(startPs, ...done) };
   });
   const b = await ep.fabric.exchange(`${name} ib`, sendsB, ep.ibPeers().map((p) => ({ source: ep.global(p), tag: `${tag}:ib` })),
     { startAtPs: startPs, record: false });
-  const fromNodes = new Map(ep.ibPeers().map((p, k) => [ep.nodeOf(p), takeRows(b.received[k], handle)]));
-  fromNodes.set(ep.nodeOf(ep.me), nodePartial(ep, ep.me, (gpu) => (gpu === ep.me ? byOrigin.get(ep.me)! : direct.get(gpu)!), handle));
+  const fromNodes = new Map(ep.ibPeers().map((p, k) => [ep.nodeOf(p), takeRows(b.received[k], handle, wire)]));
+  const own = nodePartial(ep, ep.me, (gpu) => (gpu === ep.me ? byOrigin.get(ep.me)! : direct.get(gpu)!), handle);
+  if (bf16) roundBf16InPlace(own.x);                      // the node level ends in bf16, as the sent partials do
+  fromNodes.set(ep.nodeOf(ep.me), own);
   const out = sumOverNodes(ep, fromNodes, handle);
+  if (bf16) roundBf16InPlace(out);
   const op = ep.fabric.clock.record('comm', name, startPs, Math.max(a.op.endPs, b.op.endPs), {
     payloadBytes: a.op.payloadBytes + b.op.payloadBytes, metadataBytes: a.op.metadataBytes + b.op.metadataBytes });
   return { out, op };
@@ -110,15 +118,8 @@ function sumOverNodes(ep: EpGroup, partials: Map<number, EpRows>, h: DispatchHan
   return out;
 }
 
-function message(ep: EpGroup, target: number, tag: string, rows: EpRows) {
-  const { total, metadata } = epRowsBytes(rows.rows, rows.d, rows.K, rows.x.BYTES_PER_ELEMENT);
-  const payload = ep.fabric.sendBuffer(total);
-  encodeEpRows(rows, payload);
-  return { target, tag, payload, metadataBytes: metadata, owned: true };
-}
-
-function takeRows(m: { payload: Uint8Array; release(): void }, h: DispatchHandle): EpRows {
-  const rows = decodeEpRows(m.payload, h.d, 0, h.float64);
+function takeRows(m: { payload: Uint8Array; release(): void }, h: DispatchHandle, wire: RowWire): EpRows {
+  const rows = decodeEpRows(m.payload, h.d, 0, h.float64, wire);
   m.release();
   return rows;
 }

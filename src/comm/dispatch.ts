@@ -12,7 +12,7 @@ import { moemuError } from '../errors.js';
 import type { OpRecord } from '../fabric/streams.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import type { EpGroup } from './ep-group.js';
-import { decodeEpRows, encodeEpRows, epRowsBytes, type EpRows } from './ep-rows.js';
+import { decodeEpRows, encodeEpRows, epRowsBytes, NATIVE, type EpRows, type RowWire } from './ep-rows.js';
 
 export interface DispatchInput {
   x: FloatArray;          // [T, d] tokens on this rank
@@ -20,6 +20,8 @@ export interface DispatchInput {
   weights: FloatArray;    // [T, K] gate values
   d: number;
   K: number;
+  /** How rows travel: the run's floats (default), bf16, or FP8 with power-of-two tile scales (FACTS §3). */
+  wire?: RowWire;
 }
 
 export interface DispatchHandle {
@@ -43,23 +45,24 @@ export interface DispatchResult {
 
 export async function dispatch(ep: EpGroup, input: DispatchInput, name = 'dispatch'): Promise<DispatchResult> {
   const tag = ep.group.nextTag(name);
+  const wire = input.wire ?? NATIVE;
   const dest = destinations(ep, input);
   const startPs = ep.fabric.clock.now('comm');
-  const phase1 = await ep.fabric.exchange(name, phaseOneSends(ep, input, dest, tag), [
+  const phase1 = await ep.fabric.exchange(name, phaseOneSends(ep, input, dest, tag, wire), [
     ...ep.nodePeers().map((source) => ({ source: ep.global(source), tag: `${tag}:direct` })),
     ...ep.ibPeers().map((source) => ({ source: ep.global(source), tag: `${tag}:ib` })),
   ], { startAtPs: startPs, record: false });
   const float64 = input.x instanceof Float64Array;
   const blocks = new Map<number, EpRows>();
-  blocks.set(ep.me, select(ep.me, input, (t) => dest[t].includes(ep.me)));
+  blocks.set(ep.me, throughWire(select(ep.me, input, (t) => dest[t].includes(ep.me)), wire, float64));
   const peers = ep.nodePeers();
   const ibFrom = ep.ibPeers();
-  peers.forEach((p, k) => blocks.set(p, take(phase1.received[k], input, float64)));
-  const ibRows = ibFrom.map((p, k) => take(phase1.received[peers.length + k], input, float64));
-  const phase2 = await ep.fabric.exchange(`${name} forward`, forwardSends(ep, ibRows, phase1.donePs.slice(peers.length), tag),
+  peers.forEach((p, k) => blocks.set(p, take(phase1.received[k], input, float64, wire)));
+  const ibRows = ibFrom.map((p, k) => take(phase1.received[peers.length + k], input, float64, wire));
+  const phase2 = await ep.fabric.exchange(`${name} forward`, forwardSends(ep, ibRows, phase1.donePs.slice(peers.length), tag, wire),
     forwardRecvs(ep, tag), { startAtPs: startPs, record: false });
   ibRows.forEach((r) => blocks.set(r.origin, filterRows(r, (i) => (r.mask[i] >> ep.localOf(ep.me)) & 1)));
-  forwardOrigins(ep).forEach((origin, k) => blocks.set(origin, take(phase2.received[k], input, float64)));
+  forwardOrigins(ep).forEach((origin, k) => blocks.set(origin, take(phase2.received[k], input, float64, wire)));
   const op = ep.fabric.clock.record('comm', name, startPs, Math.max(phase1.op.endPs, phase2.op.endPs), {
     payloadBytes: phase1.op.payloadBytes + phase2.op.payloadBytes, metadataBytes: phase1.op.metadataBytes + phase2.op.metadataBytes });
   return assemble(ep, blocks, input, tag, float64, op);
@@ -78,24 +81,24 @@ function destinations(ep: EpGroup, input: DispatchInput): number[][] {
   });
 }
 
-function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag: string) {
+function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag: string, wire: RowWire) {
   const direct = ep.sendOrder(ep.nodePeers()).map((p) => message(ep, ep.global(p), `${tag}:direct`,
-    select(ep.me, input, (t) => dest[t].includes(p))));
+    select(ep.me, input, (t) => dest[t].includes(p)), wire));
   const ib = ep.sendOrder(ep.ibPeers()).map((p) => {
     const node = ep.nodeOf(p);
     const rows = select(ep.me, input, (t) => dest[t].some((e) => ep.nodeOf(e) === node));
     for (let i = 0; i < rows.rows; i++) {
       for (const e of dest[rows.token[i]]) if (ep.nodeOf(e) === node) rows.mask[i] |= 1 << ep.localOf(e);
     }
-    return message(ep, ep.global(p), `${tag}:ib`, rows);
+    return message(ep, ep.global(p), `${tag}:ib`, rows, wire);
   });
   return [...direct, ...ib];
 }
 
 /** Rows an IB message brought for the other GPUs of this node, each held until that message was done. */
-function forwardSends(ep: EpGroup, ibRows: EpRows[], donePs: number[], tag: string) {
+function forwardSends(ep: EpGroup, ibRows: EpRows[], donePs: number[], tag: string, wire: RowWire) {
   return ibRows.flatMap((r, k) => ep.sendOrder(ep.nodePeers()).map((p) => ({
-    ...message(ep, ep.global(p), `${tag}:fwd:${r.origin}`, filterRows(r, (i) => (r.mask[i] >> ep.localOf(p)) & 1)),
+    ...message(ep, ep.global(p), `${tag}:fwd:${r.origin}`, filterRows(r, (i) => (r.mask[i] >> ep.localOf(p)) & 1), wire),
     notBeforePs: donePs[k],
   })));
 }
@@ -112,17 +115,25 @@ function forwardRecvs(ep: EpGroup, tag: string) {
   return forwardOrigins(ep).map((origin) => ({ source: ep.global(ep.at(ep.nodeOf(ep.me), ep.localOf(origin))), tag: `${tag}:fwd:${origin}` }));
 }
 
-function message(ep: EpGroup, target: number, tag: string, rows: EpRows) {
-  const { total, metadata } = epRowsBytes(rows.rows, rows.d, rows.K, rows.x.BYTES_PER_ELEMENT);
+export function message(ep: EpGroup, target: number, tag: string, rows: EpRows, wire: RowWire) {
+  const { total, metadata } = epRowsBytes(rows.rows, rows.d, rows.K, rows.x.BYTES_PER_ELEMENT, wire);
   const payload = ep.fabric.sendBuffer(total);
-  encodeEpRows(rows, payload);
+  encodeEpRows(rows, payload, wire);
   return { target, tag, payload, metadataBytes: metadata, owned: true };
 }
 
-function take(m: { payload: Uint8Array; release(): void }, input: DispatchInput, float64: boolean): EpRows {
-  const rows = decodeEpRows(m.payload, input.d, input.K, float64);
+function take(m: { payload: Uint8Array; release(): void }, input: DispatchInput, float64: boolean, wire: RowWire): EpRows {
+  const rows = decodeEpRows(m.payload, input.d, input.K, float64, wire);
   m.release();
   return rows;
+}
+
+/** A rank's rows for itself are what they would be had they travelled (bf16-rounded, FP8-quantised). */
+function throughWire(rows: EpRows, wire: RowWire, float64: boolean): EpRows {
+  if (wire.kind === 'native') return rows;
+  const buffer = new Uint8Array(epRowsBytes(rows.rows, rows.d, rows.K, rows.x.BYTES_PER_ELEMENT, wire).total);
+  encodeEpRows(rows, buffer, wire);
+  return decodeEpRows(buffer, rows.d, rows.K, float64, wire);
 }
 
 /** The tokens of this rank for which `keep(t)` holds, in token order, as rows from `origin`. */

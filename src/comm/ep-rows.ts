@@ -1,63 +1,91 @@
 // The wire format of dispatch and combine messages: one buffer per message, tensor rows first (the payload),
 // then the metadata that travels with them (counted apart: DESIGN "Metrics"). Layout, all little-endian:
-//   [i32 rows][i32 origin] [rows × d floats] [rows × K floats: weights] [rows i32: token] [rows × K i32: ids] [rows i32: mask]
-// Weights and ids are present only in dispatch messages (K = 0 for combine). Floats are the rows' dtype
-// (f64 or f32); every section starts 4-byte aligned and the float sections 8-byte aligned when d·K is even.
+//   [i32 rows][i32 origin] [rows: see RowWire] [rows × K floats: weights] [rows i32: token] [rows × K i32: ids] [rows i32: mask]
+// Weights and ids are present only in dispatch messages (K = 0 for combine); weights are in the run's float dtype.
+// Rows travel as the run's floats ('native'), as bf16, or as FP8 (E4M3 codes, then one f32 scale per 1×T tile:
+// the scales are part of the payload, so an FP8 row is (1 + 4/T)/2 of a bf16 row — FACTS §3).
+import { fromBf16, toBf16 } from '../tensor/bf16.js';
+import { dequantize, quantizeTiles, type Fp8Tiles } from '../tensor/quantize.js';
 import type { FloatArray } from '../tensor/tensor.js';
+
+export type RowWire = { kind: 'native' } | { kind: 'bf16' } | { kind: 'fp8'; tile: number };
+export const NATIVE: RowWire = Object.freeze({ kind: 'native' });
 
 export interface EpRows {
   origin: number;          // EP rank the tokens started on
   rows: number;
   d: number;
   K: number;
-  x: FloatArray;           // [rows, d]
+  x: FloatArray;           // [rows, d] (decoded: bf16 and FP8 rows come back as the values they carry)
   weights: FloatArray;     // [rows, K]
   token: Int32Array;       // [rows] token index on the origin
   ids: Int32Array;         // [rows, K] expert ids (global)
   mask: Int32Array;        // [rows] bit l: GPU l of the destination node needs the row (IB dispatch only)
+  fp8?: Fp8Tiles;          // FP8 rows as they arrived (codes and scales), for a GEMM that consumes them as they are
 }
 
 const HEADER_BYTES = 8;
 
-export function epRowsBytes(rows: number, d: number, K: number, elementBytes: number): { total: number; metadata: number } {
-  const payload = rows * d * elementBytes;
+export function rowBytes(d: number, wire: RowWire, elementBytes: number): number {
+  if (wire.kind === 'bf16') return 2 * d;
+  if (wire.kind === 'fp8') return d + 4 * Math.ceil(d / wire.tile);
+  return d * elementBytes;
+}
+
+export function epRowsBytes(rows: number, d: number, K: number, elementBytes: number, wire: RowWire = NATIVE): { total: number; metadata: number } {
+  const payload = rows * rowBytes(d, wire, elementBytes);
   const metadata = HEADER_BYTES + rows * K * elementBytes + rows * 4 * (2 + K);
   return { total: payload + metadata, metadata };
 }
 
 /** Writes rows into `out` (a send buffer of at least epRowsBytes(...).total bytes). */
-export function encodeEpRows(r: EpRows, out: Uint8Array): void {
+export function encodeEpRows(r: EpRows, out: Uint8Array, wire: RowWire = NATIVE): void {
   const head = new Int32Array(out.buffer, out.byteOffset, 2);
   head[0] = r.rows;
   head[1] = r.origin;
   let at = out.byteOffset + HEADER_BYTES;
-  const put = (src: FloatArray | Int32Array, count: number) => {
-    new Uint8Array(out.buffer, at, count * src.BYTES_PER_ELEMENT).set(new Uint8Array(src.buffer, src.byteOffset, count * src.BYTES_PER_ELEMENT));
-    at += count * src.BYTES_PER_ELEMENT;
+  const put = (src: ArrayBufferView, bytes: number) => {
+    new Uint8Array(out.buffer, at, bytes).set(new Uint8Array(src.buffer, src.byteOffset, bytes));
+    at += bytes;
   };
-  put(r.x, r.rows * r.d);
-  put(r.weights, r.rows * r.K);
-  put(r.token, r.rows);
-  put(r.ids, r.rows * r.K);
-  put(r.mask, r.rows);
+  const x = r.x.subarray(0, r.rows * r.d);
+  if (wire.kind === 'bf16') put(toBf16(x), 2 * x.length);
+  else if (wire.kind === 'fp8') {
+    const q = quantizeTiles(x, r.rows, r.d, wire.tile, { powerOfTwoScale: true });
+    put(q.codes, q.codes.length);
+    put(q.scales, 4 * q.scales.length);
+  } else put(x, x.byteLength);
+  put(r.weights, r.rows * r.K * r.weights.BYTES_PER_ELEMENT);
+  put(r.token, r.rows * 4);
+  put(r.ids, r.rows * r.K * 4);
+  put(r.mask, r.rows * 4);
 }
 
 /** Reads a message's rows; the arrays are fresh copies (the message buffer can be handed back at once). */
-export function decodeEpRows(bytes: Uint8Array, d: number, K: number, float64: boolean): EpRows {
+export function decodeEpRows(bytes: Uint8Array, d: number, K: number, float64: boolean, wire: RowWire = NATIVE): EpRows {
   const head = new Int32Array(bytes.slice(0, HEADER_BYTES).buffer);
   const rows = head[0];
   const origin = head[1];
   let at = HEADER_BYTES;
-  const take = (count: number, elementBytes: number) => {
-    const copy = bytes.slice(at, at + count * elementBytes);
-    at += count * elementBytes;
+  const take = (n: number) => {
+    const copy = bytes.slice(at, at + n);
+    at += n;
     return copy.buffer;
   };
-  const floats = (count: number) => (float64 ? new Float64Array(take(count, 8)) : new Float32Array(take(count, 4)));
-  const x = floats(rows * d);
+  const floats = (count: number) => (float64 ? new Float64Array(take(count * 8)) : new Float32Array(take(count * 4)));
+  const asRunFloats = (v: Float32Array) => (float64 ? Float64Array.from(v) : v);
+  let x: FloatArray;
+  let fp8: Fp8Tiles | undefined;
+  if (wire.kind === 'bf16') x = asRunFloats(fromBf16(new Uint16Array(take(2 * rows * d))));
+  else if (wire.kind === 'fp8') {
+    const codes = new Uint8Array(take(rows * d));
+    const scales = new Float32Array(take(4 * rows * Math.ceil(d / wire.tile)));
+    fp8 = { codes, scales, rows, cols: d, tile: wire.tile, layout: 'tile' };
+    x = asRunFloats(dequantize(fp8));
+  } else x = floats(rows * d);
   const weights = floats(rows * K);
-  const token = new Int32Array(take(rows, 4));
-  const ids = new Int32Array(take(rows * K, 4));
-  const mask = new Int32Array(take(rows, 4));
-  return { origin, rows, d, K, x, weights, token, ids, mask };
+  const token = new Int32Array(take(rows * 4));
+  const ids = new Int32Array(take(rows * K * 4));
+  const mask = new Int32Array(take(rows * 4));
+  return { origin, rows, d, K, x, weights, token, ids, mask, fp8 };
 }
