@@ -99,15 +99,16 @@ export class RankFabric {
     for (const s of sends) {
       if (s.target === this.rank) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} sends to itself`);
       const meta = s.metadataBytes ?? 0;
-      if (meta > s.payload.byteLength) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} declares more metadata than payload`);
-      const timing = this.#portTo(s.target).send(s.payload.byteLength, Math.max(startPs, s.notBeforePs ?? 0));
+      const bytes = s.payload.byteLength;   // read before sending: an owned payload is detached once moved
+      if (meta > bytes) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} declares more metadata than payload`);
+      const timing = this.#portTo(s.target).send(bytes, Math.max(startPs, s.notBeforePs ?? 0));
       const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq: this.#nextSeq(s.target),
-        bytes: s.payload.byteLength, metadataBytes: meta, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
+        bytes, metadataBytes: meta, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
       const owned = s.owned ?? false;
       if (this.sameNode(s.target)) await this.options.transport.sendNvlink(header, s.payload, owned);
       else await this.options.transport.sendIb(header, s.payload, owned);
       endPs = Math.max(endPs, timing.egressEndPs);
-      payloadBytes += s.payload.byteLength - meta;
+      payloadBytes += bytes - meta;
       metadataBytes += meta;
     }
     const received = await this.#receive(name, recvs);

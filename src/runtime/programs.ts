@@ -2,11 +2,13 @@
 import { moemuError } from '../errors.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
 import { runCollectiveProgram, type CollectiveProgram } from './collective-program.js';
+import { runEpMoeProgram, type EpMoeProgram } from './ep-moe-program.js';
 
-export type Program = CollectiveProgram;
+export type Program = CollectiveProgram | EpMoeProgram;
 
 export async function runProgram(fabric: RankFabric, program: unknown): Promise<unknown> {
   const p = program as Program;
   if (p && p.kind === 'collectives') return runCollectiveProgram(fabric, p);
+  if (p && p.kind === 'ep-moe') return runEpMoeProgram(fabric, p);
   throw moemuError('MOEMU_ERR_CONFIG', `unknown program kind ${JSON.stringify((p as { kind?: unknown })?.kind)}`, { rank: fabric.rank });
 }
