@@ -10,6 +10,7 @@
 // per-local-expert counts. The handle keeps what combine needs to send the rows back.
 import { moemuError } from '../errors.js';
 import type { OpRecord } from '../fabric/streams.js';
+import { selectTileRows, type Fp8Tiles } from '../tensor/quantize.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import type { EpGroup } from './ep-group.js';
 import { decodeEpRows, encodeEpRows, epRowsBytes, NATIVE, type EpRows, type RowWire } from './ep-rows.js';
@@ -35,7 +36,8 @@ export interface DispatchHandle {
 
 export interface DispatchResult {
   rows: number;
-  x: FloatArray;                 // [R, d]
+  x: FloatArray;                 // [R, d] (for an FP8 wire: the values the FP8 rows carry)
+  fp8?: Fp8Tiles;                // FP8 wire: the rows as they arrived, for the experts' first GEMM
   localIds: Int32Array;          // [R, K]
   weights: FloatArray;           // [R, K]
   countsPerLocalExpert: Int32Array;
@@ -156,6 +158,7 @@ function filterRows(r: EpRows, keep: (i: number) => number | boolean): EpRows {
   const picks: number[] = [];
   for (let i = 0; i < r.rows; i++) if (keep(i)) picks.push(i);
   const out = emptyRows(r.origin, picks.length, r.d, r.K, r.x instanceof Float64Array);
+  if (r.fp8) out.fp8 = selectTileRows(r.fp8, picks);
   picks.forEach((i, n) => {
     out.token[n] = r.token[i];
     out.mask[n] = r.mask[i];
@@ -196,5 +199,22 @@ function assemble(ep: EpGroup, blocks: Map<number, EpRows>, input: DispatchInput
     at += b.rows;
   }
   const handle: DispatchHandle = { tag, tokens: input.x.length / d, d, float64, origin, token: all.token };
-  return { rows: R, x: all.x, localIds: all.ids, weights: all.weights, countsPerLocalExpert: counts, handle, op };
+  const fp8 = ordered.every((b) => b.fp8) && ordered.length > 0 ? concatTileRows(ordered.map((b) => b.fp8!)) : undefined;
+  return { rows: R, x: all.x, fp8, localIds: all.ids, weights: all.weights, countsPerLocalExpert: counts, handle, op };
+}
+
+function concatTileRows(parts: Fp8Tiles[]): Fp8Tiles {
+  const rows = parts.reduce((n, q) => n + q.rows, 0);
+  const { cols, tile } = parts[0];
+  const codes = new Uint8Array(rows * cols);
+  const scales = new Float32Array(rows * Math.ceil(cols / tile));
+  let at = 0;
+  let scaleAt = 0;
+  for (const q of parts) {
+    codes.set(q.codes, at);
+    scales.set(q.scales, scaleAt);
+    at += q.codes.length;
+    scaleAt += q.scales.length;
+  }
+  return { codes, scales, rows, cols, tile, layout: 'tile' };
 }

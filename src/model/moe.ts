@@ -1,6 +1,8 @@
 // The MoE layer on one process (docs/model.md "MoE layer"): y = routed + shared, with
 // routed[t] = Σ_{e ∈ S_t, ascending e} g[t,e] · expert_e(u[t]). The expert-parallel layer (src/parallel/) splits
 // exactly this at the dispatch/combine seams and reuses the gate and expert functions.
+import { roundBf16InPlace } from '../tensor/bf16.js';
+import { dequantize, quantizeTiles, selectTileRows } from '../tensor/quantize.js';
 import { Tensor } from '../tensor/tensor.js';
 import { addInto } from './attention.js';
 import type { ModelConfig } from './config.js';
@@ -21,10 +23,14 @@ export interface MoeWeightInputs { dlogits: Tensor; shared: SwigluWeightInputs; 
 
 export interface MoeForward { y: Tensor; saved: MoeSaved; balanceLoss: number; loads: Float64Array }
 
-// u [N, d] -> y [N, d]
+// u [N, d] -> y [N, d]. Low precision as the expert-parallel layer's communication makes it (DESIGN "Numerics"):
+// in FP8 mode the experts see each token as FP8 dispatch sends it (1×T tiles, power-of-two scales) and their first
+// GEMMs consume those rows; in BF16 and FP8 modes the routed sum is cast to bf16, as combine does.
 export function moeForward(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor, scale: LossScale): MoeForward {
   const { saved: gate, balanceLoss } = gateForward(c, nm, p.gate, p.bias, u, scale);
   const routed = Tensor.zeros(u.dtype, u.shape);
+  const uq = nm.precision === 'fp8' ? quantizeTiles(u.data, u.rows, u.cols, nm.fp8Tile, { powerOfTwoScale: true }) : undefined;
+  const expertInput = uq ? new Tensor('f32', u.shape, dequantize(uq)) : u;
   const experts: (ExpertSaved | null)[] = [];
   const loads = new Float64Array(c.experts);
   for (let e = 0; e < c.experts; e++) {
@@ -34,11 +40,12 @@ export function moeForward(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor
       experts.push(null);
       continue;
     }
-    const x = gatherRows(u, rows);                                // [n_e, d]
-    const { y, saved } = swigluForwardLayer(nm, p.experts[e], x); // [n_e, d]
+    const x = gatherRows(expertInput, rows);                      // [n_e, d]
+    const { y, saved } = swigluForwardLayer(nm, p.experts[e], x, uq && selectTileRows(uq, rows));   // [n_e, d]
     scatterWeighted(routed, y, rows, slots, gate.weights);
     experts.push({ rows, slots, saved, y });
   }
+  if (nm.precision === 'bf16' || nm.precision === 'fp8') roundBf16InPlace(routed.data);
   const shared = swigluForwardLayer(nm, p.shared, u);
   addInto(routed, shared.y);
   return { y: routed, saved: { gate, shared: shared.saved, experts }, balanceLoss, loads };

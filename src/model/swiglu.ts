@@ -2,17 +2,20 @@
 import { swigluBackward, swigluForward } from '../tensor/kernels/activation.js';
 import { Tensor } from '../tensor/tensor.js';
 import { addInto } from './attention.js';
-import { linearBackwardInput, linearBackwardWeight, linearForward } from './linear.js';
+import type { Fp8Tiles } from '../tensor/quantize.js';
+import { linearBackwardInput, linearBackwardWeight, linearForward, linearForwardFp8Rows } from './linear.js';
 import type { Numerics } from './numerics.js';
 
 export interface SwigluParams { w1: Tensor; w2: Tensor; w3: Tensor }
 export interface SwigluSaved { x: Tensor; a: Tensor; b: Tensor; h: Tensor }
 export interface SwigluWeightInputs { dy: Tensor; da: Tensor; db: Tensor }
 
-// x [N, d] -> y [N, d] through [N, F]
-export function swigluForwardLayer(nm: Numerics, w: SwigluParams, x: Tensor): { y: Tensor; saved: SwigluSaved } {
-  const a = linearForward(nm, 'linear', x, w.w1);                 // [N, F]
-  const b = linearForward(nm, 'linear', x, w.w3);                 // [N, F]
+// x [N, d] -> y [N, d] through [N, F]. With `xq` (FP8 mode: x as FP8 rows, e.g. from an FP8 dispatch; x holds
+// their values) the first two GEMMs consume those rows as they are.
+export function swigluForwardLayer(nm: Numerics, w: SwigluParams, x: Tensor, xq?: Fp8Tiles): { y: Tensor; saved: SwigluSaved } {
+  const fp8Rows = xq !== undefined && nm.precision === 'fp8';
+  const a = fp8Rows ? linearForwardFp8Rows(nm, xq, w.w1) : linearForward(nm, 'linear', x, w.w1);   // [N, F]
+  const b = fp8Rows ? linearForwardFp8Rows(nm, xq, w.w3) : linearForward(nm, 'linear', x, w.w3);   // [N, F]
   const h = Tensor.zeros(a.dtype, a.shape);                       // [N, F]
   swigluForward(a.data, b.data, a.size, h.data);
   const y = linearForward(nm, 'linear', h, w.w2);                 // [N, d]

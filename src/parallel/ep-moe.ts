@@ -7,6 +7,8 @@
 import { combine } from '../comm/combine.js';
 import { dispatch, type DispatchHandle } from '../comm/dispatch.js';
 import type { EpGroup } from '../comm/ep-group.js';
+import { NATIVE, type RowWire } from '../comm/ep-rows.js';
+import { selectTileRows } from '../tensor/quantize.js';
 import type { OpRecord } from '../fabric/streams.js';
 import { addInto } from '../model/attention.js';
 import type { ModelConfig } from '../model/config.js';
@@ -40,7 +42,7 @@ export async function epMoeForward(ep: EpGroup, c: ModelConfig, nm: Numerics, p:
                                    scale: LossScale): Promise<EpMoeForward> {
   const { saved: gate, balanceLoss } = gateForward(c, nm, p.gate, p.bias, u, scale);
   const d = c.hidden;
-  const sent = await dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d, K: c.topK });
+  const sent = await dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d, K: c.topK, wire: forwardWire(nm) });
   const received = new Tensor(u.dtype, [sent.rows, d], sent.x);
   const expertOut = Tensor.zeros(u.dtype, [sent.rows, d]);
   const experts: (LocalExpertSaved | null)[] = [];
@@ -51,14 +53,14 @@ export async function epMoeForward(ep: EpGroup, c: ModelConfig, nm: Numerics, p:
       continue;
     }
     const x = gather(received, rows);
-    const { y, saved } = swigluForwardLayer(nm, p.localExperts[le], x);
+    const { y, saved } = swigluForwardLayer(nm, p.localExperts[le], x, sent.fp8 && selectTileRows(sent.fp8, rows));
     for (let i = 0; i < rows.length; i++) {
       const g = sent.weights[rows[i] * c.topK + slots[i]];
       for (let j = 0; j < d; j++) expertOut.data[rows[i] * d + j] += g * y.data[i * d + j];
     }
     experts.push({ rows, slots, saved, y });
   }
-  const routed = await combine(ep, sent.handle, expertOut.data);
+  const routed = await combine(ep, sent.handle, expertOut.data, 'combine', lowWire(nm));
   const y = new Tensor(u.dtype, u.shape, routed.out);
   const shared = swigluForwardLayer(nm, p.shared, u);
   addInto(y, shared.y);
@@ -74,7 +76,7 @@ export async function epMoeBackwardInput(ep: EpGroup, c: ModelConfig, nm: Numeri
   const d = c.hidden;
   const K = c.topK;
   const shared = swigluBackwardInput(nm, p.shared, s.shared, dy);
-  const cached = await dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d, K }, 'dispatch dy');
+  const cached = await dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d, K, wire: lowWire(nm) }, 'dispatch dy');
   const dRows = Tensor.zeros(dy.dtype, [cached.rows, d]);          // expert input gradients per received row
   const dWeightRows = Tensor.zeros(dy.dtype, [cached.rows, K]);    // gate-value gradients, at local slots only
   const experts: (SwigluWeightInputs | null)[] = [];
@@ -94,8 +96,8 @@ export async function epMoeBackwardInput(ep: EpGroup, c: ModelConfig, nm: Numeri
     ex.rows.forEach((row, i) => { for (let j = 0; j < d; j++) dRows.data[row * d + j] += back.dx.data[i * d + j]; });
     return experts.push(back.forWeight);
   });
-  const routedDx = await combine(ep, s.handle, dRows.data, 'combine dx');
-  const dWeights = await combine(ep, { ...s.handle, d: K }, dWeightRows.data, 'combine dg');
+  const routedDx = await combine(ep, s.handle, dRows.data, 'combine dx', lowWire(nm));
+  const dWeights = await combine(ep, { ...s.handle, d: K }, dWeightRows.data, 'combine dg', lowWire(nm));
   const dx = shared.dx;
   addInto(dx, new Tensor(dy.dtype, dy.shape, routedDx.out));
   const gate = gateBackwardInput(c, nm, p.gate, s.gate, new Tensor(dy.dtype, [dy.rows, K], dWeights.out), scale);
@@ -112,6 +114,15 @@ export function epMoeBackwardWeight(nm: Numerics, s: EpMoeSaved, f: EpMoeWeightI
     const fw = f.experts[le];
     if (ex && fw) swigluBackwardWeight(nm, ex.saved, fw, g.localExperts[le]);
   });
+}
+
+/** FACTS §3: FP8 dispatch in FP8 mode; combine and all backward communication in bf16 (BF16 and FP8 modes). */
+function forwardWire(nm: Numerics): RowWire {
+  return nm.precision === 'fp8' ? { kind: 'fp8', tile: nm.fp8Tile } : lowWire(nm);
+}
+
+function lowWire(nm: Numerics): RowWire {
+  return nm.precision === 'bf16' || nm.precision === 'fp8' ? { kind: 'bf16' } : NATIVE;
 }
 
 function rowsOf(localIds: Int32Array, K: number, le: number): { rows: number[]; slots: number[] } {

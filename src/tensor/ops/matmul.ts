@@ -5,7 +5,7 @@ import { matmulF64 } from '../kernels/matmul-f64.js';
 import { matmulF32, type MatmulForm } from '../kernels/matmul-f32.js';
 import { fp8GemmNT } from '../kernels/fp8-gemm.js';
 import { roundBf16InPlace } from '../bf16.js';
-import { quantizeBlocks, quantizeTiles } from '../quantize.js';
+import { quantizeBlocks, quantizeTiles, type Fp8Tiles } from '../quantize.js';
 import { Tensor } from '../tensor.js';
 
 export type { MatmulForm };
@@ -95,6 +95,25 @@ function gemmFp8(form: MatmulForm, a: Tensor, b: Tensor, dims: Dims, out: Tensor
   const qa = fp8.blockOperand === 'a' ? quantizeBlocks(aK, dims.m, dims.k, fp8.tile) : quantizeTiles(aK, dims.m, dims.k, fp8.tile);
   const qb = fp8.blockOperand === 'b' ? quantizeBlocks(bK, dims.n, dims.k, fp8.tile) : quantizeTiles(bK, dims.n, dims.k, fp8.tile);
   fp8GemmNT(qa, qb, fp8.accumulation, out.data as Float32Array, accumulate);
+}
+
+/**
+ * FP8 GEMM whose activation operand arrived already quantised (FP8 dispatch: the experts' first GEMM consumes the
+ * rows as they came, with their power-of-two tile scales, and never re-quantises them): out [m, n] = A·Wᵀ with A
+ * the [m, k] FP8 rows (1×T tiles along k) and W [n, k] quantised here in T×T blocks.
+ */
+export function matmulFp8Rows(a: Fp8Tiles, w: Tensor, fp8: Fp8GemmOptions): Tensor {
+  if (w.shape.length !== 2 || w.cols !== a.cols || a.layout !== 'tile') {
+    throw moemuError('MOEMU_ERR_SHAPE', `matmulFp8Rows: FP8 rows [${a.rows}, ${a.cols}] (${a.layout}) and weight [${w.shape}]`);
+  }
+  if (w.dtype !== 'f32') throw moemuError('MOEMU_ERR_DTYPE', `matmulFp8Rows: the weight must be f32, got ${w.dtype}`);
+  const n = w.rows;
+  matmulCounter.flops += 2 * a.rows * n * a.cols;
+  matmulCounter.calls += 1;
+  const qw = quantizeBlocks(w.data as Float32Array, n, a.cols, fp8.tile);
+  const out = Tensor.zeros('f32', [a.rows, n]);
+  fp8GemmNT(a, qw, fp8.accumulation, out.data as Float32Array, false);
+  return out;
 }
 
 function transpose(x: Float32Array, rows: number, cols: number): Float32Array {
