@@ -4,7 +4,7 @@
 // remote node, at the origin for its own node), then over nodes in ascending node index at the origin. Sums
 // accumulate in the rows' dtype (f32 in f32 runs, as DeepEP; f64 in reference runs); with a bf16 wire, rows travel
 // as bf16 and each level's sums are cast to bf16 (DESIGN "Numerics"). One op on the comm stream.
-import type { OpRecord } from '../fabric/streams.js';
+import type { OpRecord, VEvent } from '../fabric/streams.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import type { DispatchHandle } from './dispatch.js';
 import { emptyRows, message } from './dispatch.js';
@@ -16,8 +16,9 @@ export interface CombineResult { out: FloatArray; op: OpRecord }
 
 // y [R, d] (rows in the dispatch's received order) -> out [T, d] on every origin
 export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray, name = 'combine',
-                              wire: RowWire = NATIVE): Promise<CombineResult> {
+                              wire: RowWire = NATIVE, waitFor: readonly VEvent[] = []): Promise<CombineResult> {
   const tag = `${handle.tag}/${name}`;
+  ep.fabric.clock.waitFor('comm', ...waitFor);   // the expert outputs must exist before they are sent
   const bf16 = wire.kind === 'bf16';
   const byOrigin = rowsByOrigin(ep, handle, y);
   if (bf16) for (const rows of byOrigin.values()) roundBf16InPlace(rows.x);   // expert outputs leave as bf16

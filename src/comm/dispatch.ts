@@ -9,7 +9,7 @@
 // order, with local expert ids (-1 where the expert is elsewhere), the top-k weights zeroed there, and
 // per-local-expert counts. The handle keeps what combine needs to send the rows back.
 import { moemuError } from '../errors.js';
-import type { OpRecord } from '../fabric/streams.js';
+import type { OpRecord, VEvent } from '../fabric/streams.js';
 import { selectTileRows, type Fp8Tiles } from '../tensor/quantize.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import type { EpGroup } from './ep-group.js';
@@ -23,6 +23,9 @@ export interface DispatchInput {
   K: number;
   /** How rows travel: the run's floats (default), bf16, or FP8 with power-of-two tile scales (FACTS §3). */
   wire?: RowWire;
+  /** Events the rows depend on (the compute that produced them): the dispatch starts after them, on the comm
+   * stream; compute that does not need its result goes on meanwhile and waits on `op` only where it must. */
+  waitFor?: readonly VEvent[];
 }
 
 export interface DispatchHandle {
@@ -49,6 +52,7 @@ export async function dispatch(ep: EpGroup, input: DispatchInput, name = 'dispat
   const tag = ep.group.nextTag(name);
   const wire = input.wire ?? NATIVE;
   const dest = destinations(ep, input);
+  ep.fabric.clock.waitFor('comm', ...(input.waitFor ?? []));
   const startPs = ep.fabric.clock.now('comm');
   const phase1 = await ep.fabric.exchange(name, phaseOneSends(ep, input, dest, tag, wire), [
     ...ep.nodePeers().map((source) => ({ source: ep.global(source), tag: `${tag}:direct` })),

@@ -116,3 +116,29 @@ describe('dispatch virtual time (uniform routing: every rank sends one row to ev
     });
   }
 });
+
+describe('dispatch and combine run on the comm stream while compute goes on', () => {
+  it('a dispatch after its producer overlaps unrelated compute; its consumer waits for it; combine waits for the experts', async () => {
+    const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 };
+    const lf = localFabric(cluster);
+    const ranks = lf.fabrics.map((f) => f.rank);
+    const rows = 16;
+    const results = await Promise.all(lf.fabrics.map(async (f) => {
+      const ep = new EpGroup(f, ranks, 1, 4);
+      const produce = f.clock.run('compute', 'gate', 1_000_000);                     // makes the rows: [0, 1 µs]
+      const sending = dispatch(ep, { x: new Float64Array(rows * d), topk: Int32Array.from({ length: rows }, (_, t) => t % 4),
+        weights: new Float64Array(rows).fill(1), d, K: 1, waitFor: [produce] });
+      const other = f.clock.run('compute', 'attention', 50_000_000);                  // independent: goes on meanwhile
+      const sent = await sending;
+      const experts = f.clock.run('compute', 'experts', 2_000_000, { waitFor: [sent.op] });
+      const back = await combine(ep, sent.handle, sent.x, 'combine', undefined, [experts]);
+      return { produce, sent: sent.op, other, experts, back: back.op };
+    }));
+    for (const r of results) {
+      expect(r.sent.startPs).toBe(r.produce.endPs);                   // after its producer, not after other compute
+      expect(r.other.startPs).toBeLessThan(r.sent.endPs);             // compute overlaps the dispatch
+      expect(r.experts.startPs).toBe(Math.max(r.other.endPs, r.sent.endPs));
+      expect(r.back.startPs).toBe(r.experts.endPs);
+    }
+  });
+});
