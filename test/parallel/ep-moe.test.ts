@@ -39,7 +39,9 @@ const flat = (q: SwigluParams) => [...q.w1.data, ...q.w2.data, ...q.w3.data];
 const LAYOUTS = [
   { nodes: 1, gpus: 1, M: [1] },
   { nodes: 1, gpus: 2, M: [1] },
+  { nodes: 1, gpus: 4, M: [1] },
   { nodes: 2, gpus: 2, M: [1, 2] },
+  { nodes: 2, gpus: 4, M: [1, 2] },
   { nodes: 4, gpus: 2, M: [1, 2, 4] },
 ];
 
