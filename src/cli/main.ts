@@ -11,6 +11,7 @@ import { EXIT_CODES, MoemuError } from '../errors.js';
 import { addFabricCommand } from './fabric.js';
 import { addNodeCommand } from './node.js';
 import { addReferenceCommand } from './reference.js';
+import { addScheduleCommand } from './schedule.js';
 import { addValidateCommand } from './validate.js';
 
 /** How far up from this file package.json may be (src/cli in the sources, dist/src/cli when built). */
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   addReferenceCommand(program);
   addFabricCommand(program);
   addNodeCommand(program);
+  addScheduleCommand(program);
   return program;
 }
 

@@ -1,0 +1,137 @@
+// DualPipe and DualPipeV (DeepSeek-V3 report §3.2.1; deepseek-ai/DualPipe), defined by FACTS §5.
+// DualPipe: P ranks (P even), two directions of N/2 micro-batches each. Rank r holds chunk 0 = stage r of
+// direction 0 and chunk 1 = stage P-1-r of direction 1. The schedule is written in *phases*: on ranks r < P/2
+// phase p is chunk p, on ranks r ≥ P/2 it is chunk 1-p, so ranks r and P-1-r run mirror images.
+// DualPipeV: P ranks, 2P stages in one direction (a V). DualPipeV(P, N) on rank r runs exactly the ops of
+// DualPipe(2P, 2N) on rank r; only the meaning of chunk 1 changes (stage 2P-1-r of the same micro-batch stream).
+import { moemuError } from '../../errors.js';
+import { ProgramBuilder, type Placement, type RankProgram } from '../schedule-types.js';
+
+export function dualPipe(pp: number, microBatches: number): RankProgram[] {
+  checkDualPipe(pp, microBatches);
+  return dualPipeRanks(pp, microBatches, pp);
+}
+
+export function dualPipeV(pp: number, microBatches: number): RankProgram[] {
+  checkDualPipeV(pp, microBatches);
+  return dualPipeRanks(2 * pp, 2 * microBatches, pp);
+}
+
+/** Direction 0 enters at rank 0, direction 1 at rank P-1; each rank's chunk c is stage r or P-1-r of pipe c. */
+export function dualPipePlacement(pp: number): Placement {
+  return { stages: pp, slot: (rank, chunk) => (chunk === 0 ? { pipe: 0, stage: rank } : { pipe: 1, stage: pp - 1 - rank }) };
+}
+
+/** One pipe of 2P stages: rank r's chunk 0 is stage r, its chunk 1 is stage 2P-1-r. */
+export function dualPipeVPlacement(pp: number): Placement {
+  return { stages: 2 * pp, slot: (rank, chunk) => ({ pipe: 0, stage: chunk === 0 ? rank : 2 * pp - 1 - rank }) };
+}
+
+/** The first `ranksWanted` ranks of DualPipe(pp, microBatches). */
+function dualPipeRanks(pp: number, microBatches: number, ranksWanted: number): RankProgram[] {
+  const programs: RankProgram[] = [];
+  for (let rank = 0; rank < ranksWanted; rank++) programs.push(dualPipeRank(pp, microBatches, rank));
+  return programs;
+}
+
+function isMiddleRank(pp: number, rank: number): boolean {
+  return rank === pp / 2 - 1 || rank === pp / 2;
+}
+
+/** Phase p of `rank` as a local chunk: mirrored on the second half of the ranks. */
+function chunkOfPhase(pp: number, rank: number, phase: 0 | 1): number {
+  return rank >= pp / 2 ? 1 - phase : phase;
+}
+
+/** The 8 steps of FACTS §5 for one rank (H = P/2, h = min(r, P-1-r)). */
+function dualPipeRank(pp: number, microBatches: number, rank: number): RankProgram {
+  const halfRanks = pp / 2;                                // H
+  const halfRank = Math.min(rank, pp - 1 - rank);          // h
+  const halfMicroBatches = microBatches / 2;               // N/2, micro-batches per direction
+  const phase0 = chunkOfPhase(pp, rank, 0);
+  const phase1 = chunkOfPhase(pp, rank, 1);
+  const program = new ProgramBuilder(rank, 2);
+
+  // step 1: nF0
+  const step1 = 2 * (halfRanks - halfRank - 1);
+  for (let i = 0; i < step1; i++) program.forward(phase0);
+
+  // step 2: nF0F1
+  const step2 = halfRank + 1;
+  for (let i = 0; i < step2; i++) {
+    program.forward(phase0);
+    program.forward(phase1);
+  }
+
+  // step 3: nB1W1F1 (zero bubble: the backward defers its weight grads, the W runs it right away)
+  const step3 = halfRanks - halfRank - 1;
+  for (let i = 0; i < step3; i++) {
+    program.backward(phase1, true);
+    program.weight();
+    program.forward(phase1);
+  }
+
+  // step 4 (main): nF0B1F1B0 — on the middle ranks the first F0/B1 pair is not overlapped
+  const step4 = halfMicroBatches - pp + halfRank + 1;
+  for (let i = 0; i < step4; i++) {
+    if (i === 0 && isMiddleRank(pp, rank)) {
+      program.forward(phase0);
+      program.backward(phase1);
+    } else {
+      program.forwardBackward(phase0, phase1);
+    }
+    program.forwardBackward(phase1, phase0);
+  }
+
+  // step 5: nB1F1B0
+  const step5 = halfRanks - halfRank - 1;
+  for (let i = 0; i < step5; i++) {
+    program.backward(phase1);
+    program.forwardBackward(phase1, phase0);
+  }
+
+  // step 6: nB1B0 — weight-grad deferral switches on at iteration (h+1)//2: before B1 if h is odd, before B0 if even
+  const step6 = halfRank + 1;
+  const deferFrom = Math.floor(step6 / 2);
+  let defer = false;
+  for (let i = 0; i < step6; i++) {
+    if (i === deferFrom && halfRank % 2 === 1) defer = true;
+    program.backward(phase1, defer);
+    if (i === deferFrom && halfRank % 2 === 0) defer = true;
+    program.backward(phase0, defer);
+  }
+
+  // step 7: nWB0 (zero bubble)
+  const step7 = halfRanks - halfRank - 1;
+  for (let i = 0; i < step7; i++) {
+    program.weight();
+    program.backward(phase0, true);
+  }
+
+  // step 8: nW
+  const step8 = halfRank + 1;
+  for (let i = 0; i < step8; i++) program.weight();
+
+  return program.finish(halfMicroBatches);
+}
+
+function checkDualPipe(pp: number, microBatches: number): void {
+  if (!Number.isInteger(pp) || pp < 2 || pp % 2 !== 0) {
+    throw moemuError('MOEMU_ERR_CONFIG', `dualpipe needs an even number of pipeline ranks P ≥ 2, got ${pp}`, { path: 'pp' });
+  }
+  if (!Number.isInteger(microBatches) || microBatches % 2 !== 0) {
+    throw moemuError('MOEMU_ERR_CONFIG', `dualpipe needs an even number of micro-batches N (N/2 per direction), got ${microBatches}`, { path: 'microBatches' });
+  }
+  if (microBatches < 2 * pp) {
+    throw moemuError('MOEMU_ERR_CONFIG', `dualpipe needs N ≥ 2P micro-batches, got N = ${microBatches} with P = ${pp}`, { path: 'microBatches' });
+  }
+}
+
+function checkDualPipeV(pp: number, microBatches: number): void {
+  if (!Number.isInteger(pp) || pp < 1) {
+    throw moemuError('MOEMU_ERR_CONFIG', `dualpipev needs pipeline ranks P ≥ 1, got ${pp}`, { path: 'pp' });
+  }
+  if (!Number.isInteger(microBatches) || microBatches < 2 * pp) {
+    throw moemuError('MOEMU_ERR_CONFIG', `dualpipev needs N ≥ 2P micro-batches, got N = ${microBatches} with P = ${pp}`, { path: 'microBatches' });
+  }
+}

@@ -1,0 +1,85 @@
+// Goal: `moemu schedule` prints the compact export (one line per rank), valid JSON, and refuses bad options and
+// invalid (P, N) with exit code 2, naming the option and the rule, without a stack trace.
+// Method: run the BUILT command (dist/src/cli/main.js; `npm test` builds first, built here if missing or stale).
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { EXIT_CODES } from '../../src/errors.js';
+
+const ROOT = resolve('.');
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+const RUN_TIMEOUT_MS = 30_000;
+const BUILD_TIMEOUT_MS = 300_000;
+const STACK_LINE = /^\s+at /m;
+
+function moemu(...args: string[]) {
+  const run = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8', timeout: RUN_TIMEOUT_MS });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+function newestMtimeMs(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return newest;
+}
+
+beforeAll(() => {
+  const stale = !existsSync(CLI) || statSync(CLI).mtimeMs < newestMtimeMs(join(ROOT, 'src'));
+  if (stale) {
+    // Type errors elsewhere do not stop tsc from emitting; what matters is that the CLI exists afterwards.
+    spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, timeout: BUILD_TIMEOUT_MS });
+  }
+  expect(existsSync(CLI)).toBe(true);
+}, BUILD_TIMEOUT_MS + 20_000);
+
+describe('moemu schedule', () => {
+  it('1f1b P=2 N=3, compact: one line per rank', () => {
+    const run = moemu('schedule', '--kind', '1f1b', '--pp', '2', '--micro-batches', '3');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    // Hand-derived 1F1B: rank 0 warms up with P-1 = 1 forward, rank 1 (last stage) alternates from the start.
+    expect(run.stdout).toBe('F0.0 F0.1 B0.0 F0.2 B0.1 B0.2\nF0.0 B0.0 F0.1 B0.1 F0.2 B0.2\n');
+  });
+
+  it('dualpipe P=4 N=8, compact: ranks 0 and 1 are the FACTS §5 example', () => {
+    const run = moemu('schedule', '--kind', 'dualpipe', '--pp', '4', '--micro-batches', '8', '--format', 'compact');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    const lines = run.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toBe('F0.0 F0.1 F0.2 F1.0 B1.0z W1.0 F1.1 FB(0.3|1.1) FB(1.2|0.0) B1.2 FB(1.3|0.1) B1.3 B0.2z W0.2 B0.3z W0.3');
+    expect(lines[1]).toBe('F0.0 F1.0 F0.1 F1.1 F0.2 B1.0 FB(1.2|0.0) FB(0.3|1.1) FB(1.3|0.1) B1.2 B0.2 B1.3z B0.3z W1.3 W0.3');
+  });
+
+  it('dualpipev P=2 N=4, json: parses, with kind, pp, microBatches and one op list per rank', () => {
+    const run = moemu('schedule', '--kind', 'dualpipev', '--pp', '2', '--micro-batches', '4', '--format', 'json');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    const parsed = JSON.parse(run.stdout) as { kind: string; pp: number; microBatches: number; ranks: { rank: number; ops: { op: string }[] }[] };
+    expect([parsed.kind, parsed.pp, parsed.microBatches]).toEqual(['dualpipev', 2, 4]);
+    expect(parsed.ranks.map((r) => r.rank)).toEqual([0, 1]);
+    expect(parsed.ranks[0].ops[0]).toEqual({ op: 'F', chunk: 0, mb: 0 });
+    expect(parsed.ranks.flatMap((r) => r.ops).some((op) => op.op === 'FB')).toBe(true);
+  });
+
+  const refused: [string, string[], string, string][] = [
+    ['dualpipe with N < 2P', ['--kind', 'dualpipe', '--pp', '4', '--micro-batches', '6'], '--micro-batches', 'N ≥ 2P'],
+    ['dualpipe with odd P', ['--kind', 'dualpipe', '--pp', '3', '--micro-batches', '12'], '--pp', 'even'],
+    ['dualpipe with odd N', ['--kind', 'dualpipe', '--pp', '2', '--micro-batches', '5'], '--micro-batches', 'even'],
+    ['dualpipev with N < 2P', ['--kind', 'dualpipev', '--pp', '3', '--micro-batches', '5'], '--micro-batches', 'N ≥ 2P'],
+    ['1f1b with P = 0', ['--kind', '1f1b', '--pp', '0', '--micro-batches', '4'], '--pp', 'P ≥ 1'],
+    ['an unknown kind', ['--kind', 'gpipe', '--pp', '4', '--micro-batches', '8'], '--kind', 'dualpipev'],
+    ['a non-integer --pp', ['--kind', '1f1b', '--pp', '2.5', '--micro-batches', '8'], '--pp', 'whole number'],
+    ['an unknown format', ['--kind', '1f1b', '--pp', '2', '--micro-batches', '8', '--format', 'csv'], '--format', 'compact'],
+  ];
+  for (const [what, args, option, rule] of refused) {
+    it(`${what} -> exit 2 naming ${option} and the rule`, () => {
+      const run = moemu('schedule', ...args);
+      expect(run.code).toBe(EXIT_CODES.badInput);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toContain(`path ${option}`);
+      expect(run.stderr).toContain(rule);
+      expect(run.stderr).not.toMatch(STACK_LINE);
+    });
+  }
+});
