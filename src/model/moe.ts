@@ -107,8 +107,9 @@ function weightRowsAndDot(dy: Tensor, ex: ExpertSaved, weights: Tensor, dYe: Ten
   }
 }
 
-/** Tokens that selected expert e (ascending) and the slot of e in each token's top-K row. */
-function tokensOf(chosen: Int32Array, K: number, e: number): { rows: Int32Array; slots: Int32Array } {
+/** Tokens that selected expert e (ascending) and the slot of e in each token's top-K row (also used with the
+ * local expert ids an expert-parallel dispatch delivers). */
+export function tokensOf(chosen: Int32Array, K: number, e: number): { rows: Int32Array; slots: Int32Array } {
   const rows: number[] = [];
   const slots: number[] = [];
   for (let i = 0; i < chosen.length; i++) {

@@ -12,6 +12,7 @@ import { selectTileRows } from '../tensor/quantize.js';
 import type { OpRecord } from '../fabric/streams.js';
 import { addInto } from '../model/attention.js';
 import type { ModelConfig } from '../model/config.js';
+import { gatherRows, tokensOf } from '../model/moe.js';
 import { gateBackwardInput, gateBackwardWeight, gateForward, type GateSaved } from '../model/gate.js';
 import type { LossScale } from '../model/loss.js';
 import type { Numerics } from '../model/numerics.js';
@@ -29,7 +30,7 @@ export interface EpMoeParams {
   localExperts: SwigluParams[];
 }
 
-interface LocalExpertSaved { rows: number[]; slots: number[]; saved: SwigluSaved; y: Tensor }
+interface LocalExpertSaved { rows: Int32Array; slots: Int32Array; saved: SwigluSaved; y: Tensor }
 export interface EpMoeSaved {
   gate: GateSaved; handle: DispatchHandle; received: { weights: Float64Array | Float32Array; rows: number };
   experts: (LocalExpertSaved | null)[]; shared: SwigluSaved;
@@ -47,12 +48,12 @@ export async function epMoeForward(ep: EpGroup, c: ModelConfig, nm: Numerics, p:
   const expertOut = Tensor.zeros(u.dtype, [sent.rows, d]);
   const experts: (LocalExpertSaved | null)[] = [];
   for (let le = 0; le < p.localExperts.length; le++) {
-    const { rows, slots } = rowsOf(sent.localIds, c.topK, le);
+    const { rows, slots } = tokensOf(sent.localIds, c.topK, le);
     if (rows.length === 0) {
       experts.push(null);
       continue;
     }
-    const x = gather(received, rows);
+    const x = gatherRows(received, rows);
     const { y, saved } = swigluForwardLayer(nm, p.localExperts[le], x, sent.fp8 && selectTileRows(sent.fp8, rows));
     for (let i = 0; i < rows.length; i++) {
       const g = sent.weights[rows[i] * c.topK + slots[i]];
@@ -123,22 +124,4 @@ function forwardWire(nm: Numerics): RowWire {
 
 function lowWire(nm: Numerics): RowWire {
   return nm.precision === 'bf16' || nm.precision === 'fp8' ? { kind: 'bf16' } : NATIVE;
-}
-
-function rowsOf(localIds: Int32Array, K: number, le: number): { rows: number[]; slots: number[] } {
-  const rows: number[] = [];
-  const slots: number[] = [];
-  for (let i = 0; i < localIds.length; i++) {
-    if (localIds[i] !== le) continue;
-    rows.push(Math.floor(i / K));
-    slots.push(i % K);
-  }
-  return { rows, slots };
-}
-
-function gather(x: Tensor, rows: number[]): Tensor {
-  const d = x.cols;
-  const out = Tensor.zeros(x.dtype, [rows.length, d]);
-  rows.forEach((r, i) => out.data.set(x.data.subarray(r * d, (r + 1) * d), i * d));
-  return out;
 }
