@@ -26,6 +26,9 @@ export interface DispatchInput {
   /** Events the rows depend on (the compute that produced them): the dispatch starts after them, on the comm
    * stream; compute that does not need its result goes on meanwhile and waits on `op` only where it must. */
   waitFor?: readonly VEvent[];
+  /** A cached dispatch (the backward of combine): rows follow the layout of an earlier dispatch with the same
+   * top-k, in the same order, and carry no ids or weights (the result's localIds and weights are then empty). */
+  cached?: boolean;
 }
 
 export interface DispatchHandle {
@@ -48,10 +51,11 @@ export interface DispatchResult {
   op: OpRecord;
 }
 
-export async function dispatch(ep: EpGroup, input: DispatchInput, name = 'dispatch'): Promise<DispatchResult> {
+export async function dispatch(ep: EpGroup, routed: DispatchInput, name = 'dispatch'): Promise<DispatchResult> {
   const tag = ep.group.nextTag(name);
-  const wire = input.wire ?? NATIVE;
-  const dest = destinations(ep, input);
+  const wire = routed.wire ?? NATIVE;
+  const dest = destinations(ep, routed);
+  const input = routed.cached ? { ...routed, K: 0 } : routed;   // from here on K counts the ids and weights sent
   ep.fabric.clock.waitFor('comm', ...(input.waitFor ?? []));
   const startPs = ep.fabric.clock.now('comm');
   const phase1 = await ep.fabric.exchange(name, phaseOneSends(ep, input, dest, tag, wire), [

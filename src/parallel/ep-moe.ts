@@ -77,7 +77,7 @@ export async function epMoeBackwardInput(ep: EpGroup, c: ModelConfig, nm: Numeri
   const d = c.hidden;
   const K = c.topK;
   const shared = swigluBackwardInput(nm, p.shared, s.shared, dy);
-  const cached = await dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d, K, wire: lowWire(nm) }, 'dispatch dy');
+  const cached = await dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d, K, wire: lowWire(nm), cached: true }, 'dispatch dy');
   const dRows = Tensor.zeros(dy.dtype, [cached.rows, d]);          // expert input gradients per received row
   const dWeightRows = Tensor.zeros(dy.dtype, [cached.rows, K]);    // gate-value gradients, at local slots only
   const experts: (SwigluWeightInputs | null)[] = [];
