@@ -34,6 +34,8 @@ export class Mailbox {
 
   /** All of `wanted`, in that order, or a watchdog error after `timeoutMs` naming the ones still missing. */
   async takeAll(wanted: readonly { source: number; tag: string }[], timeoutMs: number, op: string): Promise<Incoming[]> {
+    const ready = this.#takeQueued(wanted);
+    if (ready) return ready;                      // everything already arrived: no timer, no race
     const pending = wanted.map(({ source, tag }) => this.#take(keyOf(source, tag)));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -51,6 +53,24 @@ export class Mailbox {
     let n = 0;
     for (const q of this.#queues.values()) n += q.length;
     return n;
+  }
+
+  /** All of `wanted` if every one is already queued (then taken), else null (nothing taken). */
+  #takeQueued(wanted: readonly { source: number; tag: string }[]): Incoming[] | null {
+    const counts = new Map<string, number>();
+    for (const { source, tag } of wanted) {
+      const key = keyOf(source, tag);
+      const need = (counts.get(key) ?? 0) + 1;
+      if ((this.#queues.get(key)?.length ?? 0) < need) return null;
+      counts.set(key, need);
+    }
+    return wanted.map(({ source, tag }) => {
+      const key = keyOf(source, tag);
+      const queue = this.#queues.get(key)!;
+      const first = queue.shift()!;
+      if (queue.length === 0) this.#queues.delete(key);
+      return first;
+    });
   }
 
   #take(key: string): Promise<Incoming> {
