@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { EpGroup } from '../../src/comm/ep-group.js';
 import { MODEL_PRESETS, type ModelConfig } from '../../src/model/config.js';
 import { moeBackwardInput, moeBackwardWeight, moeForward, type MoeParams } from '../../src/model/moe.js';
-import { numericsFor } from '../../src/model/numerics.js';
+import { numericsFor, type Precision } from '../../src/model/numerics.js';
 import type { SwigluParams } from '../../src/model/swiglu.js';
 import { epMoeBackwardInput, epMoeBackwardWeight, epMoeForward } from '../../src/parallel/ep-moe.js';
 import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
@@ -36,6 +36,28 @@ const swiglu = (d: number, f: number, seed: number): SwigluParams =>
 const zeros = (q: SwigluParams): SwigluParams => ({ w1: Tensor.zeros(dtype, q.w1.shape), w2: Tensor.zeros(dtype, q.w2.shape), w3: Tensor.zeros(dtype, q.w3.shape) });
 const flat = (q: SwigluParams) => [...q.w1.data, ...q.w2.data, ...q.w3.data];
 
+/** The layer's parameters and tokens (seeded), the single-process result, and the same layer run on `ep` ranks. */
+async function runBoth(c: ModelConfig, precision: Precision, nodes: number, gpus: number) {
+  const ep = nodes * gpus;
+  const nm = numericsFor(precision, c);
+  const perRankTokens = 2 * c.seqLen;
+  const u = random([ep * perRankTokens, c.hidden], 5);
+  const p: MoeParams = { gate: random([c.experts, c.hidden], 6, 0.7), bias: random([c.experts], 7, 0.2),
+    shared: swiglu(c.hidden, c.expertHidden, 8), experts: Array.from({ length: c.experts }, (_, e) => swiglu(c.hidden, c.expertHidden, 20 + 3 * e)) };
+  const scale = { tokens: u.rows, sequences: u.rows / c.seqLen };
+  const reference = moeForward(c, nm, p, u, scale);
+  const lf = localFabric({ ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode: gpus });
+  const ranks = lf.fabrics.map((f) => f.rank);
+  const perRank = c.experts / ep;
+  const rows = perRankTokens * c.hidden;
+  const local = (r: number) => ({ gate: p.gate, bias: p.bias, shared: p.shared, localExperts: p.experts.slice(r * perRank, (r + 1) * perRank) });
+  const slice = (x: Tensor, r: number) => new Tensor(dtype, [perRankTokens, c.hidden], x.data.slice(r * rows, (r + 1) * rows));
+  const outs = await Promise.all(lf.fabrics.map((f, r) => epMoeForward(new EpGroup(f, ranks, gpus, c.experts), c, nm, local(r), slice(u, r), scale)));
+  const y = dtype === 'f64' ? new Float64Array(u.size) : new Float32Array(u.size);
+  outs.forEach((o, r) => y.set(o.y.data, r * rows));
+  return { ep, nm, u, p, scale, reference, lf, ranks, perRank, local, slice, outs, y, rows };
+}
+
 const LAYOUTS = [
   { nodes: 1, gpus: 1, M: [1] },
   { nodes: 1, gpus: 2, M: [1] },
@@ -53,25 +75,7 @@ describe('expert-parallel MoE forward and backward = single-process MoE', () => 
         dtype = precision === 'fp64' ? 'f64' : 'f32';
         const c: ModelConfig = { ...MODEL_PRESETS.micro, hidden: 8, experts: 16, topK: 4, groups: nodes, topGroups,
           expertHidden: 4, seqLen: 4, balanceWeight: 0.01 };
-        const nm = numericsFor(precision, c);
-        const perRankTokens = 2 * c.seqLen;
-        const u = random([ep * perRankTokens, c.hidden], 5);
-        const p: MoeParams = { gate: random([c.experts, c.hidden], 6, 0.7), bias: random([c.experts], 7, 0.2),
-          shared: swiglu(c.hidden, c.expertHidden, 8), experts: Array.from({ length: c.experts }, (_, e) => swiglu(c.hidden, c.expertHidden, 20 + 3 * e)) };
-        const scale = { tokens: u.rows, sequences: u.rows / c.seqLen };
-        const reference = moeForward(c, nm, p, u, scale);
-
-        const lf = localFabric({ ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode: gpus });
-        const ranks = lf.fabrics.map((f) => f.rank);
-        const perRank = c.experts / ep;
-        const outs = await Promise.all(lf.fabrics.map((f, r) => {
-          const group = new EpGroup(f, ranks, gpus, c.experts);
-          const mine = new Tensor(dtype, [perRankTokens, c.hidden], u.data.slice(r * perRankTokens * c.hidden, (r + 1) * perRankTokens * c.hidden));
-          return epMoeForward(group, c, nm, { gate: p.gate, bias: p.bias, shared: p.shared,
-            localExperts: p.experts.slice(r * perRank, (r + 1) * perRank) }, mine, scale);
-        }));
-        const y = dtype === 'f64' ? new Float64Array(u.size) : new Float32Array(u.size);
-        outs.forEach((o, r) => y.set(o.y.data, r * perRankTokens * c.hidden));
+        const { nm, u, p, scale, reference, lf, ranks, perRank, local, slice, outs, y, rows } = await runBoth(c, precision, nodes, gpus);
         const identical = Buffer.from(y.buffer).equals(Buffer.from(reference.y.data.buffer));
         console.log(`${precision} EP ${ep}, ${nodes} node(s), M ${topGroups}: crit ${crit(y, reference.y.data).toExponential(2)}, bit-identical ${identical}`);
         if (ep === 1) expect(identical).toBe(true);
@@ -88,15 +92,11 @@ describe('expert-parallel MoE forward and backward = single-process MoE', () => 
         moeBackwardWeight(nm, reference.saved, refBack.forWeight, refGrads);
         const grads = outs.map((_, r) => ({ gate: Tensor.zeros(dtype, p.gate.shape), shared: zeros(p.shared),
           localExperts: p.experts.slice(r * perRank, (r + 1) * perRank).map(zeros) }));
-        const backs = await Promise.all(lf.fabrics.map((f, r) => {
-          const group = new EpGroup(f, ranks, gpus, c.experts, 'ep-back');
-          const mineDy = new Tensor(dtype, [perRankTokens, c.hidden], dy.data.slice(r * perRankTokens * c.hidden, (r + 1) * perRankTokens * c.hidden));
-          return epMoeBackwardInput(group, c, nm, { gate: p.gate, bias: p.bias, shared: p.shared,
-            localExperts: p.experts.slice(r * perRank, (r + 1) * perRank) }, outs[r].saved, mineDy, scale);
-        }));
+        const backs = await Promise.all(lf.fabrics.map((f, r) =>
+          epMoeBackwardInput(new EpGroup(f, ranks, gpus, c.experts, 'ep-back'), c, nm, local(r), outs[r].saved, slice(dy, r), scale)));
         backs.forEach((b, r) => epMoeBackwardWeight(nm, outs[r].saved, b.forWeight, grads[r]));
         const dx = dtype === 'f64' ? new Float64Array(u.size) : new Float32Array(u.size);
-        backs.forEach((b, r) => dx.set(b.dx.data, r * perRankTokens * c.hidden));
+        backs.forEach((b, r) => dx.set(b.dx.data, r * rows));
         const gateGrad = grads.reduce((acc, g) => acc.map((v, i) => v + g.gate.data[i]), new Float64Array(p.gate.size));
         const sharedGrad = grads.reduce((acc, g) => acc.map((v, i) => v + flat(g.shared)[i]), new Float64Array(flat(p.shared).length));
         const expertGrad = grads.flatMap((g) => g.localExperts.flatMap(flat));
@@ -120,21 +120,7 @@ describe('expert-parallel MoE forward in bf16 and fp8 (FP8 dispatch, bf16 combin
         dtype = 'f32';
         const c: ModelConfig = { ...MODEL_PRESETS.micro, hidden: 8, experts: 16, topK: 4, groups: nodes, topGroups: nodes,
           expertHidden: 4, seqLen: 4, fp8Tile: 4, fp8Accumulation: 4 };
-        const nm = numericsFor(precision, c);
-        const perRankTokens = 2 * c.seqLen;
-        const u = random([ep * perRankTokens, c.hidden], 5);
-        const p: MoeParams = { gate: random([c.experts, c.hidden], 6, 0.7), bias: random([c.experts], 7, 0.2),
-          shared: swiglu(c.hidden, c.expertHidden, 8), experts: Array.from({ length: c.experts }, (_, e) => swiglu(c.hidden, c.expertHidden, 20 + 3 * e)) };
-        const scale = { tokens: u.rows, sequences: u.rows / c.seqLen };
-        const reference = moeForward(c, nm, p, u, scale);
-        const lf = localFabric({ ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode: gpus });
-        const ranks = lf.fabrics.map((f) => f.rank);
-        const perRank = c.experts / ep;
-        const outs = await Promise.all(lf.fabrics.map((f, r) => epMoeForward(new EpGroup(f, ranks, gpus, c.experts), c, nm,
-          { gate: p.gate, bias: p.bias, shared: p.shared, localExperts: p.experts.slice(r * perRank, (r + 1) * perRank) },
-          new Tensor('f32', [perRankTokens, c.hidden], u.data.slice(r * perRankTokens * c.hidden, (r + 1) * perRankTokens * c.hidden)), scale)));
-        const y = new Float32Array(u.size);
-        outs.forEach((o, r) => y.set(o.y.data, r * perRankTokens * c.hidden));
+        const { reference, lf, y } = await runBoth(c, precision, nodes, gpus);
         const fp8Wire = lf.log.some((m) => m.header.tag.includes('dispatch#') && m.link === 'ib');
         console.log(`${precision} EP ${ep}: crit ${crit(y, reference.y.data).toExponential(2)}${fp8Wire ? ', rows crossed IB' : ''}`);
         if (ep === 1) expect(Array.from(y)).toEqual(Array.from(reference.y.data));
