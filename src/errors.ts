@@ -47,6 +47,8 @@ export class MoemuError extends Error {
   readonly code: ErrorCode;
   readonly errorClass: ErrorClass;
   readonly context: ErrorContext;
+  /** The message without the context appended: for rebuilding the error with another context. */
+  readonly detail: string;
 
   /** `formatted`: the message already names its context (an error rebuilt from data sent by another thread). */
   constructor(code: ErrorCode, message: string, context: ErrorContext = {}, formatted = false) {
@@ -55,6 +57,7 @@ export class MoemuError extends Error {
     this.code = code;
     this.errorClass = ERROR_CODES[code];
     this.context = context;
+    this.detail = message;
   }
 
   get exitCode(): number {

@@ -44,7 +44,7 @@ export function scheduleText(flags: ScheduleFlags): string {
   } catch (error) {
     if (!(error instanceof MoemuError) || error.code !== 'MOEMU_ERR_CONFIG') throw error;
     const path = error.context.path === undefined ? undefined : OPTION_OF_PATH[error.context.path] ?? error.context.path;
-    throw moemuError('MOEMU_ERR_CONFIG', messageWithoutContext(error), { path });
+    throw moemuError('MOEMU_ERR_CONFIG', error.detail, { path });
   }
   return (format as ScheduleFormat) === 'json'
     ? JSON.stringify(scheduleJson(kind, pp, microBatches, programs))
@@ -56,10 +56,4 @@ function integerOption(option: string, value: string | undefined): number {
     throw moemuError('MOEMU_ERR_CONFIG', `${option} needs a whole number, got ${value ?? 'nothing'}`, { path: option });
   }
   return Number(value);
-}
-
-/** The message a MoemuError was built with, before withContext appended `(path …)`. */
-function messageWithoutContext(error: MoemuError): string {
-  const suffix = error.context.path === undefined ? '' : ` (path ${error.context.path})`;
-  return suffix !== '' && error.message.endsWith(suffix) ? error.message.slice(0, -suffix.length) : error.message;
 }
