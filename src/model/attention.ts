@@ -1,6 +1,8 @@
 // Causal multi-head attention with RoPE (docs/model.md "Attention"). The core (scores, softmax, weighted sum)
 // runs in the storage dtype with f64 accumulation; the four projections are linear layers.
+import { countTraffic } from '../tensor/kernels/memory-traffic.js';
 import { softmaxRow, softmaxRowBackward } from '../tensor/kernels/softmax.js';
+import { matmulCounter } from '../tensor/ops/matmul.js';
 import { Tensor } from '../tensor/tensor.js';
 import { headDim, type ModelConfig } from './config.js';
 import { linearBackwardInput, linearBackwardWeight, linearForward } from './linear.js';
@@ -22,6 +24,7 @@ export function attentionForward(c: ModelConfig, nm: Numerics, w: AttentionParam
   const p = Tensor.zeros(x.dtype, [sequences, c.heads, c.seqLen, c.seqLen]);
   const o = Tensor.zeros(x.dtype, x.shape);                       // [N, d]
   for (let b = 0; b < sequences; b++) for (let h = 0; h < c.heads; h++) coreForward(c, q, k, v, p, o, b, h);
+  countCore(c, sequences, 1, p.data);
   const y = linearForward(nm, 'linear', o, w.wo);
   return { y, saved: { x, q, k, v, p, o } };
 }
@@ -35,6 +38,7 @@ export function attentionBackwardInput(c: ModelConfig, nm: Numerics, w: Attentio
   const dv = Tensor.zeros(dy.dtype, dy.shape);
   const sequences = dy.rows / c.seqLen;
   for (let b = 0; b < sequences; b++) for (let h = 0; h < c.heads; h++) coreBackward(c, s, dO, dq, dk, dv, b, h);
+  countCore(c, sequences, 2, s.p.data);
   applyRope(dq.data, dq.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, -1);
   applyRope(dk.data, dk.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, -1);
   const dx = linearBackwardInput(nm, 'linear', dq, w.wq);
@@ -110,7 +114,16 @@ function coreBackward(c: ModelConfig, s: AttentionSaved, dO: Tensor, dq: Tensor,
   }
 }
 
+/** The core is two batched causal GEMMs (q·kᵀ and p·v, T(T+1)/2 dot products of hd each) and a softmax over the
+ * causal scores; backward computes twice the GEMMs. Counted for the compute cost model (src/tensor/ops). */
+function countCore(c: ModelConfig, sequences: number, passes: number, like: Tensor['data']): void {
+  const causal = (c.seqLen * (c.seqLen + 1)) / 2;
+  matmulCounter.flops += passes * sequences * c.heads * 2 * 2 * causal * headDim(c);
+  countTraffic(passes * sequences * c.heads * 2 * causal, like);   // scores read and written once per pass
+}
+
 export function addInto(target: Tensor, source: Tensor): void {
+  countTraffic(3 * target.size, target.data);   // read both, write target
   const t = target.data;
   const s = source.data;
   for (let i = 0; i < t.length; i++) t[i] += s[i];

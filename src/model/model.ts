@@ -14,7 +14,7 @@ import { concatColumns, splitColumns, tokenColumns } from './tokens.js';
 
 export interface Losses { main: number; mtp: number; balance: number; total: number }
 
-interface HeadSaved { norm: RmsNormSaved; normed: Tensor; dlogits: Tensor }
+export interface HeadSaved { norm: RmsNormSaved; normed: Tensor; dlogits: Tensor }
 interface MtpSaved {
   tokens: Int32Array; hnorm: RmsNormSaved; enorm: RmsNormSaved; cat: Tensor; block: BlockSaved; head: HeadSaved;
 }
@@ -86,7 +86,7 @@ export function modelBackward(ctx: ModelContext, fwd: ModelForward): void {
   for (const w of modelBackwardInput(ctx, fwd)) w();
 }
 
-function headForward(ctx: ModelContext, h: Tensor, normName: string, targets: Int32Array, weight: number) {
+export function headForward(ctx: ModelContext, h: Tensor, normName: string, targets: Int32Array, weight: number) {
   const { c, nm, store, scale } = ctx;
   const norm = rmsnormLayerForward(h, store.value(normName), c.normEps);
   const logits = linearForward(nm, 'keep', norm.y, store.value('head.weight'));   // [N, V]
@@ -94,7 +94,7 @@ function headForward(ctx: ModelContext, h: Tensor, normName: string, targets: In
   return { loss, logits, saved: { norm: norm.saved, normed: norm.y, dlogits } };
 }
 
-function headBackwardInput(ctx: ModelContext, s: HeadSaved, normName: string, work: WeightWork[]): Tensor {
+export function headBackwardInput(ctx: ModelContext, s: HeadSaved, normName: string, work: WeightWork[]): Tensor {
   const { nm, store } = ctx;
   const dNormed = linearBackwardInput(nm, 'keep', s.dlogits, store.value('head.weight'));
   work.push(() => {
@@ -140,6 +140,6 @@ function mtpBackwardInput(ctx: ModelContext, s: MtpSaved, work: WeightWork[]): T
   return rmsnormLayerBackwardInput(s.hnorm, store.value('mtp.0.hnorm.weight'), dhn);
 }
 
-function addTo(target: Tensor, source: Tensor): void {
+export function addTo(target: Tensor, source: Tensor): void {
   for (let i = 0; i < target.size; i++) target.data[i] += source.data[i];
 }

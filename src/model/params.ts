@@ -92,7 +92,12 @@ export class ParamStore {
 
 /** docs/model.md "Initialisation": each tensor from its own stream, so any shard can be made on any rank. */
 export function initParams(c: ModelConfig, dtype: FloatDType, seed: number): ParamStore {
-  const store = new ParamStore(paramSpecs(c), dtype);
+  return initParamStore(paramSpecs(c), c, dtype, seed);
+}
+
+/** The same initial values for any subset of the specs (a pipeline stage, an expert shard). */
+export function initParamStore(specs: ParamSpec[], c: ModelConfig, dtype: FloatDType, seed: number): ParamStore {
+  const store = new ParamStore(specs, dtype);
   for (const spec of store.specs) {
     const t = store.value(spec.name);
     if (spec.kind === 'matrix') new Rng(seedFor(seed, `init/${spec.name}`)).fillNormal(t.data, c.initStd);

@@ -4,12 +4,12 @@
 // Backward mirrors it (FACTS §3 "Backward duality"): the output gradient goes to the experts by a cached dispatch
 // (the combine's backward), the experts' input gradients and the gate-value gradients come back by a combine (the
 // dispatch's backward). With EP = 1 it is src/model/moe.ts exactly (same sums in the same order).
-import { combine } from '../comm/combine.js';
-import { dispatch, type DispatchHandle } from '../comm/dispatch.js';
+import { combine, type CombineResult } from '../comm/combine.js';
+import { dispatch, type DispatchHandle, type DispatchResult } from '../comm/dispatch.js';
 import type { EpGroup } from '../comm/ep-group.js';
 import { NATIVE, type RowWire } from '../comm/ep-rows.js';
 import { selectTileRows } from '../tensor/quantize.js';
-import type { OpRecord } from '../fabric/streams.js';
+import type { OpRecord, VEvent } from '../fabric/streams.js';
 import { addInto } from '../model/attention.js';
 import type { ModelConfig } from '../model/config.js';
 import { gatherRows, tokensOf } from '../model/moe.js';
@@ -20,7 +20,7 @@ import {
   swigluBackwardInput, swigluBackwardWeight, swigluForwardLayer,
   type SwigluParams, type SwigluSaved, type SwigluWeightInputs,
 } from '../model/swiglu.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, type FloatArray } from '../tensor/tensor.js';
 
 export interface EpMoeParams {
   gate: Tensor;
@@ -38,12 +38,45 @@ export interface EpMoeSaved {
 export interface EpMoeWeightInputs { dlogits: Tensor; shared: SwigluWeightInputs; experts: (SwigluWeightInputs | null)[] }
 export interface EpMoeForward { y: Tensor; balanceLoss: number; loads: Float64Array; ops: OpRecord[]; saved: EpMoeSaved }
 
-// u [T, d] (this rank's tokens) -> y [T, d]
+// u [T, d] (this rank's tokens) -> y [T, d]: the phases below, one after the other
 export async function epMoeForward(ep: EpGroup, c: ModelConfig, nm: Numerics, p: EpMoeParams, u: Tensor,
                                    scale: LossScale): Promise<EpMoeForward> {
+  const { gate, balanceLoss } = epMoeGate(c, nm, p, u, scale);
+  const sent = await epMoeDispatch(ep, c, nm, u, gate);
+  const mlp = epMoeExperts(c, nm, p, u, sent);
+  const routed = await epMoeCombine(ep, nm, sent, mlp.expertOut);
+  const y = epMoeOutput(u, routed.out, mlp.shared.y);
+  const saved = epMoeSaved(gate, sent, mlp);
+  return { y, balanceLoss, loads: expertLoads(c, gate), ops: [sent.op, routed.op], saved };
+}
+
+// dy [T, d] -> du [T, d]: cached dispatch of dy to the experts, expert B, combine of input and gate-value gradients
+export async function epMoeBackwardInput(ep: EpGroup, c: ModelConfig, nm: Numerics, p: EpMoeParams, s: EpMoeSaved,
+                                         dy: Tensor, scale: LossScale): Promise<{ dx: Tensor; forWeight: EpMoeWeightInputs; ops: OpRecord[] }> {
+  const cached = await epMoeGradDispatch(ep, c, nm, s, dy);
+  const mlp = epMoeExpertsBackward(c, nm, p, s, dy, cached);
+  const back = await epMoeGradCombine(ep, c, nm, s, mlp);
+  return { ...epMoeInputGrad(c, nm, p, s, dy, mlp, back, scale), ops: [cached.op, ...back.ops] };
+}
+
+// ---- forward phases: gate (compute) -> dispatch (comm) -> experts and shared expert (compute) -> combine (comm)
+
+// u [T, d] -> routing of this rank's tokens
+export function epMoeGate(c: ModelConfig, nm: Numerics, p: EpMoeParams, u: Tensor, scale: LossScale) {
   const { saved: gate, balanceLoss } = gateForward(c, nm, p.gate, p.bias, u, scale);
+  return { gate, balanceLoss };
+}
+
+export function epMoeDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, u: Tensor, gate: GateSaved,
+                              waitFor: readonly VEvent[] = [], name = 'dispatch'): Promise<DispatchResult> {
+  return dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK, wire: forwardWire(nm), waitFor }, name);
+}
+
+export interface EpMoeExpertsForward { expertOut: Tensor; experts: (LocalExpertSaved | null)[]; shared: { y: Tensor; saved: SwigluSaved } }
+
+// received rows [R, d] -> Σ_{local experts, ascending} g · expert(x) per row [R, d]; and shared(u) [T, d]
+export function epMoeExperts(c: ModelConfig, nm: Numerics, p: EpMoeParams, u: Tensor, sent: DispatchResult): EpMoeExpertsForward {
   const d = c.hidden;
-  const sent = await dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d, K: c.topK, wire: forwardWire(nm) });
   const received = new Tensor(u.dtype, [sent.rows, d], sent.x);
   const expertOut = Tensor.zeros(u.dtype, [sent.rows, d]);
   const experts: (LocalExpertSaved | null)[] = [];
@@ -61,25 +94,55 @@ export async function epMoeForward(ep: EpGroup, c: ModelConfig, nm: Numerics, p:
     }
     experts.push({ rows, slots, saved, y });
   }
-  const routed = await combine(ep, sent.handle, expertOut.data, 'combine', lowWire(nm));
-  const y = new Tensor(u.dtype, u.shape, routed.out);
-  const shared = swigluForwardLayer(nm, p.shared, u);
-  addInto(y, shared.y);
-  const loads = new Float64Array(c.experts);
-  for (const e of gate.chosen) if (e >= 0) loads[e] += 1;
-  const saved: EpMoeSaved = { gate, handle: sent.handle, received: { weights: sent.weights, rows: sent.rows }, experts, shared: shared.saved };
-  return { y, balanceLoss, loads, ops: [sent.op, routed.op], saved };
+  return { expertOut, experts, shared: swigluForwardLayer(nm, p.shared, u) };
 }
 
-// dy [T, d] -> du [T, d]: cached dispatch of dy to the experts, expert B, combine of input and gate-value gradients
-export async function epMoeBackwardInput(ep: EpGroup, c: ModelConfig, nm: Numerics, p: EpMoeParams, s: EpMoeSaved,
-                                         dy: Tensor, scale: LossScale): Promise<{ dx: Tensor; forWeight: EpMoeWeightInputs; ops: OpRecord[] }> {
+export function epMoeCombine(ep: EpGroup, nm: Numerics, sent: DispatchResult, expertOut: Tensor,
+                             waitFor: readonly VEvent[] = [], name = 'combine'): Promise<CombineResult> {
+  return combine(ep, sent.handle, expertOut.data, name, lowWire(nm), waitFor);
+}
+
+/** y = routed + shared(u). */
+export function epMoeOutput(u: Tensor, routed: FloatArray, shared: Tensor): Tensor {
+  const y = new Tensor(u.dtype, u.shape, routed);
+  addInto(y, shared);
+  return y;
+}
+
+export function epMoeSaved(gate: GateSaved, sent: DispatchResult, mlp: EpMoeExpertsForward): EpMoeSaved {
+  return { gate, handle: sent.handle, received: { weights: sent.weights, rows: sent.rows }, experts: mlp.experts, shared: mlp.shared.saved };
+}
+
+/** Tokens of this rank per expert (global ids). */
+export function expertLoads(c: ModelConfig, gate: GateSaved): Float64Array {
+  const loads = new Float64Array(c.experts);
+  for (const e of gate.chosen) if (e >= 0) loads[e] += 1;
+  return loads;
+}
+
+// ---- backward phases: cached dispatch of dy (comm; DeepSeek's "combine(B)") -> experts' and shared expert's B
+// (compute) -> combine of the row gradients (comm; "dispatch(B)") -> gate B and the sum (compute)
+
+export function epMoeGradDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, s: EpMoeSaved, dy: Tensor,
+                                  waitFor: readonly VEvent[] = [], name = 'dispatch dy'): Promise<DispatchResult> {
+  return dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d: c.hidden, K: c.topK, wire: lowWire(nm),
+    cached: true, waitFor }, name);
+}
+
+export interface EpMoeExpertsBackward {
+  shared: { dx: Tensor; forWeight: SwigluWeightInputs };
+  dRows: Tensor;                            // [R, d] expert input gradients per received row
+  dWeightRows: Tensor;                      // [R, K] gate-value gradients, at local slots only
+  experts: (SwigluWeightInputs | null)[];
+}
+
+export function epMoeExpertsBackward(c: ModelConfig, nm: Numerics, p: EpMoeParams, s: EpMoeSaved, dy: Tensor,
+                                     cached: DispatchResult): EpMoeExpertsBackward {
   const d = c.hidden;
   const K = c.topK;
   const shared = swigluBackwardInput(nm, p.shared, s.shared, dy);
-  const cached = await dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d, K, wire: lowWire(nm), cached: true }, 'dispatch dy');
-  const dRows = Tensor.zeros(dy.dtype, [cached.rows, d]);          // expert input gradients per received row
-  const dWeightRows = Tensor.zeros(dy.dtype, [cached.rows, K]);    // gate-value gradients, at local slots only
+  const dRows = Tensor.zeros(dy.dtype, [cached.rows, d]);
+  const dWeightRows = Tensor.zeros(dy.dtype, [cached.rows, K]);
   const experts: (SwigluWeightInputs | null)[] = [];
   s.experts.forEach((ex, le) => {
     if (!ex) return experts.push(null);
@@ -97,13 +160,26 @@ export async function epMoeBackwardInput(ep: EpGroup, c: ModelConfig, nm: Numeri
     ex.rows.forEach((row, i) => { for (let j = 0; j < d; j++) dRows.data[row * d + j] += back.dx.data[i * d + j]; });
     return experts.push(back.forWeight);
   });
-  const routedDx = await combine(ep, s.handle, dRows.data, 'combine dx', lowWire(nm));
-  const dWeights = await combine(ep, { ...s.handle, d: K }, dWeightRows.data, 'combine dg', lowWire(nm));
-  const dx = shared.dx;
-  addInto(dx, new Tensor(dy.dtype, dy.shape, routedDx.out));
-  const gate = gateBackwardInput(c, nm, p.gate, s.gate, new Tensor(dy.dtype, [dy.rows, K], dWeights.out), scale);
+  return { shared, dRows, dWeightRows, experts };
+}
+
+export interface EpMoeGradsBack { routedDx: FloatArray; dWeights: FloatArray; ops: OpRecord[] }
+
+export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics, s: EpMoeSaved, mlp: EpMoeExpertsBackward,
+                                       waitFor: readonly VEvent[] = [], name = 'combine'): Promise<EpMoeGradsBack> {
+  const routedDx = await combine(ep, s.handle, mlp.dRows.data, `${name} dx`, lowWire(nm), waitFor);
+  const dWeights = await combine(ep, { ...s.handle, d: c.topK }, mlp.dWeightRows.data, `${name} dg`, lowWire(nm), waitFor);
+  return { routedDx: routedDx.out, dWeights: dWeights.out, ops: [routedDx.op, dWeights.op] };
+}
+
+// -> du [T, d] = shared B + routed B + gate B
+export function epMoeInputGrad(c: ModelConfig, nm: Numerics, p: EpMoeParams, s: EpMoeSaved, dy: Tensor,
+                               mlp: EpMoeExpertsBackward, back: EpMoeGradsBack, scale: LossScale): { dx: Tensor; forWeight: EpMoeWeightInputs } {
+  const dx = mlp.shared.dx;
+  addInto(dx, new Tensor(dy.dtype, dy.shape, back.routedDx));
+  const gate = gateBackwardInput(c, nm, p.gate, s.gate, new Tensor(dy.dtype, [dy.rows, c.topK], back.dWeights), scale);
   addInto(dx, gate.du);
-  return { dx, forWeight: { dlogits: gate.dlogits, shared: shared.forWeight, experts }, ops: [cached.op, routedDx.op, dWeights.op] };
+  return { dx, forWeight: { dlogits: gate.dlogits, shared: mlp.shared.forWeight, experts: mlp.experts } };
 }
 
 /** W: gate and shared expert on the tokens' rank, each local expert on its own rank; only adds into grads. */

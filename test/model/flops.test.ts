@@ -1,4 +1,5 @@
-// Goal: the FLOPs formula equals the FLOPs the matmul op really performs in a forward pass (counted at the op),
+// Goal: the FLOPs formula equals the FLOPs really performed in a forward pass (counted at the matmul op and the
+// attention core),
 // and the `small` preset is about 10× `tiny` per token as the presets promise.
 import { describe, expect, it } from 'vitest';
 import { MODEL_PRESETS } from '../../src/model/config.js';
@@ -10,14 +11,14 @@ import { matmulCounter } from '../../src/tensor/ops/matmul.js';
 
 describe('FLOPs per token', () => {
   for (const name of ['micro', 'tiny'] as const) {
-    it(`${name}: the formula's linear FLOPs equal the matmul op's count over a forward pass`, () => {
+    it(`${name}: the formula's FLOPs (linear + attention core) equal the count over a forward pass`, () => {
       const c = MODEL_PRESETS[name];
       const store = initParams(c, 'f32', 1);
       const b = 2;
       const tokens = new Int32Array(b * (c.seqLen + 2)).map((_, i) => (i * 37) % 256);
       matmulCounter.flops = 0;
       modelForward({ c, nm: numericsFor('fp32', c), store, scale: { tokens: b * c.seqLen, sequences: b } }, tokens);
-      expect(matmulCounter.flops).toBe(forwardFlopsPerToken(c).linear * b * c.seqLen);
+      expect(matmulCounter.flops).toBe(forwardFlopsPerToken(c).total * b * c.seqLen);
     });
   }
 

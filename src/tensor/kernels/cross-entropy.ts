@@ -1,9 +1,11 @@
 // Cross-entropy of logits [rows, V] against integer targets. f64 accumulation.
 import type { FloatArray } from '../tensor.js';
+import { countTraffic } from './memory-traffic.js';
 
 /** Returns Σ_rows (logsumexp(z) − z[y]); writes dlogits = gradScale·(softmax(z) − onehot(y)) when given. */
 export function crossEntropy(logits: FloatArray, targets: ArrayLike<number>, rows: number, vocab: number,
                              gradScale: number, dlogits?: FloatArray): number {
+  countTraffic((dlogits ? 2 : 1) * rows * vocab, logits);   // read logits, write dlogits
   let total = 0;
   for (let i = 0; i < rows; i++) {
     const off = i * vocab;

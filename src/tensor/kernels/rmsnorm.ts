@@ -1,9 +1,11 @@
 // RMSNorm over the last dimension: y = x · r · w, r = 1/sqrt(mean(x²) + eps). f64 accumulation.
 import type { FloatArray } from '../tensor.js';
+import { countTraffic } from './memory-traffic.js';
 
 /** x [rows, d] -> y [rows, d]; also returns r [rows] (saved for backward). */
 export function rmsnormForward(x: FloatArray, w: FloatArray, rows: number, d: number, eps: number,
                                y: FloatArray, r: FloatArray): void {
+  countTraffic(2 * rows * d, x);   // read x, write y
   for (let i = 0; i < rows; i++) {
     const off = i * d;
     let ss = 0;
@@ -17,6 +19,7 @@ export function rmsnormForward(x: FloatArray, w: FloatArray, rows: number, d: nu
 /** dx = r·(dy⊙w) − x·r³·Σ(dy⊙w⊙x)/d. */
 export function rmsnormBackwardInput(dy: FloatArray, x: FloatArray, w: FloatArray, r: FloatArray, rows: number,
                                      d: number, dx: FloatArray): void {
+  countTraffic(3 * rows * d, x);   // read dy and x, write dx
   for (let i = 0; i < rows; i++) {
     const off = i * d;
     const ri = r[i];
@@ -30,6 +33,7 @@ export function rmsnormBackwardInput(dy: FloatArray, x: FloatArray, w: FloatArra
 /** dw += Σ_rows dy ⊙ x·r. */
 export function rmsnormBackwardWeight(dy: FloatArray, x: FloatArray, r: FloatArray, rows: number, d: number,
                                       dw: FloatArray): void {
+  countTraffic(2 * rows * d, x);   // read dy and x
   for (let j = 0; j < d; j++) {
     let acc = 0;
     for (let i = 0; i < rows; i++) acc += dy[i * d + j] * x[i * d + j] * r[i];
