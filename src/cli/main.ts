@@ -11,6 +11,7 @@ import { EXIT_CODES, MoemuError } from '../errors.js';
 import { addFabricCommand } from './fabric.js';
 import { addNodeCommand } from './node.js';
 import { addReferenceCommand } from './reference.js';
+import { addRunCommand } from './run.js';
 import { addScheduleCommand } from './schedule.js';
 import { addValidateCommand } from './validate.js';
 
@@ -37,9 +38,11 @@ export function buildProgram(): Command {
       '  moemu validate scenarios/*.yaml          check scenario files, run nothing\n' +
       '  moemu reference scenarios/default.yaml   train the single-process reference model\n' +
       '  moemu reference --preset micro --steps 5 the same on a preset, shorter\n' +
+      '  moemu run scenarios/dualpipe.yaml        train on the emulated cluster, write runs/<name>/metrics.json\n' +
       '  moemu fabric scenarios/cluster-4x4.yaml  start a 4 × 4 cluster and check its links\n');
   addValidateCommand(program);
   addReferenceCommand(program);
+  addRunCommand(program);
   addFabricCommand(program);
   addNodeCommand(program);
   addScheduleCommand(program);

@@ -14,6 +14,10 @@ export interface ModelConfig {
   expertHidden: number;     // H (V3: 2048)
   topK: number;             // K (V3: 8)
   groups: number;           // G expert groups, one per node (V3 code: 8)
+  /** 'learned': the gate's group-limited top-K (FACTS §1). 'balanced': position p of every sequence goes to
+   * experts p·K … p·K+K−1 (mod E), so every expert gets the same load — how DeepSeek profiled the overlapped
+   * chunk (FACTS §4 "balanced routing"); the gate values still come from the learned scores. */
+  routing: 'learned' | 'balanced';
   topGroups: number;        // M node limit (V3: 4)
   routeScale: number;       // gate weight multiplier (V3 671B config: 2.5)
   seqLen: number;           // T
@@ -40,6 +44,7 @@ export const MODEL_DEFAULTS: Readonly<ModelConfig> = Object.freeze({
   expertHidden: 32,
   topK: 4,
   groups: 4,
+  routing: 'learned',
   topGroups: 2,
   routeScale: 2.5,
   seqLen: 32,
@@ -88,6 +93,8 @@ export function modelConfigProblems(c: ModelConfig): ConfigProblem[] {
   const perGroup = c.experts / c.groups;
   need(perGroup * c.topGroups >= c.topK, 'topGroups',
     `the ${c.topGroups} kept groups of ${perGroup} experts cannot hold topK = ${c.topK} experts`);
+  need(c.routing === 'learned' || perGroup % c.topK === 0, 'routing',
+    `balanced routing gives a token ${c.topK} consecutive experts in one group: topK must divide experts / groups = ${perGroup}`);
   need(groupScoreTopK(c) <= perGroup, 'topGroups',
     `group score sums the top floor(topK/topGroups) = ${groupScoreTopK(c)} experts, more than a group's ${perGroup}`);
   for (const [path, dim] of [['hidden', c.hidden], ['expertHidden', c.expertHidden], ['ffnHidden', c.ffnHidden]] as const) {

@@ -3,10 +3,11 @@
 import { groupScoreTopK, type ModelConfig } from './config.js';
 import type { FloatArray } from '../tensor/tensor.js';
 
-export type RoutingConfig = Pick<ModelConfig, 'experts' | 'topK' | 'groups' | 'topGroups'>;
+export type RoutingConfig = Pick<ModelConfig, 'experts' | 'topK' | 'groups' | 'topGroups'> & Partial<Pick<ModelConfig, 'routing' | 'seqLen'>>;
 
 /** sel [N, E] -> chosen expert ids [N, K], each row in ascending expert order. */
 export function routeTopK(sel: FloatArray, tokens: number, r: RoutingConfig): Int32Array {
+  if (r.routing === 'balanced') return balancedTopK(tokens, r);
   const chosen = new Int32Array(tokens * r.topK);
   const allowed = new Uint8Array(r.experts);
   for (let t = 0; t < tokens; t++) {
@@ -15,6 +16,18 @@ export function routeTopK(sel: FloatArray, tokens: number, r: RoutingConfig): In
     const row = chosen.subarray(t * r.topK, (t + 1) * r.topK);
     pickTop(sel, off, allowed, r.topK, row);
     row.sort();
+  }
+  return chosen;
+}
+
+/** Position p of each sequence -> experts p·K … p·K+K−1 (mod E): the same load on every expert, whatever the
+ * scores (ModelConfig.routing). */
+function balancedTopK(tokens: number, r: RoutingConfig): Int32Array {
+  const chosen = new Int32Array(tokens * r.topK);
+  for (let t = 0; t < tokens; t++) {
+    const p = t % (r.seqLen ?? tokens);
+    for (let j = 0; j < r.topK; j++) chosen[t * r.topK + j] = (p * r.topK + j) % r.experts;
+    chosen.subarray(t * r.topK, (t + 1) * r.topK).sort();
   }
   return chosen;
 }

@@ -30,6 +30,8 @@ export interface StepReport {
   gradNorm: number;
   loadImbalance: number;    // max/mean tokens per expert, worst MoE layer
   tokens: number;
+  microBatches: Losses[];   // each micro-batch's losses, in order
+  loads: Map<string, Float64Array>;   // the step's tokens per expert, per MoE layer ('layers.3.ffn')
 }
 
 export class ReferenceTrainer {
@@ -80,10 +82,11 @@ export class ReferenceTrainer {
     return { losses, loads, forwards };
   }
 
-  /** One training step. */
-  step(): StepReport {
+  /** One training step. `beforeClip` sees the store with the batch's gradients, before clipping. */
+  step(beforeClip?: (store: ParamStore) => void): StepReport {
     const step = this.#step + 1;
-    const { losses, loads } = this.gradients(this.batch(step));
+    const { losses, loads, forwards } = this.gradients(this.batch(step));
+    beforeClip?.(this.store);
     if (!Number.isFinite(losses.total)) {
       throw moemuError('MOEMU_ERR_NONFINITE', `loss is ${losses.total}`, { step, op: 'reference forward' });
     }
@@ -92,6 +95,6 @@ export class ReferenceTrainer {
     updateGateBiases(this.store, loads, this.options.model.biasUpdateSpeed);
     this.#step = step;
     const tokens = this.options.training.batchSize * this.options.model.seqLen;
-    return { step, losses, lr, gradNorm, loadImbalance: loadImbalance(loads), tokens };
+    return { step, losses, lr, gradNorm, loadImbalance: loadImbalance(loads), tokens, microBatches: forwards.map((f) => f.losses), loads };
   }
 }

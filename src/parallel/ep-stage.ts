@@ -25,23 +25,25 @@ export interface StageShape {
  * and the stages is the micro-batch's loss): `balance` per MoE block ('layers.3', 'mtp.0.block'). */
 export interface LossParts { main: number | null; mtp: number | null; balance: [string, number][] }
 
-interface MtpState {
-  tokens: Int32Array; hnorm: RmsNormSaved; enorm: RmsNormSaved; cat: Tensor; block: EpBlockRun; head: HeadSaved;
-}
+interface MtpState { tokens: Int32Array; hnorm: RmsNormSaved; enorm: RmsNormSaved; cat: Tensor; head: HeadSaved | null }
 
 export class EpStageRun {
+  /** The stage's blocks in forward order; on the output stage with MTP, the MTP module's block comes last (so the
+   * chunk runner pairs and schedules it like any other block). */
   readonly blocks: EpBlockRun[];
+  readonly #mtpBlock: EpBlockRun | null;
   readonly #ctx: ModelContext;
   #inputTokens: Int32Array | null = null;
   #head: HeadSaved | null = null;
   #mtp: MtpState | null = null;
-  /** Deferred weight-gradient work of the output (head, MTP) and of the embedding, in the model's W order. */
+  /** Deferred weight-gradient work of the heads and the MTP projection and norms; the embedding's. */
   #outputWork: WeightWork[] = [];
   #embedWork: WeightWork | null = null;
+  /** The main head's gradient wrt h, waiting for the MTP module's to join it. */
+  #dh: Tensor | null = null;
   readonly loss: LossParts = { main: null, mtp: null, balance: [] };
   /** Tokens per expert this rank routed in each MoE layer of the stage ('layers.3.ffn', 'mtp.0.block.ffn'). */
   readonly loads: [string, Float64Array][] = [];
-
   #name: string;
 
   /** `sequences`: this rank's sequences of the micro-batch [b, T+2]; `name` prefixes every op ('F0.3'). */
@@ -53,16 +55,17 @@ export class EpStageRun {
     for (let i = shape.firstLayer; i < shape.endLayer; i++) {
       this.blocks.push(new EpBlockRun(env, `layers.${i}.`, isMoeLayer(c, i), `${name} L${i}`));
     }
+    this.#mtpBlock = shape.output && c.mtpDepth > 0 ? new EpBlockRun(env, 'mtp.0.block.', hasMoe(c), `${name} mtp`) : null;
+    if (this.#mtpBlock) this.blocks.push(this.#mtpBlock);
   }
 
   /** Renames the ops of what follows (a stage's backward runs under the B op's name). */
   rename(name: string): void {
-    this.blocks.forEach((b, k) => b.rename(`${name} L${this.shape.firstLayer + k}`));
-    this.#mtp?.block.rename(`${name} mtp`);
+    this.blocks.forEach((b, k) => b.rename(b === this.#mtpBlock ? `${name} mtp` : `${name} L${this.shape.firstLayer + k}`));
     this.#name = name;
   }
 
-  // ---- forward ----------------------------------------------------------------------------------------------
+  // ---- forward: prologue; per block, beforeBlockForward and the block's phases; epilogue ----------------------
 
   /** Input stage: the embedding of the tokens (one compute op); otherwise the received activation as it is. */
   prologueForward(input: Tensor | null, waitFor: readonly VEvent[]): { x: Tensor; event: VEvent | null } {
@@ -72,39 +75,41 @@ export class EpStageRun {
     return { x, event: this.env.meter.charge(`${this.#name} embed(F)`, waitFor) };
   }
 
-  /** Output stage: norm, head and main loss, then the MTP module; returns the last event. Other stages: nothing. */
-  async epilogueForward(h: Tensor, event: VEvent | null): Promise<VEvent | null> {
-    for (const b of this.blocks) this.#routed(b);
-    if (!this.shape.output) return event;
+  /** What `block` gets as input: h itself, or — for the MTP block — proj([norm(h); norm(embed(x[1:]))]), after
+   * the main head and loss on h (one compute op). */
+  beforeBlockForward(block: EpBlockRun, h: Tensor, event: VEvent | null): { x: Tensor; event: VEvent | null } {
+    if (block !== this.#mtpBlock) return { x: h, event };
     const { c, store } = this.env;
-    const main = headForward(this.#ctx, h, 'norm.weight', tokenColumns(this.sequences, c.seqLen, 1), 1);
-    this.#head = main.saved;
-    this.loss.main = main.loss;
-    if (c.mtpDepth === 0) return this.env.meter.charge(`${this.#name} head(F)`, event ? [event] : []);
+    this.#mainHead(h);
     const tokens = tokenColumns(this.sequences, c.seqLen, 1);      // x[:, 1:T+1]
     const e = embeddingForward(tokens, store.value('embed.weight'));
     const hn = rmsnormLayerForward(h, store.value('mtp.0.hnorm.weight'), c.normEps);
     const en = rmsnormLayerForward(e, store.value('mtp.0.enorm.weight'), c.normEps);
     const cat = concatColumns(hn.y, en.y);                          // [T, 2d]
     const m0 = linearForward(this.env.nm, 'linear', cat, store.value('mtp.0.proj.weight'));
-    const headOp = this.env.meter.charge(`${this.#name} head(F)`, event ? [event] : []);
-    const block = new EpBlockRun(this.env, 'mtp.0.block.', hasMoe(c), `${this.#name} mtp`);
-    block.attnForward(m0, [headOp]);
-    await block.dispatchForward();
-    block.mlpForward();
-    await block.combineForward();
-    const head = headForward(this.#ctx, block.y!, 'mtp.0.norm.weight', tokenColumns(this.sequences, c.seqLen, 2), c.mtpWeight);
-    this.loss.mtp = head.loss;
-    this.#routed(block);
-    this.#mtp = { tokens, hnorm: hn.saved, enorm: en.saved, cat, block, head: head.saved };
-    return this.env.meter.charge(`${this.#name} mtp head(F)`, block.event ? [block.event] : []);
+    this.#mtp = { tokens, hnorm: hn.saved, enorm: en.saved, cat, head: null };
+    return { x: m0, event: this.env.meter.charge(`${this.#name} head(F)`, event ? [event] : []) };
   }
 
-  /** Bytes of the activations this micro-batch keeps on this stage until its backward (and W) ran. */
-  savedBytes(): number {
-    const mtp = this.#mtp;
-    return retainedBytes([...this.blocks.flatMap((b) => b.savedRoots()), this.#inputTokens, this.#head,
-      mtp && [mtp.tokens, mtp.hnorm, mtp.enorm, mtp.cat, mtp.head, ...mtp.block.savedRoots()]]);
+  /** After the last block: the output stage's last head and loss (MTP's, or the main one); the last event. */
+  epilogueForward(y: Tensor, event: VEvent | null): VEvent | null {
+    for (const b of this.blocks) this.#routed(b);
+    if (!this.shape.output) return event;
+    const { c } = this.env;
+    if (!this.#mtp) {
+      this.#mainHead(y);
+      return this.env.meter.charge(`${this.#name} head(F)`, event ? [event] : []);
+    }
+    const head = headForward(this.#ctx, y, 'mtp.0.norm.weight', tokenColumns(this.sequences, c.seqLen, 2), c.mtpWeight);
+    this.loss.mtp = head.loss;
+    this.#mtp.head = head.saved;
+    return this.env.meter.charge(`${this.#name} mtp head(F)`, event ? [event] : []);
+  }
+
+  #mainHead(h: Tensor): void {
+    const main = headForward(this.#ctx, h, 'norm.weight', tokenColumns(this.sequences, this.env.c.seqLen, 1), 1);
+    this.#head = main.saved;
+    this.loss.main = main.loss;
   }
 
   #routed(b: EpBlockRun): void {
@@ -113,61 +118,64 @@ export class EpStageRun {
     this.loads.push([`${b.prefix}ffn`, b.loads]);
   }
 
-  // ---- backward ---------------------------------------------------------------------------------------------
+  /** Bytes of the activations this micro-batch keeps on this stage until its backward (and W) ran. */
+  savedBytes(): number {
+    return retainedBytes([...this.blocks.flatMap((b) => b.savedRoots()), this.#inputTokens, this.#head, this.#mtp]);
+  }
 
-  /** Output stage: the gradient wrt the last block's output from the main loss and MTP (their W is deferred to
-   * weightWork); other stages: the received gradient. */
-  async prologueBackward(dOut: Tensor | null, waitFor: readonly VEvent[]): Promise<{ dy: Tensor; event: VEvent | null }> {
+  // ---- backward: prologue; per block from the last, beforeBlockBackward and the block's phases; epilogue -----
+
+  /** The gradient the last block gets: the one received, or on the output stage its last head's. */
+  prologueBackward(dOut: Tensor | null, waitFor: readonly VEvent[]): { dy: Tensor; event: VEvent | null } {
     if (!this.shape.output) return { dy: dOut!, event: latest(waitFor) };
-    const { c, nm, store } = this.env;
     const work: WeightWork[] = [];
-    const dh = headBackwardInput(this.#ctx, this.#head!, 'norm.weight', work);
-    const mtp = this.#mtp;
-    const waits = [...waitFor];
-    if (!mtp) {
-      this.#outputWork = work;
-      return { dy: dh, event: this.env.meter.charge(`${this.#name} head(B)`, waits) };
-    }
-    const dm = headBackwardInput(this.#ctx, mtp.head, 'mtp.0.norm.weight', work);
-    const headOp = this.env.meter.charge(`${this.#name} head(B)`, waits);
-    // The heads' W work is charged before the MTP block's, which charge their own ops.
-    work.push(() => this.env.meter.charge(`${this.#name} head(W)`));
-    const b = mtp.block;
-    await b.combineBackward(dm, [headOp]);
-    b.mlpBackward();
-    await b.dispatchBackward();
-    b.attnBackward();
-    work.push(() => { b.mlpWeight(); b.attnWeight(); });
-    const dm0 = b.dx!;
+    this.#dh = headBackwardInput(this.#ctx, this.#head!, 'norm.weight', work);
+    const dy = this.#mtp ? headBackwardInput(this.#ctx, this.#mtp.head!, 'mtp.0.norm.weight', work) : this.#dh;
+    this.#outputWork = work;
+    if (!this.#mtp) this.#dh = null;
+    return { dy, event: this.env.meter.charge(`${this.#name} head(B)`, waitFor) };
+  }
+
+  /** The gradient `block` gets from the one after it: once the MTP block is done, its input gradient goes back
+   * through the projection and norms and joins the main head's (one compute op). */
+  beforeBlockBackward(block: EpBlockRun | null, dy: Tensor, event: VEvent | null): { dy: Tensor; event: VEvent | null } {
+    const mtpBlock = this.#mtpBlock;
+    if (!mtpBlock || block === mtpBlock || this.#dh === null) return { dy, event };
+    const { c, nm, store } = this.env;
+    const mtp = this.#mtp!;
+    const dm0 = dy;                                                 // the MTP block's input gradient [T, d]
     const dcat = linearBackwardInput(nm, 'linear', dm0, store.value('mtp.0.proj.weight'));
     const [dhn, den] = splitColumns(dcat, c.hidden);
     const de = rmsnormLayerBackwardInput(mtp.enorm, store.value('mtp.0.enorm.weight'), den);
-    work.push(() => {
+    this.#outputWork.push(() => {
       linearBackwardWeight(nm, 'linear', dm0, mtp.cat, store.grad('mtp.0.proj.weight'));
       rmsnormLayerBackwardWeight(mtp.hnorm, dhn, store.grad('mtp.0.hnorm.weight'));
       rmsnormLayerBackwardWeight(mtp.enorm, den, store.grad('mtp.0.enorm.weight'));
       embeddingBackwardWeight(mtp.tokens, de, store.grad('embed.weight'));
     });
+    const dh = this.#dh;
     addTo(dh, rmsnormLayerBackwardInput(mtp.hnorm, store.value('mtp.0.hnorm.weight'), dhn));
-    this.#outputWork = work;
-    return { dy: dh, event: this.env.meter.charge(`${this.#name} mtp(B)`, b.event ? [b.event] : []) };
+    this.#dh = null;
+    return { dy: dh, event: this.env.meter.charge(`${this.#name} mtp(B)`, event ? [event] : []) };
   }
 
-  /** After the blocks' backward: the input stage keeps the embedding's W; returns the gradient to send back. */
-  epilogueBackward(dx: Tensor): Tensor | null {
-    if (!this.shape.input) return dx;
+  /** After the first block: the input stage keeps the embedding's W; returns the gradient to send back. */
+  epilogueBackward(dx: Tensor, event: VEvent | null): { dx: Tensor | null; event: VEvent | null } {
+    const done = this.beforeBlockBackward(null, dx, event);   // a stage whose only block was MTP's
+    if (!this.shape.input) return { dx: done.dy, event: done.event };
     const tokens = this.#inputTokens!;
     const grad = this.env.store.grad('embed.weight');
-    this.#embedWork = () => embeddingBackwardWeight(tokens, dx, grad);
-    return null;
+    const dEmbedded = done.dy;
+    this.#embedWork = () => embeddingBackwardWeight(tokens, dEmbedded, grad);
+    return { dx: null, event: done.event };
   }
 
-  /** The output's deferred W (head, MTP), as one compute op; run before the blocks' W, as the model orders them. */
+  /** The heads' and the MTP projection's deferred W, as one compute op (after the backward of every block). */
   outputWeight(): OpRecord | null {
     if (this.#outputWork.length === 0) return null;
     for (const w of this.#outputWork) w();
     this.#outputWork = [];
-    return this.env.meter.charge(`${this.#name} ${this.#mtp ? 'mtp(W)' : 'head(W)'}`);
+    return this.env.meter.charge(`${this.#name} head(W)`);
   }
 
   /** The embedding's W (after every block's W). */

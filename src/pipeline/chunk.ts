@@ -15,7 +15,7 @@ export interface ChunkOutput { tensor: Tensor | null; event: VEvent | null }
 // input [T, d] (or the tokens, on the input stage) -> output [T, d] (or the losses, on the output stage)
 export async function runForward(stage: EpStageRun, input: Tensor | null, waitFor: readonly VEvent[]): Promise<ChunkOutput> {
   let { x, event } = stage.prologueForward(input, waitFor);
-  for (const block of stage.blocks) ({ x, event } = await blockForward(block, x, event));
+  for (const block of stage.blocks) ({ x, event } = await blockForward(stage, block, x, event));
   return finishForward(stage, x, event);
 }
 
@@ -23,15 +23,17 @@ export async function runForward(stage: EpStageRun, input: Tensor | null, waitFo
 // `deferWeights` the W work stays in the stage for runWeights (zero-bubble schedules' Bz).
 export async function runBackward(stage: EpStageRun, dOut: Tensor | null, waitFor: readonly VEvent[],
                                   deferWeights: boolean): Promise<ChunkOutput> {
-  let { dy, event } = await stage.prologueBackward(dOut, waitFor);
-  if (!deferWeights) stage.outputWeight();
-  for (const block of [...stage.blocks].reverse()) ({ dy, event } = await blockBackward(block, dy, event, deferWeights));
-  const tensor = stage.epilogueBackward(dy);
-  if (!deferWeights) stage.embedWeight();
-  return { tensor, event };
+  let { dy, event } = stage.prologueBackward(dOut, waitFor);
+  for (const block of [...stage.blocks].reverse()) ({ dy, event } = await blockBackward(stage, block, dy, event, deferWeights));
+  const done = stage.epilogueBackward(dy, event);
+  if (!deferWeights) {
+    stage.outputWeight();
+    stage.embedWeight();
+  }
+  return { tensor: done.dx, event: done.event };
 }
 
-/** The deferred W of a Bz, in the model's order: output, blocks from the last, embedding. */
+/** The deferred W of a Bz: the heads', the blocks' from the last, the embedding's. */
 export function runWeights(stage: EpStageRun): void {
   stage.outputWeight();
   for (const block of [...stage.blocks].reverse()) {
@@ -46,14 +48,15 @@ export async function runOverlapped(f: { stage: EpStageRun; input: Tensor | null
                                     b: { stage: EpStageRun; dOut: Tensor | null; waitFor: readonly VEvent[] }):
     Promise<{ forward: ChunkOutput; backward: ChunkOutput }> {
   let { x, event: fEvent } = f.stage.prologueForward(f.input, f.waitFor);
-  let { dy, event: bEvent } = await b.stage.prologueBackward(b.dOut, b.waitFor);
-  b.stage.outputWeight();
+  let { dy, event: bEvent } = b.stage.prologueBackward(b.dOut, b.waitFor);
   const fBlocks = f.stage.blocks;
   const bBlocks = [...b.stage.blocks].reverse();
   const pairs = Math.min(fBlocks.length, bBlocks.length);
   for (let k = 0; k < pairs; k++) {
     const fb = fBlocks[k];
     const bb = bBlocks[k];
+    ({ x, event: fEvent } = f.stage.beforeBlockForward(fb, x, fEvent));
+    ({ dy, event: bEvent } = b.stage.beforeBlockBackward(bb, dy, bEvent));
     await bb.combineBackward(dy, bEvent ? [bEvent] : []);
     fb.attnForward(x, fEvent ? [fEvent] : []);
     bb.mlpBackward();
@@ -67,15 +70,17 @@ export async function runOverlapped(f: { stage: EpStageRun; input: Tensor | null
     ({ x, event: fEvent } = { x: fb.y!, event: fb.event });
     ({ dy, event: bEvent } = { dy: bb.dx!, event: bb.event });
   }
-  for (const block of fBlocks.slice(pairs)) ({ x, event: fEvent } = await blockForward(block, x, fEvent));
-  for (const block of bBlocks.slice(pairs)) ({ dy, event: bEvent } = await blockBackward(block, dy, bEvent, false));
-  const forward = await finishForward(f.stage, x, fEvent);
-  const tensor = b.stage.epilogueBackward(dy);
+  for (const block of fBlocks.slice(pairs)) ({ x, event: fEvent } = await blockForward(f.stage, block, x, fEvent));
+  for (const block of bBlocks.slice(pairs)) ({ dy, event: bEvent } = await blockBackward(b.stage, block, dy, bEvent, false));
+  const forward = finishForward(f.stage, x, fEvent);
+  const done = b.stage.epilogueBackward(dy, bEvent);
+  b.stage.outputWeight();
   b.stage.embedWeight();
-  return { forward, backward: { tensor, event: bEvent } };
+  return { forward, backward: { tensor: done.dx, event: done.event } };
 }
 
-async function blockForward(block: EpBlockRun, x: Tensor, event: VEvent | null): Promise<{ x: Tensor; event: VEvent | null }> {
+async function blockForward(stage: EpStageRun, block: EpBlockRun, h: Tensor, after: VEvent | null): Promise<{ x: Tensor; event: VEvent | null }> {
+  const { x, event } = stage.beforeBlockForward(block, h, after);
   block.attnForward(x, event ? [event] : []);
   await block.dispatchForward();
   block.mlpForward();
@@ -83,8 +88,9 @@ async function blockForward(block: EpBlockRun, x: Tensor, event: VEvent | null):
   return { x: block.y!, event: block.event };
 }
 
-async function blockBackward(block: EpBlockRun, dy: Tensor, event: VEvent | null,
+async function blockBackward(stage: EpStageRun, block: EpBlockRun, dOut: Tensor, after: VEvent | null,
                              deferWeights: boolean): Promise<{ dy: Tensor; event: VEvent | null }> {
+  const { dy, event } = stage.beforeBlockBackward(block, dOut, after);
   await block.combineBackward(dy, event ? [event] : []);
   block.mlpBackward();
   await block.dispatchBackward();
@@ -94,7 +100,7 @@ async function blockBackward(block: EpBlockRun, dy: Tensor, event: VEvent | null
   return { dy: block.dx!, event: block.event };
 }
 
-async function finishForward(stage: EpStageRun, x: Tensor, event: VEvent | null): Promise<ChunkOutput> {
-  const last = await stage.epilogueForward(x, event);
+function finishForward(stage: EpStageRun, x: Tensor, event: VEvent | null): ChunkOutput {
+  const last = stage.epilogueForward(x, event);
   return { tensor: stage.shape.output ? null : x, event: last };
 }

@@ -32,6 +32,7 @@ export interface ExecutorEnv {
   overlap: boolean;
 }
 
+/** The loss terms one stage computed for one micro-batch (every stage reports: blocks add balance terms). */
 export interface MicroBatchLoss { pipe: number; mb: number; parts: LossParts }
 
 export interface ExecutorResult {
@@ -155,11 +156,8 @@ class Executor {
     const hbm = this.env.fabric.hbm.alloc('activations', `chunk ${x.chunk} micro-batch ${x.mb}`, stage.savedBytes());
     this.#live.set(key(x), { stage, hbm });
     this.#peakLive = Math.max(this.#peakLive, this.#live.size);
-    if (stage.shape.output) {
-      this.#losses.push({ pipe, mb: x.mb, parts: stage.loss });
-    } else {
-      this.#send(tag('act', pipe, s + 1, x.mb), this.#holder(pipe, s + 1), output!);
-    }
+    this.#losses.push({ pipe, mb: x.mb, parts: stage.loss });
+    if (!stage.shape.output) this.#send(tag('act', pipe, s + 1, x.mb), this.#holder(pipe, s + 1), output!);
     for (const [prefix, loads] of stage.loads) {
       const acc = this.#loads.get(prefix);
       if (!acc) this.#loads.set(prefix, loads.slice());

@@ -61,6 +61,8 @@ export interface RankStepResult {
   gradNorm: number;
   lr: number;
   peakLiveActivations: number;
+  /** The step's global tokens per expert of this rank's MoE layers ('layers.3.ffn'), as the bias update used. */
+  loads: Map<string, Float64Array>;
   /** This step's op records on this rank (virtual time). */
   records: OpRecord[];
 }
@@ -133,7 +135,8 @@ export class RankTrainer {
     const lr = this.#optimizer.step();
     updateGateBiases(this.store, loads, c.biasUpdateSpeed);
     this.#chargeOptimizer();
-    return { step, losses: result.losses, gradNorm, lr, peakLiveActivations: result.peakLiveActivations, records: this.fabric.clock.takeRecords() };
+    return { step, losses: result.losses, gradNorm, lr, peakLiveActivations: result.peakLiveActivations, loads,
+      records: this.fabric.clock.takeRecords() };
   }
 
   /** EP all-reduce of replicated gradients and of loads; then the sums with the other pipeline ranks' copies. */
@@ -142,6 +145,8 @@ export class RankTrainer {
     const loadKeys = this.#moeLayers();
     const loads = new Map(loadKeys.map((k) => [k, localLoads.get(k) ?? new Float64Array(this.o.model.experts)]));
     const grads = this.#flatten(replicated);
+    // The gradients are complete when the compute stream's last W ends.
+    this.fabric.clock.waitFor('comm', { endPs: this.fabric.clock.now('compute') });
     await allReduceSum(this.#ep.group, 'gradients', grads);
     this.#unflatten(replicated, grads);
     const flatLoads = concat(loadKeys.map((k) => loads.get(k)!), Float64Array);
@@ -251,7 +256,8 @@ export class RankTrainer {
   #chargeOptimizer(): void {
     const elements = [...this.store.grads.values()].reduce((n, t) => n + t.size, 0);
     const bytesPerElement = this.nm.dtype === 'f64' ? 8 : 4;
-    this.#meter.charge('optimizer', [], computePs(this.fabric.cluster.gpu, { matmulFlops: 0, bytes: 7 * elements * bytesPerElement }));
+    // The update needs every reduction done: it waits for the comm stream.
+    this.#meter.charge('optimizer', [{ endPs: this.fabric.clock.now('comm') }], computePs(this.fabric.cluster.gpu, { matmulFlops: 0, bytes: 7 * elements * bytesPerElement }));
   }
 }
 

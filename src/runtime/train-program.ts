@@ -25,6 +25,10 @@ export interface TrainStepResult {
   lr: number;
   peakLiveActivations: number;
   summary: RankStepSummary;
+  /** Wall-clock time of the step on this rank (for wall.json only: never part of metrics.json). */
+  wallMs: number;
+  /** The step's global expert loads of this rank's MoE layers (with `records`, for tests). */
+  loads?: Record<string, number[]>;
   records?: OpRecord[];
 }
 
@@ -44,9 +48,11 @@ export async function runTrainProgram(fabric: RankFabric, p: TrainProgram): Prom
   let gradients: Record<string, number[]> | undefined;
   for (let step = 1; step <= p.training.steps; step++) {
     const keep = step === p.gradientsAtStep ? (store: ParamStore) => { gradients = dump(store, 'grads'); } : undefined;
+    const started = performance.now();
     const r = await trainer.step(step, keep);
     steps.push({ step, losses: r.losses, gradNorm: r.gradNorm, lr: r.lr, peakLiveActivations: r.peakLiveActivations,
-      summary: rankStepSummary(fabric.rank, r.records), ...(p.records ? { records: r.records } : {}) });
+      summary: rankStepSummary(fabric.rank, r.records), wallMs: performance.now() - started,
+      ...(p.records ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) } : {}) });
   }
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,
     hbm: fabric.hbm.snapshot(), gradients, parameters: p.parameters ? dump(trainer.store, 'values') : undefined };

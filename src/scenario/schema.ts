@@ -12,6 +12,10 @@ import { MODEL_PRESET_NAMES, MODEL_PRESETS, modelConfigProblems, type ModelConfi
 import { CORPUS_BYTES_DEFAULT } from '../model/corpus.js';
 import { PRECISIONS } from '../model/numerics.js';
 import type { TrainerOptions } from '../model/trainer.js';
+import type { ParallelConfig } from '../pipeline/rank-trainer.js';
+import { SCHEDULE_KINDS } from '../pipeline/schedule-types.js';
+import { buildSchedule } from '../pipeline/schedules/index.js';
+import { MoemuError } from '../errors.js';
 
 export const SEED_MAX = 2 ** 32 - 1;
 export const NAME_LENGTH_MAX = 64;
@@ -94,6 +98,7 @@ const modelFields = {
   expertHidden: size(),
   topK: size(),
   groups: size(),
+  routing: oneOf(['learned', 'balanced']).optional(),
   topGroups: size(),
   routeScale: real({ above: 0 }).optional(),
   seqLen: size(),
@@ -276,6 +281,52 @@ export const clusterSchema = clusterInputSchema
   })
   .transform(mergeCluster);
 
+// ---- parallel ---------------------------------------------------------------------------------------------------
+
+export const PARALLEL_DEFAULTS: Readonly<ParallelConfig> = Object.freeze({ schedule: 'dualpipe', pipeline: 2, overlap: true });
+
+const parallelSchema = mapping({
+  schedule: oneOf(SCHEDULE_KINDS).default(PARALLEL_DEFAULTS.schedule),
+  pipeline: integer({ min: 1 }).default(PARALLEL_DEFAULTS.pipeline),
+  overlap: z.boolean({ error: mustBe('true or false') }).default(PARALLEL_DEFAULTS.overlap),
+}).transform((p): ParallelConfig => ({ schedule: p.schedule, pipeline: p.pipeline, overlap: p.overlap }));
+
+/** The scenario's layout for `moemu run`: its parallel section, or the defaults when it has none. */
+export function parallelOf(s: Pick<Scenario, 'parallel'>): ParallelConfig {
+  return s.parallel ?? { ...PARALLEL_DEFAULTS };
+}
+
+/**
+ * What keeps a scenario from training on its cluster (DESIGN "Rank layout and data"), one problem per rule with
+ * its YAML path: each pipeline rank owns whole nodes, the experts shard evenly over an EP group, every EP rank
+ * gets whole sequences of every micro-batch, and the schedule accepts (P, N).
+ */
+export function parallelProblems(s: Pick<Scenario, 'model' | 'training' | 'cluster'>, p: ParallelConfig): { path: string[]; message: string }[] {
+  const problems: { path: string[]; message: string }[] = [];
+  const { nodes, gpusPerNode } = s.cluster;
+  if (nodes % p.pipeline !== 0) {
+    problems.push({ path: ['parallel', 'pipeline'], message: `must divide cluster.nodes (${nodes}): each pipeline rank owns whole nodes, got ${p.pipeline}` });
+    return problems;
+  }
+  const ep = (nodes / p.pipeline) * gpusPerNode;
+  if (s.model.experts % ep !== 0) {
+    problems.push({ path: ['model', 'experts'], message: `must be a multiple of the EP group size ${ep} (nodes / pipeline × gpusPerNode), got ${s.model.experts}` });
+  }
+  const { batchSize, microBatches } = s.training;
+  if (batchSize % (microBatches * ep) !== 0) {
+    problems.push({ path: ['training', 'batchSize'],
+      message: `must be a multiple of microBatches × EP = ${microBatches} × ${ep}: every EP rank takes whole sequences of every micro-batch, got ${batchSize}` });
+  }
+  try {
+    buildSchedule(p.schedule, p.pipeline, microBatches);
+  } catch (error) {
+    if (!(error instanceof MoemuError)) throw error;
+    const path = error.context.path === 'microBatches' ? ['training', 'microBatches'] : ['parallel', 'pipeline'];
+    problems.push({ path, message: `${error.detail} (schedule ${p.schedule})` });
+  }
+  return problems;
+}
+
 // ---- the scenario -----------------------------------------------------------------------------------------------
 
 /** The whole scenario. `defaultName` is the name used when the file has none (load.ts: the file's base name). */
@@ -290,7 +341,10 @@ export function scenarioSchema(defaultName: string) {
     model: modelSchema.prefault({}),
     training: trainingSchema.prefault({}),
     cluster: clusterSchema.prefault({}),
+    parallel: parallelSchema.optional(),
   }).superRefine((s, ctx) => {
+    // Checked here when the file has a parallel section; `moemu run` checks the defaults' fit before starting.
+    if (s.parallel) for (const problem of parallelProblems(s, s.parallel)) ctx.addIssue({ code: 'custom', ...problem });
     const width = s.model.seqLen + 2;   // a training window is T + 2 tokens (docs/model.md "Data")
     if (s.training.corpusBytes < width) {
       ctx.addIssue({ code: 'custom', path: ['training', 'corpusBytes'],
@@ -307,5 +361,5 @@ export const SCENARIO_KEYS: readonly string[] = Object.keys(scenarioSchema('scen
 // Compile-time proof that a Scenario is exactly TrainerOptions (src/model/trainer.ts) plus its name and cluster
 // (the trainer ignores the extra fields, so a Scenario is usable as its options).
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const scenarioIsTrainerOptions: Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster }> = true;
+const scenarioIsTrainerOptions: Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster; parallel?: ParallelConfig }> = true;
 void scenarioIsTrainerOptions;

@@ -1,0 +1,66 @@
+// A training run on a cluster: checks the scenario's layout, starts the coordinator and its node processes, runs
+// the training program on every GPU rank, shuts the cluster down (also on failure), and turns the ranks' results
+// into metrics.json's object (virtual time only) and wall.json's (the emulator's own speed).
+import { worldSize } from '../fabric/cluster-config.js';
+import { trainingMetrics } from '../metrics/training-metrics.js';
+import { ScenarioError } from '../scenario/load.js';
+import { parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
+import { Coordinator } from './coordinator.js';
+import type { TrainProgram, TrainRankResult } from './train-program.js';
+
+export interface TrainingRunOptions {
+  /** Where problems are reported from (the scenario file). */
+  file: string;
+  port?: number;
+  /** Do not fork node processes: wait for `moemu node --join` (containers, other hosts). */
+  external?: boolean;
+  onListening?: (url: string, token: string) => void;
+  startupTimeoutMs?: number;
+}
+
+export interface TrainingRun {
+  metrics: ReturnType<typeof trainingMetrics>;
+  wall: { version: number; nodes: number; gpus: number; startupMs: number; trainMs: number; stepsMs: number[];
+    virtualSecondsPerWallSecond: number | null };
+  results: TrainRankResult[];
+}
+
+export const WALL_VERSION = 1;
+
+export async function runTraining(s: Scenario, options: TrainingRunOptions): Promise<TrainingRun> {
+  const parallel = parallelOf(s);
+  const problems = parallelProblems(s, parallel);
+  if (problems.length > 0) {
+    throw new ScenarioError('MOEMU_ERR_SCENARIO', options.file, problems.map((p) => ({ path: p.path.join('.'), message: p.message })));
+  }
+  const { cluster } = s;
+  const started = performance.now();
+  const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
+    heartbeatMs: cluster.heartbeatMs, frameBytesMax: cluster.frameBytesMax, port: options.port ?? 0,
+    startupTimeoutMs: options.startupTimeoutMs ?? (options.external ? 600_000 : 60_000), launch: options.external ? 'none' : 'fork',
+    onListening: options.onListening });
+  try {
+    const startupMs = performance.now() - started;
+    const program: TrainProgram = { kind: 'train', model: s.model, training: s.training, precision: s.precision, seed: s.seed, parallel };
+    const trainStarted = performance.now();
+    const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
+    const trainMs = performance.now() - trainStarted;
+    const { name, seed, precision, model, training } = s;
+    const { nodes, gpusPerNode, gpu, nvlink, ib } = cluster;
+    const config = { name, seed, precision, model, training, cluster: { nodes, gpusPerNode, gpu, nvlink, ib }, parallel };
+    const metrics = trainingMetrics(config, {
+      pipeOffset: parallel.schedule === 'dualpipe' ? s.training.microBatches / 2 : 0,
+      microBatches: s.training.microBatches, tokensPerStep: s.training.batchSize * s.model.seqLen,
+      mtpWeight: s.model.mtpWeight, gpusPerNode }, results);
+    const virtualS = metrics.summary.virtualTimePs / 1e12;
+    return { metrics, results, wall: { version: WALL_VERSION, nodes, gpus: worldSize(cluster), startupMs: round(startupMs),
+      trainMs: round(trainMs), stepsMs: results[0].steps.map((st) => round(st.wallMs)),
+      virtualSecondsPerWallSecond: trainMs === 0 ? null : virtualS / (trainMs / 1000) } };
+  } finally {
+    await coordinator.shutdown();
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
