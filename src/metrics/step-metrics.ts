@@ -28,6 +28,8 @@ export interface RankFigures {
   idlePs: Ps;
   /** hidden / M; null when the rank has no comm. */
   overlapEfficiency: number | null;
+  /** Time covered by the rank's F&B-chunk compute ops (the compute the F&B comm can hide under). */
+  fbComputeBusyPs: Ps;
   /** Time covered by the rank's F&B-chunk comm ops. */
   fbCommBusyPs: Ps;
   /** F&B-chunk comm time under any compute op of the rank. */
@@ -56,6 +58,8 @@ export interface ClusterFigures {
   bubblePs: Ps;
   /** Σidle. */
   idlePs: Ps;
+  /** ΣfbCompute. */
+  fbComputeBusyPs: Ps;
   /** ΣfbComm. */
   fbCommBusyPs: Ps;
   /** ΣfbHidden. */
@@ -98,6 +102,7 @@ export interface RankStepSummary {
   computeBusyPs: Ps;
   commBusyPs: Ps;
   hiddenCommPs: Ps;
+  fbComputeBusyPs: Ps;
   fbCommBusyPs: Ps;
   fbHiddenCommPs: Ps;
   payloadBytes: number;
@@ -107,7 +112,8 @@ export interface RankStepSummary {
 export function rankStepSummary(rank: number, records: readonly OpRecord[]): RankStepSummary {
   assert(records.every((r) => r.rank === rank), `rankStepSummary of rank ${rank} got another rank's op`);
   const comm = records.filter((r) => r.stream === 'comm');
-  const computeUnion = unionOf(records.filter((r) => r.stream === 'compute'));
+  const compute = records.filter((r) => r.stream === 'compute');
+  const computeUnion = unionOf(compute);
   const commUnion = unionOf(comm);
   const fbCommUnion = unionOf(comm.filter((r) => r.name.startsWith(FB_OP_PREFIX)));
   // A loop, not Math.min(...records): a step can hold more records than a call can take arguments.
@@ -122,6 +128,7 @@ export function rankStepSummary(rank: number, records: readonly OpRecord[]): Ran
     computeBusyPs: lengthOf(computeUnion),
     commBusyPs: lengthOf(commUnion),
     hiddenCommPs: intersectionLength(commUnion, computeUnion),
+    fbComputeBusyPs: lengthOf(unionOf(compute.filter((r) => r.name.startsWith(FB_OP_PREFIX)))),
     fbCommBusyPs: lengthOf(fbCommUnion),
     fbHiddenCommPs: intersectionLength(fbCommUnion, computeUnion),
     payloadBytes: sum(comm, (r) => r.payloadBytes),
@@ -155,7 +162,7 @@ export function stepFiguresOf(summaries: readonly RankStepSummary[]): StepFigure
 }
 
 function rankFigures(s: RankStepSummary, spanPs: Ps): RankFigures {
-  const { computeBusyPs, commBusyPs, hiddenCommPs, fbCommBusyPs, fbHiddenCommPs } = s;
+  const { computeBusyPs, commBusyPs, hiddenCommPs, fbComputeBusyPs, fbCommBusyPs, fbHiddenCommPs } = s;
   return {
     rank: s.rank,
     computeBusyPs,
@@ -166,6 +173,7 @@ function rankFigures(s: RankStepSummary, spanPs: Ps): RankFigures {
     // |C ∪ M| = C + M − |C ∩ M|, so no third union is needed.
     idlePs: spanPs - (computeBusyPs + commBusyPs - hiddenCommPs),
     overlapEfficiency: ratio(hiddenCommPs, commBusyPs),
+    fbComputeBusyPs,
     fbCommBusyPs,
     fbHiddenCommPs,
     fbOverlapEfficiency: ratio(fbHiddenCommPs, fbCommBusyPs),
@@ -191,6 +199,7 @@ function clusterFigures(perRank: readonly RankFigures[], spanPs: Ps): ClusterFig
     exposedCommPs: total((f) => f.exposedCommPs),
     bubblePs,
     idlePs: total((f) => f.idlePs),
+    fbComputeBusyPs: total((f) => f.fbComputeBusyPs),
     fbCommBusyPs,
     fbHiddenCommPs,
     payloadBytes: total((f) => f.payloadBytes),

@@ -1,7 +1,9 @@
 // How the model is cut into pipeline stages (DESIGN "Rank layout and data"): stage 0 holds the embedding, the last
-// stage the final norm, the head and the MTP module (which reads the embedding too), and the L blocks are dealt out
-// in contiguous runs, stage s getting layers [⌊s·L/S⌋, ⌊(s+1)·L/S⌋) — so later stages get the extra layers when L
-// is not a multiple of S, and a stage may hold none (it then passes its input on unchanged).
+// stage the final norm, the head and the MTP module (which reads the embedding too). The MTP module counts as one
+// more block after the L layers, and the L + D blocks are dealt out in contiguous runs — stage s gets blocks
+// [⌊s·B/S⌋, ⌊(s+1)·B/S⌋) of B = L + D — so stages hold equal numbers of blocks where B allows it (the overlapped
+// F&B chunk pairs one stage's blocks with another's) and the output stage gives up a layer for the MTP block.
+// A stage may hold no layer (it then passes its input on unchanged).
 import { moemuError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import { paramSpecs, type ParamSpec } from '../model/params.js';
@@ -19,10 +21,12 @@ export function splitStages(c: ModelConfig, stages: number): StageSpec[] {
   if (!Number.isInteger(stages) || stages < 1) {
     throw moemuError('MOEMU_ERR_CONFIG', `a pipeline needs at least one stage, got ${stages}`, { path: 'parallel.pipeline' });
   }
+  const blocks = c.layers + c.mtpDepth;
+  const layerAt = (s: number) => Math.min(c.layers, Math.floor((s * blocks) / stages));
   return Array.from({ length: stages }, (_, s) => ({
     stage: s, stages,
-    firstLayer: Math.floor((s * c.layers) / stages),
-    endLayer: Math.floor(((s + 1) * c.layers) / stages),
+    firstLayer: layerAt(s),
+    endLayer: s === stages - 1 ? c.layers : layerAt(s + 1),
     input: s === 0,
     output: s === stages - 1,
   }));

@@ -94,7 +94,7 @@ describe('stepFigures', () => {
   it('a rank with no ops is all bubble and has no efficiency', () => {
     expect(rank(3)).toEqual({
       rank: 3, computeBusyPs: 0, commBusyPs: 0, hiddenCommPs: 0, exposedCommPs: 0, bubblePs: SPAN, idlePs: SPAN,
-      overlapEfficiency: null, fbCommBusyPs: 0, fbHiddenCommPs: 0, fbOverlapEfficiency: null,
+      overlapEfficiency: null, fbComputeBusyPs: 0, fbCommBusyPs: 0, fbHiddenCommPs: 0, fbOverlapEfficiency: null,
       payloadBytes: 0, metadataBytes: 0,
     });
   });
@@ -105,7 +105,7 @@ describe('stepFigures', () => {
     expect(rank(4)).toMatchObject({
       computeBusyPs: 400, commBusyPs: 300 + 300, hiddenCommPs: 200, exposedCommPs: 600 - 200,
       bubblePs: SPAN - 400, idlePs: SPAN - (500 + 300), overlapEfficiency: 200 / 600,
-      fbCommBusyPs: 300, fbHiddenCommPs: 200, fbOverlapEfficiency: 200 / 300,
+      fbComputeBusyPs: 400, fbCommBusyPs: 300, fbHiddenCommPs: 200, fbOverlapEfficiency: 200 / 300,
       payloadBytes: 300 + 400, metadataBytes: 3 + 4,
     });
     // ranks without FB( ops have no F&B figure even when they have comm
@@ -125,6 +125,7 @@ describe('stepFigures', () => {
       exposedCommPs: 0 + 100 + 500 + 0 + 400,
       bubblePs: bubble,
       idlePs: 0 + 500 + 500 + 1000 + 200,
+      fbComputeBusyPs: 400,
       fbCommBusyPs: 300,
       fbHiddenCommPs: 200,
       payloadBytes: 4096 + 1000 + 300 + 700,
@@ -143,10 +144,10 @@ describe('stepFigures', () => {
     expect(JSON.stringify(stepFigures(shuffled, RANKS))).toBe(JSON.stringify(figures));
     expect(Object.keys(figures)).toEqual(['startPs', 'endPs', 'spanPs', 'ranks', 'cluster']);
     expect(Object.keys(rank(3))).toEqual(['rank', 'computeBusyPs', 'commBusyPs', 'hiddenCommPs', 'exposedCommPs',
-      'bubblePs', 'idlePs', 'overlapEfficiency', 'fbCommBusyPs', 'fbHiddenCommPs', 'fbOverlapEfficiency',
+      'bubblePs', 'idlePs', 'overlapEfficiency', 'fbComputeBusyPs', 'fbCommBusyPs', 'fbHiddenCommPs', 'fbOverlapEfficiency',
       'payloadBytes', 'metadataBytes']);
     expect(Object.keys(figures.cluster)).toEqual(['ranks', 'computeBusyPs', 'commBusyPs', 'hiddenCommPs',
-      'exposedCommPs', 'bubblePs', 'idlePs', 'fbCommBusyPs', 'fbHiddenCommPs', 'payloadBytes', 'metadataBytes',
+      'exposedCommPs', 'bubblePs', 'idlePs', 'fbComputeBusyPs', 'fbCommBusyPs', 'fbHiddenCommPs', 'payloadBytes', 'metadataBytes',
       'overlapEfficiency', 'fbOverlapEfficiency', 'bubbleFraction', 'computeUtilisation']);
   });
 
