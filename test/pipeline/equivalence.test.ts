@@ -1,7 +1,8 @@
 // Goal: every schedule on every PP × EP layout computes what the single-process model computes, checked as
 // DualPipe's own example checks it (FACTS §5): one step's losses micro-batch by micro-batch (bit-identical at
 // EP = 1, where every sum has the model's order; relative difference < 1e-6 otherwise), every parameter's gradient
-// after all reductions within 1 − 2Σxy/Σ(x²+y²) < 1e-10, and the parameters after 3 steps within 1e-8. A routing
+// after all reductions within 1 − 2Σxy/Σ(x²+y²) < 1e-10, and the parameters after 3 steps within 1e-8; each rank
+// holds at most as many live activations as its schedule's count (src/pipeline/unit-cost.ts). A routing
 // decision that flips between the two runs (a near-tie) is detected from the step's expert loads and named.
 // The ranks run in this thread over a local fabric (real exchanges through their mailboxes, no processes); the
 // runtime test runs one layout on a real cluster.
@@ -12,6 +13,8 @@ import type { ParamStore } from '../../src/model/params.js';
 import { ReferenceTrainer, type StepReport } from '../../src/model/trainer.js';
 import { microBatchLosses } from '../../src/metrics/training-metrics.js';
 import type { ScheduleKind } from '../../src/pipeline/schedule-types.js';
+import { buildSchedule } from '../../src/pipeline/schedules/index.js';
+import { peakLiveActivations } from '../../src/pipeline/unit-cost.js';
 import type { TrainRankResult } from '../../src/runtime/train-program.js';
 import { trainLocal } from '../helpers/train-local.js';
 
@@ -100,6 +103,9 @@ describe('pipelined training equals the single-process model (micro, fp32)', () 
             }
           }
           expect([...seen].sort()).toEqual([...ref.grads.keys()].sort());
+          // The executor holds as many micro-batches' activations as the schedule says it does.
+          const programs = buildSchedule(kind, pp, N);
+          for (const r of results) expect(r.steps[0].peakLiveActivations, `rank ${r.rank}`).toBe(peakLiveActivations(programs[r.pipelineRank].ops));
         }, 120_000);
       }
     }

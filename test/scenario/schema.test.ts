@@ -51,8 +51,8 @@ function problemsOf(text: string): ScenarioError {
 const paths = (error: ScenarioError) => error.problems.map((p) => p.path);
 
 describe('scenario: the examples in scenarios/', () => {
-  it('there are the six documented examples, each in the table of docs/scenarios.md', () => {
-    expect(EXAMPLES).toEqual(['cluster-4x4.yaml', 'default.yaml', 'micro.yaml', 'small.yaml', 'tiny-bf16.yaml', 'tiny-fp8.yaml']);
+  it('there are the seven documented examples, each in the table of docs/scenarios.md', () => {
+    expect(EXAMPLES).toEqual(['cluster-4x4.yaml', 'default.yaml', 'dualpipe.yaml', 'micro.yaml', 'small.yaml', 'tiny-bf16.yaml', 'tiny-fp8.yaml']);
     const doc = readFileSync('docs/scenarios.md', 'utf8');
     for (const file of EXAMPLES) expect(doc, file).toContain(`| \`${file}\` |`);
   });
@@ -270,6 +270,17 @@ const RULES: [string, string, string][] = [
   ['heartbeatMs equal to watchdogMs', 'cluster: {watchdogMs: 1000, heartbeatMs: 1000}\n', 'cluster.heartbeatMs'],
   ['watchdogMs at or below the default heartbeatMs', 'cluster: {watchdogMs: 400}\n', 'cluster.heartbeatMs'],
   ['frameBytesMax below 64 KiB', 'cluster: {frameBytesMax: 65535}\n', 'cluster.frameBytesMax'],
+  ['unknown routing', 'model: {routing: random}\n', 'model.routing'],
+  ['balanced routing with topK not dividing a group', 'model: {preset: micro, routing: balanced}\n', 'model.routing'],
+  ['unknown schedule', 'parallel: {schedule: gpipe}\n', 'parallel.schedule'],
+  ['zero pipeline ranks', 'parallel: {pipeline: 0}\n', 'parallel.pipeline'],
+  ['overlap as text', 'parallel: {overlap: yes please}\n', 'parallel.overlap'],
+  ['unknown parallel key', 'parallel: {stages: 4}\n', 'parallel.stages'],
+  ['pipeline not dividing nodes', 'cluster: {nodes: 3}\nparallel: {pipeline: 2}\n', 'parallel.pipeline'],
+  ['experts not a multiple of EP', 'model: {experts: 12, groups: 4}\ncluster: {nodes: 2, gpusPerNode: 8}\nparallel: {schedule: 1f1b, pipeline: 1}\n', 'model.experts'],
+  ['batch not whole sequences per EP rank', 'training: {batchSize: 8, microBatches: 4}\nparallel: {schedule: 1f1b, pipeline: 2}\n', 'training.batchSize'],
+  ['DualPipe with too few micro-batches', 'training: {batchSize: 32, microBatches: 2}\nparallel: {schedule: dualpipe, pipeline: 2}\n', 'training.microBatches'],
+  ['DualPipe with an odd pipeline', 'cluster: {nodes: 3, gpusPerNode: 1}\ntraining: {batchSize: 12, microBatches: 12}\nparallel: {schedule: dualpipe, pipeline: 3}\n', 'parallel.pipeline'],
   ['a list at the top level', '- a\n- b\n', '(top level)'],
   ['a scalar at the top level', 'hello\n', '(top level)'],
   ['nothing but a comment', '# nothing\n', '(top level)'],
