@@ -62,7 +62,31 @@ describe('moemu schedule', () => {
     expect(parsed.ranks.flatMap((r) => r.ops).some((op) => op.op === 'FB')).toBe(true);
   });
 
+  // README bubble formulas with PP = stages, worked out here: 1F1B (PP−1)(F+B) = 3·3; ZB1P (PP−1)(F+B−2W) = 3·1;
+  // DualPipe (PP/2−1)(F&B+B−3W) = 1·(3+2−3) with F&B = F+B; DualPipeV over 2 ranks = 4 stages, the same.
+  const bubbles: [string, string, number][] = [['1f1b', '4', 9], ['zb1p', '4', 3], ['dualpipe', '4', 2], ['dualpipev', '2', 2]];
+  for (const [kind, pp, bubble] of bubbles) {
+    it(`${kind} --unit-cost sum: every rank's bubble is the README's ${bubble}`, () => {
+      const run = moemu('schedule', '--kind', kind, '--pp', pp, '--micro-batches', '8', '--unit-cost', 'sum');
+      expect(run.code).toBe(EXIT_CODES.ok);
+      const ranks = run.stdout.split('\n').filter((l) => l.startsWith('rank '));
+      expect(ranks).toHaveLength(Number(pp));
+      for (const line of ranks) expect(line).toContain(`bubble ${bubble},`);
+      expect(run.stdout).toContain(`= ${bubble} (every rank)`);
+    });
+  }
+
+  it('--unit-cost max with json: DualPipe P=4 N=8, the worst rank is the README\'s (PP/2−1)(max(F,B)+B−3W) = 1', () => {
+    const run = moemu('schedule', '--kind', 'dualpipe', '--pp', '4', '--micro-batches', '8', '--format', 'json', '--unit-cost', 'max');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    const parsed = JSON.parse(run.stdout) as { unitCost: { formulaBubble: number; ranks: { bubble: number; peakActivations: number }[] } };
+    expect(parsed.unitCost.formulaBubble).toBe(1);
+    expect(Math.max(...parsed.unitCost.ranks.map((r) => r.bubble))).toBe(1);
+    expect(Math.max(...parsed.unitCost.ranks.map((r) => r.peakActivations))).toBe(4 + 1);   // PP + 1 (FACTS §5)
+  });
+
   const refused: [string, string[], string, string][] = [
+    ['an unknown unit-cost mode', ['--kind', '1f1b', '--pp', '2', '--micro-batches', '8', '--unit-cost', 'avg'], '--unit-cost', 'sum, max'],
     ['dualpipe with N < 2P', ['--kind', 'dualpipe', '--pp', '4', '--micro-batches', '6'], '--micro-batches', 'N ≥ 2P'],
     ['dualpipe with odd P', ['--kind', 'dualpipe', '--pp', '3', '--micro-batches', '12'], '--pp', 'even'],
     ['dualpipe with odd N', ['--kind', 'dualpipe', '--pp', '2', '--micro-batches', '5'], '--micro-batches', 'even'],

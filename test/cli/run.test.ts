@@ -1,0 +1,284 @@
+// Goal: `moemu run <scenario>` trains a small scenario on its emulated cluster, prints one line per step, writes
+// <out>/<name>/metrics.json (byte-identical across runs) and wall.json, and shuts its cluster down; --steps and
+// --overlap override the file; a layout that does not fit the cluster, or a bad flag, is bad input (exit 2) with
+// one `moemu: ` line per problem naming its YAML path (or the flag), and nothing is started or written.
+// Method: run the BUILT command (dist/src/cli/main.js: `npm run build` first) in a temporary working directory, in
+// its own process group (detached), so that a node process left behind shows up as a member of that group in
+// /proc, and a run that overruns its bound is killed with everything it started.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT_CODES } from '../../src/errors.js';
+
+const ROOT = resolve('.');
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+const STACK_LINE = /^\s+at /m;
+/** A successful micro run takes a few seconds; the bound only keeps a hang from stalling the suite. */
+const RUN_TIMEOUT_MS = 60_000;
+/** Bad input is refused before anything starts: about a second. */
+const REFUSAL_TIMEOUT_MS = 20_000;
+const TEST_TIMEOUT_MS = 90_000;
+
+/** ClusterFigures of src/metrics/step-metrics.ts, in its declared (JSON) order. */
+const CLUSTER_KEYS = [
+  'ranks', 'computeBusyPs', 'commBusyPs', 'hiddenCommPs', 'exposedCommPs', 'bubblePs', 'idlePs',
+  'fbComputeBusyPs', 'fbCommBusyPs', 'fbHiddenCommPs', 'payloadBytes', 'metadataBytes',
+  'overlapEfficiency', 'fbOverlapEfficiency', 'bubbleFraction', 'computeUtilisation',
+];
+
+/** The small run: 2 nodes × 2 GPUs, DualPipe over 2 pipeline ranks × EP 2, 4 micro-batches of 2 sequences. */
+const SMALL = {
+  name: 'run-small',
+  seed: 1,
+  precision: 'fp32',
+  model: { preset: 'micro' },
+  training: { steps: 2, batchSize: 8, microBatches: 4 },
+  cluster: { preset: 'scaled', nodes: 2, gpusPerNode: 2 },
+  parallel: { schedule: 'dualpipe', pipeline: 2 },
+};
+
+interface Losses { main: number; mtp: number; balance: number; total: number }
+interface MetricsFile {
+  version: number;
+  config: { name: string; training: { steps: number; warmupSteps: number }; parallel: { schedule: string; pipeline: number; overlap: boolean } };
+  ranks: { rank: number }[];
+  summary: { steps: number };
+  steps: { step: number; loss: Losses; microBatches: Losses[]; cluster: Record<string, unknown> & { bubbleFraction: number | null; ranks: number };
+    ranks: { rank: number }[] }[];
+}
+interface WallFile { version: number; nodes: number; gpus: number; stepsMs: number[] }
+
+interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number; leftovers: number[] }
+
+let work = '';
+/** Process groups of runs still going (killed in afterAll if a test gave up on them). */
+const live = new Set<number>();
+
+/** Pids (not zombies) whose process group is `pgid`; empty where there is no /proc. */
+function groupMembers(pgid: number): number[] {
+  if (!existsSync('/proc/self/stat')) return [];
+  const members: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;   // gone meanwhile
+    }
+    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] !== 'Z' && Number(fields[2]) === pgid) members.push(Number(entry));
+  }
+  return members;
+}
+
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // the group is already empty
+  }
+}
+
+/** Runs `moemu <args>` in the work directory, in its own process group, killed with its group after `timeoutMs`. */
+function moemu(args: string[], timeoutMs: number): Promise<Run> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: work, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const pgid = child.pid!;
+  live.add(pgid);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => { stdout += String(d); });
+  child.stderr.on('data', (d) => { stderr += String(d); });
+  const timer = setTimeout(() => killGroup(pgid), timeoutMs);
+  return new Promise((resolvePromise, reject) => {
+    child.on('error', (error) => { clearTimeout(timer); killGroup(pgid); live.delete(pgid); reject(error); });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const leftovers = groupMembers(pgid);
+      killGroup(pgid);
+      live.delete(pgid);
+      resolvePromise({ code, signal, stdout, stderr, ms: performance.now() - started, leftovers });
+    });
+  });
+}
+
+/** Writes `scenario` as YAML into the work directory and returns its path. */
+function scenarioFile(file: string, scenario: object): string {
+  const path = join(work, file);
+  writeFileSync(path, stringify(scenario));
+  return path;
+}
+
+function readJson<T>(path: string): T {
+  return JSON.parse(readFileSync(path, 'utf8')) as T;
+}
+
+function count(text: string, pattern: RegExp): number {
+  return (text.match(pattern) ?? []).length;
+}
+
+/** The refusal of bad input: exit 2, only `moemu: ` lines on stderr, no stack trace, nothing left running or written. */
+function expectRefused(run: Run, out: string): string[] {
+  expect(run.signal).toBeNull();
+  expect(run.code).toBe(EXIT_CODES.badInput);
+  expect(run.stderr).toMatch(/^moemu: /);
+  expect(run.stderr).not.toMatch(STACK_LINE);
+  const lines = run.stderr.trimEnd().split('\n');
+  for (const line of lines) expect(line).toMatch(/^moemu: /);
+  expect(run.stdout).not.toMatch(/^step /m);
+  expect(run.leftovers).toEqual([]);
+  expect(existsSync(out)).toBe(false);
+  return lines;
+}
+
+beforeAll(() => {
+  expect(existsSync(CLI), `${CLI} is missing: run \`npm run build\` first`).toBe(true);
+  work = mkdtempSync(join(tmpdir(), 'moemu-run-'));
+});
+
+afterAll(() => {
+  for (const pgid of live) killGroup(pgid);
+  if (work !== '') rmSync(work, { recursive: true, force: true });
+});
+
+describe('moemu run: a small scenario', () => {
+  let first: MetricsFile | undefined;
+  let firstBytes = '';
+
+  it('micro on 2 nodes × 2 GPUs with DualPipe: exit 0, one line per step, metrics.json and wall.json', async () => {
+    const file = scenarioFile('small.yaml', SMALL);
+    const out = join(work, 'out-a');
+    const run = await moemu(['run', file, '--out', out], RUN_TIMEOUT_MS);
+    expect(run.stderr).toBe('');
+    expect(run.signal).toBeNull();
+    expect(run.code).toBe(EXIT_CODES.ok);
+    expect(run.leftovers).toEqual([]);
+    expect(count(run.stdout, /^step 1\/2 /gm)).toBe(1);
+    expect(count(run.stdout, /^step 2\/2 /gm)).toBe(1);
+    expect(count(run.stdout, /^step /gm)).toBe(2);
+
+    const dir = join(out, SMALL.name);
+    expect(readdirSync(dir).sort()).toEqual(['metrics.json', 'wall.json']);
+    firstBytes = readFileSync(join(dir, 'metrics.json'), 'utf8');
+    const metrics = JSON.parse(firstBytes) as MetricsFile;
+    first = metrics;
+    expect(metrics.version).toBe(1);
+    expect(metrics.config.name).toBe(SMALL.name);
+    expect(metrics.config.parallel).toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: true });
+    expect(metrics.ranks.map((r) => r.rank)).toEqual([0, 1, 2, 3]);
+    expect(metrics.summary.steps).toBe(2);
+    expect(metrics.steps.map((s) => s.step)).toEqual([1, 2]);
+    for (const step of metrics.steps) {
+      expect(step.ranks).toHaveLength(4);
+      expect(step.cluster.ranks).toBe(4);
+      expect(step.microBatches).toHaveLength(SMALL.training.microBatches);
+      const sum = step.microBatches.reduce((t, mb) => t + mb.total, 0);
+      expect(Number.isFinite(step.loss.total)).toBe(true);
+      expect(Math.abs(step.loss.total - sum)).toBeLessThanOrEqual(1e-12 * Math.abs(sum));
+      expect(step.cluster.bubbleFraction).not.toBeNull();
+      expect(step.cluster.bubbleFraction).toBeGreaterThanOrEqual(0);
+      expect(step.cluster.bubbleFraction).toBeLessThanOrEqual(1);
+      expect(Object.keys(step.cluster)).toEqual(CLUSTER_KEYS);
+    }
+
+    const wall = readJson<WallFile>(join(dir, 'wall.json'));
+    expect(wall.version).toBe(1);
+    expect(wall.nodes).toBe(2);
+    expect(wall.gpus).toBe(4);
+    expect(wall.stepsMs).toHaveLength(2);
+  }, TEST_TIMEOUT_MS);
+
+  it('the same command again: metrics.json byte-identical, wall.json a valid record of its own', async (context) => {
+    if (first === undefined) context.skip();
+    const out = join(work, 'out-b');
+    const run = await moemu(['run', join(work, 'small.yaml'), '--out', out], RUN_TIMEOUT_MS);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    expect(run.leftovers).toEqual([]);
+    const dir = join(out, SMALL.name);
+    expect(readFileSync(join(dir, 'metrics.json'), 'utf8')).toBe(firstBytes);
+    // Wall-clock figures: they usually differ from the first run's, but need not; they must still parse.
+    const wall = readJson<WallFile>(join(dir, 'wall.json'));
+    expect(wall.version).toBe(1);
+    expect(wall.stepsMs).toHaveLength(2);
+  }, TEST_TIMEOUT_MS);
+
+  it('--steps 1 --overlap off: one step, overlap off echoed in metrics.json', async () => {
+    const file = scenarioFile('small-overrides.yaml', SMALL);
+    const out = join(work, 'out-c');
+    const run = await moemu(['run', file, '--steps', '1', '--overlap', 'off', '--out', out], RUN_TIMEOUT_MS);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    expect(run.leftovers).toEqual([]);
+    expect(run.stdout).toMatch(/overlap off/);
+    expect(count(run.stdout, /^step 1\/1 /gm)).toBe(1);
+    expect(count(run.stdout, /^step /gm)).toBe(1);
+    const metrics = readJson<MetricsFile>(join(out, SMALL.name, 'metrics.json'));
+    expect(metrics.steps).toHaveLength(1);
+    expect(metrics.summary.steps).toBe(1);
+    expect(metrics.config.training.steps).toBe(1);
+    expect(metrics.config.training.warmupSteps).toBe(1);   // min(default 3, steps)
+    expect(metrics.config.parallel.overlap).toBe(false);
+    expect(metrics.config.parallel).toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: false });
+  }, TEST_TIMEOUT_MS);
+});
+
+describe('moemu run: layouts that do not fit are refused before anything starts', () => {
+  const cases: { title: string; file: string; changes: { training?: object; cluster?: object; parallel?: object }; paths: string[] }[] = [
+    { title: '3 nodes with 2 pipeline ranks -> parallel.pipeline', file: 'nodes3.yaml',
+      changes: { cluster: { preset: 'scaled', nodes: 3, gpusPerNode: 2 } }, paths: ['parallel.pipeline'] },
+    { title: 'batchSize 6 in 2 micro-batches with EP 4 -> training.batchSize', file: 'batch6.yaml',
+      changes: { training: { steps: 1, batchSize: 6, microBatches: 2 }, cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 2 },
+        parallel: { schedule: '1f1b', pipeline: 2 } }, paths: ['training.batchSize'] },
+    { title: 'DualPipe with 2 micro-batches on 2 pipeline ranks -> training.microBatches', file: 'dualpipe-n2.yaml',
+      changes: { training: { steps: 1, batchSize: 8, microBatches: 2 } }, paths: ['training.microBatches'] },
+    { title: 'EP 16 with 8 experts and batchSize 8 -> two lines, model.experts and training.batchSize', file: 'ep16.yaml',
+      changes: { cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 4 }, parallel: { schedule: '1f1b', pipeline: 1 } },
+      paths: ['model.experts', 'training.batchSize'] },
+  ];
+
+  it.each(cases)('$title', async ({ file, changes, paths }) => {
+    const path = scenarioFile(file, { ...SMALL, ...changes });
+    const out = join(work, `out-${file}`);
+    const run = await moemu(['run', path, '--out', out], REFUSAL_TIMEOUT_MS);
+    const lines = expectRefused(run, out);
+    expect(lines).toHaveLength(paths.length);
+    paths.forEach((p, i) => expect(lines[i]).toContain(`: ${p}: `));
+  }, TEST_TIMEOUT_MS);
+
+  it('scenarios/default.yaml has no parallel section and the defaults (dualpipe, 2 ranks) do not fit its 2 micro-batches', async () => {
+    // --external: had the coordinator started, it would print a join line and wait for nodes instead of exiting.
+    for (const extra of [[], ['--external']]) {
+      const out = join(work, `out-default${extra.join('')}`);
+      const run = await moemu(['run', join(ROOT, 'scenarios/default.yaml'), '--out', out, ...extra], REFUSAL_TIMEOUT_MS);
+      const lines = expectRefused(run, out);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain('scenarios/default.yaml: training.microBatches: ');
+      expect(run.stdout).not.toMatch(/moemu node --join/);
+    }
+  }, TEST_TIMEOUT_MS);
+});
+
+describe('moemu run: bad flags', () => {
+  beforeAll(() => {
+    if (!existsSync(join(work, 'small.yaml'))) scenarioFile('small.yaml', SMALL);
+  });
+
+  it.each([
+    { flag: '--overlap', args: ['--overlap', 'maybe'] },
+    { flag: '--steps', args: ['--steps', '0'] },
+    { flag: '--steps', args: ['--steps', '1.5'] },
+  ])('$args.0 $args.1 -> exit 2 naming $flag', async ({ flag, args }) => {
+    const out = join(work, 'flags', args.join(''));
+    const run = await moemu(['run', join(work, 'small.yaml'), ...args, '--out', out], REFUSAL_TIMEOUT_MS);
+    const lines = expectRefused(run, out);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(flag);
+    expect(run.stdout).toBe('');
+  }, TEST_TIMEOUT_MS);
+});
