@@ -242,7 +242,7 @@ describe('moemu run: layouts that do not fit are refused before anything starts'
       paths: ['model.experts', 'training.batchSize'] },
   ];
 
-  it.each(cases)('$title', async ({ file, changes, paths }) => {
+  for (const { title, file, changes, paths } of cases) it(title, async () => {
     const path = scenarioFile(file, { ...SMALL, ...changes });
     const out = join(work, `out-${file}`);
     const run = await moemu(['run', path, '--out', out], REFUSAL_TIMEOUT_MS);
@@ -269,11 +269,12 @@ describe('moemu run: bad flags', () => {
     if (!existsSync(join(work, 'small.yaml'))) scenarioFile('small.yaml', SMALL);
   });
 
-  it.each([
+  const cases = [
     { flag: '--overlap', args: ['--overlap', 'maybe'] },
     { flag: '--steps', args: ['--steps', '0'] },
     { flag: '--steps', args: ['--steps', '1.5'] },
-  ])('$args.0 $args.1 -> exit 2 naming $flag', async ({ flag, args }) => {
+  ];
+  for (const { flag, args } of cases) it(`${args.join(' ')} -> exit 2 naming ${flag}`, async () => {
     const out = join(work, 'flags', args.join(''));
     const run = await moemu(['run', join(work, 'small.yaml'), ...args, '--out', out], REFUSAL_TIMEOUT_MS);
     const lines = expectRefused(run, out);
