@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { moemuError } from '../errors.js';
 import { formatPs } from '../fabric/virtual-time.js';
-import { runTraining, type TrainingRun } from '../runtime/training-run.js';
+import { checkLayout, runTraining, type TrainingRun } from '../runtime/training-run.js';
 import { loadScenario, resolveScenario } from '../scenario/load.js';
 import { parallelOf, type Scenario } from '../scenario/schema.js';
 
@@ -26,6 +26,7 @@ export function addRunCommand(program: Command): void {
 
 async function runScenario(file: string, flags: RunFlags): Promise<void> {
   const scenario = withOverrides(loadScenario(file), flags, file);
+  checkLayout(scenario, file);
   const p = parallelOf(scenario);
   const { cluster, training } = scenario;
   const ep = (cluster.nodes / p.pipeline) * cluster.gpusPerNode;
@@ -51,7 +52,8 @@ function printSteps(run: TrainingRun): void {
     const c = s.cluster;
     console.log(`step ${String(s.step).padStart(String(steps.length).length)}/${steps.length}  loss ${s.loss.total.toFixed(4)}  ` +
       `step time ${formatPs(s.spanPs).padStart(11)}  bubble ${pct(c.bubbleFraction)}  overlap ${pct(c.overlapEfficiency)} ` +
-      `(in F&B ${pct(c.fbOverlapEfficiency)})  exposed comm ${formatPs(Math.round(c.exposedCommPs / c.ranks))}/rank`);
+      `(in F&B ${pct(c.fbOverlapEfficiency)})  exposed comm ${formatPs(Math.round(c.exposedCommPs / c.ranks))}/rank  ` +
+      `expert load max/mean ${s.loadImbalance.toFixed(2)}`);
   }
 }
 
@@ -60,8 +62,8 @@ function withOverrides(scenario: Scenario, flags: RunFlags, file: string): Scena
   if (flags.steps === undefined && flags.overlap === undefined) return scenario;
   const training = { ...scenario.training };
   if (flags.steps !== undefined) {
-    const steps = Number(flags.steps);
-    if (!Number.isInteger(steps) || steps < 1) throw moemuError('MOEMU_ERR_CONFIG', `--steps must be an integer ≥ 1, got "${flags.steps}"`, { path: '--steps' });
+    const steps = /^\d+$/.test(flags.steps) ? Number(flags.steps) : NaN;
+    if (!Number.isSafeInteger(steps) || steps < 1) throw moemuError('MOEMU_ERR_CONFIG', `--steps must be an integer ≥ 1, got "${flags.steps}"`, { path: '--steps' });
     training.steps = steps;
     training.warmupSteps = Math.min(training.warmupSteps, steps);
   }

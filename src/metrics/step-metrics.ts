@@ -36,9 +36,9 @@ export interface RankFigures {
   fbHiddenCommPs: Ps;
   /** fbHidden / fbComm; null when the rank has no F&B comm. */
   fbOverlapEfficiency: number | null;
-  /** Sum of the payload bytes (tensor rows) of the rank's comm ops. */
+  /** Bytes the rank sent in its comm ops (tensor rows, activations, gradients), metadata excluded. */
   payloadBytes: number;
-  /** Sum of the metadata bytes (indices, weights, scales, headers) of the rank's comm ops. */
+  /** Metadata bytes the rank sent (indices, weights, scales, headers). */
   metadataBytes: number;
 }
 

@@ -22,6 +22,7 @@ export interface RankRunIn {
     gradNorm: number;
     lr: number;
     peakLiveActivations: number;
+    loadImbalance: number;
     summary: RankStepSummary;
   }[];
   hbm: HbmSnapshot;
@@ -44,6 +45,8 @@ export interface StepMetrics {
   microBatches: Losses[];
   gradNorm: number;
   lr: number;
+  /** max/mean tokens per expert over the step's batch, worst MoE layer of the model (1 = balanced). */
+  loadImbalance: number;
   startPs: Ps;
   spanPs: Ps;
   tokensPerVirtualSecond: number | null;
@@ -68,7 +71,9 @@ export function trainingMetrics(config: unknown, shape: RunShape, runs: readonly
     summary: {
       steps: steps.length,
       finalLoss: last.loss,
-      virtualTimePs: steps.reduce((t, s) => t + s.spanPs, 0),
+      // From the first op to the last: steps overlap in time (no barrier between them: a rank that finishes early
+      // starts the next step while others still update), so the spans do not add up.
+      virtualTimePs: Math.max(...steps.map((s) => s.startPs + s.spanPs)) - Math.min(...steps.map((s) => s.startPs)),
       overlapEfficiency: ratioOfSums(steps, (s) => s.cluster.hiddenCommPs, (s) => s.cluster.commBusyPs),
       fbOverlapEfficiency: ratioOfSums(steps, (s) => s.cluster.fbHiddenCommPs, (s) => s.cluster.fbCommBusyPs),
       bubbleFraction: ratioOfSums(steps, (s) => s.cluster.bubblePs, (s) => s.cluster.ranks * s.spanPs),
@@ -88,6 +93,7 @@ function stepMetrics(shape: RunShape, runs: readonly RankRunIn[], i: number): St
     microBatches,
     gradNorm: step.gradNorm,
     lr: step.lr,
+    loadImbalance: Math.max(...runs.map((r) => r.steps[i].loadImbalance)),
     startPs: figures.startPs,
     spanPs: figures.spanPs,
     tokensPerVirtualSecond: figures.spanPs === 0 ? null : (shape.tokensPerStep * PS_PER_S) / figures.spanPs,

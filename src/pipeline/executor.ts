@@ -109,7 +109,8 @@ class Executor {
         if (!next || next.key !== key(op)) {
           throw moemuError('MOEMU_ERR_INTERNAL', `${label}: the oldest deferred backward is ${next?.op ?? 'none'}`, { rank: this.env.fabric.rank });
         }
-        if (this.#sends.length > 0) await this.#batch(label, []);
+        // DualPipe commits and waits for the queued sends before any compute op, W included.
+        this.env.fabric.clock.waitFor('compute', ...await this.#batch(label, []));
         const stage = this.#stageOf(op);
         stage.rename(label);
         runWeights(stage);
@@ -194,20 +195,20 @@ class Executor {
   }
 
   /** Receives for a forward: the previous stage's activation, unless this is the first stage or it is local. */
-  #forwardRecvs(x: ChunkMb): (ExchangeRecv & { key: string })[] {
+  #forwardRecvs(x: ChunkMb): ExchangeRecv[] {
     const { pipe, stage } = this.env.placement.slot(this.#me, x.chunk);
     if (stage === 0) return [];
     return this.#recvFrom(tag('act', pipe, stage, x.mb), this.#holder(pipe, stage - 1));
   }
 
-  #backwardRecvs(x: ChunkMb): (ExchangeRecv & { key: string })[] {
+  #backwardRecvs(x: ChunkMb): ExchangeRecv[] {
     const { pipe, stage } = this.env.placement.slot(this.#me, x.chunk);
     if (stage === this.env.placement.stages - 1) return [];
     return this.#recvFrom(tag('grad', pipe, stage, x.mb), this.#holder(pipe, stage + 1));
   }
 
-  #recvFrom(t: string, from: Holder): (ExchangeRecv & { key: string })[] {
-    return from.rank === this.#me ? [] : [{ source: this.env.peer(from.rank), tag: t, key: t }];
+  #recvFrom(t: string, from: Holder): ExchangeRecv[] {
+    return from.rank === this.#me ? [] : [{ source: this.env.peer(from.rank), tag: t }];
   }
 
   #forwardInputTag(x: ChunkMb): string | null {
@@ -230,7 +231,7 @@ class Executor {
   }
 
   /** One p2p batch: the queued sends and the receives the next op needs; returns what the op waits on. */
-  async #batch(label: string, recvs: (ExchangeRecv & { key: string })[]): Promise<VEvent[]> {
+  async #batch(label: string, recvs: ExchangeRecv[]): Promise<VEvent[]> {
     const waits: VEvent[] = this.#last ? [this.#last] : [];
     if (this.#sends.length === 0 && recvs.length === 0) return waits;
     const sends = this.#sends;
@@ -241,7 +242,7 @@ class Executor {
       const x = Tensor.zeros(nm.dtype, [m.payload.byteLength / (nm.dtype === 'f64' ? 8 : 4) / c.hidden, c.hidden]);
       new Uint8Array(x.data.buffer).set(m.payload);
       m.release();
-      this.#local.set(recvs[i].key, x);
+      this.#local.set(recvs[i].tag, x);
     });
     return [op];
   }

@@ -252,12 +252,13 @@ export class RankTrainer {
     hbm.alloc('optimizer', 'AdamW moments', 2 * elements * momentBytes);
   }
 
-  /** AdamW reads parameter, gradient and both moments and writes three of them: HBM-bound elementwise work. */
+  /** HBM-bound elementwise work per gradient element: the norm reads it (1), clipping reads and writes it (2),
+   * AdamW reads parameter, gradient and both moments and writes three of them (7). */
   #chargeOptimizer(): void {
     const elements = [...this.store.grads.values()].reduce((n, t) => n + t.size, 0);
     const bytesPerElement = this.nm.dtype === 'f64' ? 8 : 4;
     // The update needs every reduction done: it waits for the comm stream.
-    this.#meter.charge('optimizer', [{ endPs: this.fabric.clock.now('comm') }], computePs(this.fabric.cluster.gpu, { matmulFlops: 0, bytes: 7 * elements * bytesPerElement }));
+    this.#meter.charge('optimizer', [{ endPs: this.fabric.clock.now('comm') }], computePs(this.fabric.cluster.gpu, { matmulFlops: 0, bytes: 10 * elements * bytesPerElement }));
   }
 }
 

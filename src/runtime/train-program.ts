@@ -5,6 +5,7 @@ import type { RankFabric } from '../fabric/rank-fabric.js';
 import type { HbmSnapshot } from '../fabric/hbm.js';
 import type { OpRecord } from '../fabric/streams.js';
 import { rankStepSummary, type RankStepSummary } from '../metrics/step-metrics.js';
+import { loadImbalance } from '../model/bias-update.js';
 import type { ParamStore } from '../model/params.js';
 import type { MicroBatchLoss } from '../pipeline/executor.js';
 import { RankTrainer, type RankTrainerOptions } from '../pipeline/rank-trainer.js';
@@ -24,6 +25,8 @@ export interface TrainStepResult {
   gradNorm: number;
   lr: number;
   peakLiveActivations: number;
+  /** max/mean tokens per expert over the step's whole batch, worst of this rank's MoE layers (1 = balanced). */
+  loadImbalance: number;
   summary: RankStepSummary;
   /** Wall-clock time of the step on this rank (for wall.json only: never part of metrics.json). */
   wallMs: number;
@@ -51,6 +54,7 @@ export async function runTrainProgram(fabric: RankFabric, p: TrainProgram): Prom
     const started = performance.now();
     const r = await trainer.step(step, keep);
     steps.push({ step, losses: r.losses, gradNorm: r.gradNorm, lr: r.lr, peakLiveActivations: r.peakLiveActivations,
+      loadImbalance: loadImbalance(r.loads),
       summary: rankStepSummary(fabric.rank, r.records), wallMs: performance.now() - started,
       ...(p.records ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) } : {}) });
   }

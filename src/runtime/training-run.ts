@@ -4,7 +4,7 @@
 import { worldSize } from '../fabric/cluster-config.js';
 import { trainingMetrics } from '../metrics/training-metrics.js';
 import { ScenarioError } from '../scenario/load.js';
-import { parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
+import { PARALLEL_DEFAULTS, parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
 import { Coordinator } from './coordinator.js';
 import type { TrainProgram, TrainRankResult } from './train-program.js';
 
@@ -27,12 +27,18 @@ export interface TrainingRun {
 
 export const WALL_VERSION = 1;
 
+/** The layout rules (docs/scenarios.md "parallel") as a ScenarioError, before anything starts. A scenario without a
+ * parallel section is checked with the defaults, and the messages say so. */
+export function checkLayout(s: Scenario, file: string): void {
+  const problems = parallelProblems(s, parallelOf(s));
+  if (problems.length === 0) return;
+  const defaults = s.parallel ? '' : ` (the file has no parallel section: the defaults ${JSON.stringify(PARALLEL_DEFAULTS)} were used)`;
+  throw new ScenarioError('MOEMU_ERR_SCENARIO', file, problems.map((p) => ({ path: p.path.join('.'), message: `${p.message}${defaults}` })));
+}
+
 export async function runTraining(s: Scenario, options: TrainingRunOptions): Promise<TrainingRun> {
+  checkLayout(s, options.file);
   const parallel = parallelOf(s);
-  const problems = parallelProblems(s, parallel);
-  if (problems.length > 0) {
-    throw new ScenarioError('MOEMU_ERR_SCENARIO', options.file, problems.map((p) => ({ path: p.path.join('.'), message: p.message })));
-  }
   const { cluster } = s;
   const started = performance.now();
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
@@ -53,9 +59,12 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
       microBatches: s.training.microBatches, tokensPerStep: s.training.batchSize * s.model.seqLen,
       mtpWeight: s.model.mtpWeight, gpusPerNode }, results);
     const virtualS = metrics.summary.virtualTimePs / 1e12;
+    // A step's wall time is its slowest rank's; set-up (building the ranks' parameters and corpus) is not a step.
+    const stepsMs = results[0].steps.map((_, i) => Math.max(...results.map((r) => r.steps[i].wallMs)));
+    const steppingMs = stepsMs.reduce((a, b) => a + b, 0);
     return { metrics, results, wall: { version: WALL_VERSION, nodes, gpus: worldSize(cluster), startupMs: round(startupMs),
-      trainMs: round(trainMs), stepsMs: results[0].steps.map((st) => round(st.wallMs)),
-      virtualSecondsPerWallSecond: trainMs === 0 ? null : virtualS / (trainMs / 1000) } };
+      trainMs: round(trainMs), stepsMs: stepsMs.map(round),
+      virtualSecondsPerWallSecond: steppingMs === 0 ? null : virtualS / (steppingMs / 1000) } };
   } finally {
     await coordinator.shutdown();
   }
