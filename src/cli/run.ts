@@ -34,7 +34,8 @@ async function runScenario(file: string, flags: RunFlags): Promise<void> {
     `pipeline rank(s) × EP ${ep}, overlap ${p.overlap ? 'on' : 'off'}, ${training.steps} step(s) of ${training.batchSize} ` +
     `sequences in ${training.microBatches} micro-batches, ${scenario.precision}`);
   const run = await runTraining(scenario, { file, external: flags.external, port: flags.port === undefined ? undefined : portFlag(flags.port),
-    onListening: (url, token) => { if (flags.external) console.log(`waiting for ${cluster.nodes} node(s): moemu node --join ${url} --token ${token}`); } });
+    onListening: (url, token) => { if (flags.external) console.log(`waiting for ${cluster.nodes} node(s): moemu node --join ${url} --token ${token}`); },
+    onProgress: (p) => console.log(`  trained ${p.step}/${p.steps} (${(p.wallMs / 1000).toFixed(1)} s of wall time)`) });
   printSteps(run);
   const dir = join(flags.out, scenario.name);
   mkdirSync(dir, { recursive: true });

@@ -28,6 +28,7 @@ export type GpuToNode =
   | { kind: 'return'; buffer: ArrayBuffer; pooled?: boolean }
   | { kind: 'status'; rank: number; waiting: string | null }
   | { kind: 'result'; rank: number; result: unknown }
+  | { kind: 'progress'; rank: number; progress: unknown }   // a running program's news (a step done), small
   | { kind: 'error'; rank: number; error: SerializedError };
 
 /** Node main thread -> GPU thread (besides PeerMessage deliveries). */

@@ -128,6 +128,9 @@ export class RankTrainer {
     const loads = await this.#reduce(result.loads);
     beforeClip?.(this.store);
     const gradNorm = await this.#globalNorm();
+    if (!Number.isFinite(gradNorm)) {
+      throw moemuError('MOEMU_ERR_NONFINITE', `the gradient norm is ${gradNorm}: a loss or gradient overflowed`, { rank: this.fabric.rank, step });
+    }
     if (gradNorm > training.gradClip) {
       const factor = training.gradClip / (gradNorm + 1e-6);
       for (const g of this.store.grads.values()) for (let i = 0; i < g.size; i++) g.data[i] *= factor;

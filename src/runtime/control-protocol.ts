@@ -26,6 +26,7 @@ export type NodeToCoordinator =
   | { type: 'ready'; node: number }
   | { type: 'heartbeat'; node: number; waiting: { rank: number; waiting: string }[] }
   | { type: 'result'; node: number; id: number; ranks: RankResult[] }
+  | { type: 'progress'; node: number; rank: number; progress: unknown }
   | { type: 'error'; node: number; rank: number | null; error: SerializedError };
 
 export const TOKEN_HEADER = 'x-moemu-token';

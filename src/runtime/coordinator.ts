@@ -24,6 +24,8 @@ export interface CoordinatorOptions {
   launch: 'fork' | 'none';    // 'none': nodes join by themselves (`moemu node --join`, containers)
   /** Called once the control endpoint listens, before waiting for nodes (to tell them where to join). */
   onListening?: (url: string, token: string) => void;
+  /** Called with what a running program reports as it goes (the training program: each step rank 0 finishes). */
+  onProgress?: (rank: number, progress: unknown) => void;
 }
 
 interface NodeState {
@@ -150,6 +152,7 @@ export class Coordinator {
       case 'ready': state.ready = true; return this.#maybeReady();
       case 'heartbeat': state.waiting = m.waiting; return;
       case 'result': return this.#onResult(m.id, m.ranks);
+      case 'progress': return this.options.onProgress?.(m.rank, m.progress);
       case 'error': return this.#fail(errorFromData(m.error));
     }
   }
@@ -260,7 +263,7 @@ export class Coordinator {
   }
 }
 
-const NODE_MESSAGE_TYPES = new Set(['hello', 'ib-ready', 'ready', 'heartbeat', 'result', 'error']);
+const NODE_MESSAGE_TYPES = new Set(['hello', 'ib-ready', 'ready', 'heartbeat', 'result', 'progress', 'error']);
 
 /** Shape check at the boundary: an object with a known type and an integer node (hello: a pid). */
 function isControlMessage(m: unknown): m is NodeToCoordinator {

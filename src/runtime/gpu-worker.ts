@@ -167,7 +167,8 @@ class GpuRank {
   async #run(program: unknown): Promise<void> {
     const { rank, nodePort } = this.init;
     try {
-      const result = await runProgram(this.#fabric, program);
+      const report = (progress: unknown) => nodePort.postMessage({ kind: 'progress', rank, progress } satisfies GpuToNode);
+      const result = await runProgram(this.#fabric, program, report);
       nodePort.postMessage({ kind: 'result', rank, result } satisfies GpuToNode);
     } catch (error) {
       nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);

@@ -149,6 +149,7 @@ class NodeProcess {
         return;
       }
       case 'result': return this.#onResult(m.rank, m.result);
+      case 'progress': return this.#send({ type: 'progress', node: this.#node, rank: m.rank, progress: m.progress });
       case 'error': {
         this.#send({ type: 'error', node: this.#node, rank: m.rank, error: m.error });
         return;

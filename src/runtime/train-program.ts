@@ -1,6 +1,7 @@
 // The training program: every GPU rank builds its RankTrainer (its stages' parameters, its EP group) and runs the
 // scenario's steps. What leaves a rank per step is small — its micro-batches' loss terms and a summary of its op
 // records (src/metrics/step-metrics.ts) — so long runs fit the control connection; tests may ask for more.
+import { moemuError, MoemuError } from '../errors.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
 import type { HbmSnapshot } from '../fabric/hbm.js';
 import type { OpRecord } from '../fabric/streams.js';
@@ -45,21 +46,39 @@ export interface TrainRankResult {
   parameters?: Record<string, number[]>;
 }
 
-export async function runTrainProgram(fabric: RankFabric, p: TrainProgram): Promise<TrainRankResult> {
+/** The news rank 0 reports after each step (`moemu run` shows it while the run goes on). */
+export interface TrainProgress { step: number; steps: number; wallMs: number }
+
+export async function runTrainProgram(fabric: RankFabric, p: TrainProgram,
+                                      report: (progress: TrainProgress) => void = () => undefined): Promise<TrainRankResult> {
   const trainer = new RankTrainer(fabric, p);
   const steps: TrainStepResult[] = [];
   let gradients: Record<string, number[]> | undefined;
   for (let step = 1; step <= p.training.steps; step++) {
     const keep = step === p.gradientsAtStep ? (store: ParamStore) => { gradients = dump(store, 'grads'); } : undefined;
     const started = performance.now();
-    const r = await trainer.step(step, keep);
+    const r = await withStep(step, fabric.rank, () => trainer.step(step, keep));
     steps.push({ step, losses: r.losses, gradNorm: r.gradNorm, lr: r.lr, peakLiveActivations: r.peakLiveActivations,
       loadImbalance: loadImbalance(r.loads),
       summary: rankStepSummary(fabric.rank, r.records), wallMs: performance.now() - started,
       ...(p.records ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) } : {}) });
+    if (fabric.rank === 0) report({ step, steps: p.training.steps, wallMs: steps[steps.length - 1].wallMs });
   }
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,
     hbm: fabric.hbm.snapshot(), gradients, parameters: p.parameters ? dump(trainer.store, 'values') : undefined };
+}
+
+/** Failures name the step they happened in (and the rank, when the error does not already). */
+async function withStep<T>(step: number, rank: number, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof MoemuError) {
+      if (error.context.step !== undefined) throw error;
+      throw moemuError(error.code, error.detail, { rank, ...error.context, step });
+    }
+    throw moemuError('MOEMU_ERR_INTERNAL', `training failed: ${error instanceof Error ? error.message : String(error)}`, { rank, step });
+  }
 }
 
 function dump(store: ParamStore, which: 'grads' | 'values'): Record<string, number[]> {

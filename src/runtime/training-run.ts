@@ -6,7 +6,7 @@ import { trainingMetrics } from '../metrics/training-metrics.js';
 import { ScenarioError } from '../scenario/load.js';
 import { PARALLEL_DEFAULTS, parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
 import { Coordinator } from './coordinator.js';
-import type { TrainProgram, TrainRankResult } from './train-program.js';
+import type { TrainProgram, TrainProgress, TrainRankResult } from './train-program.js';
 
 export interface TrainingRunOptions {
   /** Where problems are reported from (the scenario file). */
@@ -15,6 +15,8 @@ export interface TrainingRunOptions {
   /** Do not fork node processes: wait for `moemu node --join` (containers, other hosts). */
   external?: boolean;
   onListening?: (url: string, token: string) => void;
+  /** Each step rank 0 has finished, while the run goes on. */
+  onProgress?: (progress: TrainProgress) => void;
   startupTimeoutMs?: number;
 }
 
@@ -44,7 +46,7 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
     heartbeatMs: cluster.heartbeatMs, frameBytesMax: cluster.frameBytesMax, port: options.port ?? 0,
     startupTimeoutMs: options.startupTimeoutMs ?? (options.external ? 600_000 : 60_000), launch: options.external ? 'none' : 'fork',
-    onListening: options.onListening });
+    onListening: options.onListening, onProgress: (_rank, progress) => options.onProgress?.(progress as TrainProgress) });
   try {
     const startupMs = performance.now() - started;
     const program: TrainProgram = { kind: 'train', model: s.model, training: s.training, precision: s.precision, seed: s.seed, parallel };
