@@ -13,17 +13,9 @@ import { epMoeBackwardInput, epMoeBackwardWeight, epMoeForward } from '../../src
 import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomTensor } from '../helpers/gradcheck.js';
+import { crit } from '../helpers/crit.js';
 import { localFabric } from '../helpers/local-fabric.js';
 
-function crit(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let xy = 0;
-  let sq = 0;
-  for (let i = 0; i < x.length; i++) {
-    xy += x[i] * y[i];
-    sq += x[i] * x[i] + y[i] * y[i];
-  }
-  return sq === 0 ? 0 : 1 - (2 * xy) / sq;
-}
 
 let dtype: 'f64' | 'f32' = 'f64';
 const random = (shape: number[], seed: number, std = 1): Tensor => {

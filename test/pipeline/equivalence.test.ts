@@ -17,6 +17,7 @@ import { buildSchedule } from '../../src/pipeline/schedules/index.js';
 import { peakLiveActivations } from '../../src/pipeline/unit-cost.js';
 import type { TrainRankResult } from '../../src/runtime/train-program.js';
 import { trainLocal } from '../helpers/train-local.js';
+import { crit } from '../helpers/crit.js';
 
 const STEPS = 3;
 const model = { ...MODEL_PRESETS.micro };
@@ -24,13 +25,6 @@ const model = { ...MODEL_PRESETS.micro };
 function training(microBatches: number, batchSize: number) {
   return { steps: STEPS, batchSize, microBatches, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95,
     eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
-}
-
-export function crit(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let xy = 0;
-  let sq = 0;
-  for (let i = 0; i < x.length; i++) { xy += x[i] * y[i]; sq += x[i] * x[i] + y[i] * y[i]; }
-  return sq === 0 ? 0 : 1 - (2 * xy) / sq;
 }
 
 interface Reference { steps: StepReport[]; grads: Map<string, Float64Array>; params: ParamStore }

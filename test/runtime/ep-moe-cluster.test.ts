@@ -12,16 +12,10 @@ import { moeBackwardInput, moeBackwardWeight, moeForward } from '../../src/model
 import { numericsFor } from '../../src/model/numerics.js';
 import type { SwigluParams } from '../../src/model/swiglu.js';
 import { Tensor } from '../../src/tensor/tensor.js';
+import { crit } from '../helpers/crit.js';
 
 let coordinator: Coordinator | null = null;
 afterEach(async () => { await coordinator?.shutdown(); coordinator = null; });
-
-function crit(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let xy = 0;
-  let sq = 0;
-  for (let i = 0; i < x.length; i++) { xy += x[i] * y[i]; sq += x[i] * x[i] + y[i] * y[i]; }
-  return sq === 0 ? 0 : 1 - (2 * xy) / sq;
-}
 
 describe('expert-parallel MoE on a real cluster', () => {
   it('2 nodes × 2 GPUs (EP 4, M = 1): output and gradients equal the single-process layer', async () => {

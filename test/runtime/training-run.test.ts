@@ -15,16 +15,10 @@ import { loadScenario } from '../../dist/src/scenario/load.js';
 import { microBatchLosses } from '../../src/metrics/training-metrics.js';
 import { MODEL_PRESETS } from '../../src/model/config.js';
 import { ReferenceTrainer, type StepReport } from '../../src/model/trainer.js';
+import { crit } from '../helpers/crit.js';
 
 let coordinator: Coordinator | null = null;
 afterEach(async () => { await coordinator?.shutdown(); coordinator = null; });
-
-function crit(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let xy = 0;
-  let sq = 0;
-  for (let i = 0; i < x.length; i++) { xy += x[i] * y[i]; sq += x[i] * x[i] + y[i] * y[i]; }
-  return sq === 0 ? 0 : 1 - (2 * xy) / sq;
-}
 
 describe('training on a real cluster', () => {
   it('DualPipe overlap hides the F&B chunks\' communication and shortens the step; metrics.json is deterministic', async () => {
