@@ -1,6 +1,8 @@
 // Fabric benchmarks (issue: the fabric): each channel's throughput next to the machine limit it is judged
 // against, all measured in this run — single-thread memcpy for NVLink, raw TCP loopback with the same CRC-32 for
-// IB — plus small-message latency and the start-up cost of GPU threads.
+// IB — plus small-message latency and the start-up cost of GPU threads. This machine's speed drifts by tens of
+// per cent within a minute (the other core's load), so a channel and its limit are measured in interleaved rounds
+// and each figure is the median of its rounds: the ratio compares the two under the same conditions.
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -14,6 +16,25 @@ const TOTAL_BYTES = 1 << 30;
 /** Runs before each measured one: the message path reaches its steady speed only after some thousands of
  * messages (JIT tiers); a training run sends far more than that. */
 const WARM_UP_RUNS = 3;
+/** Interleaved measurements of a channel and its limit; the medians are reported. */
+const ROUNDS = 5;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** Channel and limit measured alternately, ROUNDS times each, after the channel's warm-up. */
+async function interleaved(channel: () => Promise<number>, limit: () => Promise<number> | number): Promise<{ channel: number; limit: number }> {
+  for (let i = 0; i < WARM_UP_RUNS; i++) await channel();
+  const c: number[] = [];
+  const l: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    l.push(await limit());
+    c.push(await channel());
+  }
+  return { channel: median(c), limit: median(l) };
+}
 
 function cluster(nodes: number, gpusPerNode: number): ClusterConfig {
   return { ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode };
@@ -61,7 +82,6 @@ function memcpyGbps(size: number): number {
 async function channelGbps(c: Coordinator, source: number, target: number, size: number, sendBuffers = false): Promise<number> {
   const count = Math.max(16, Math.min(1024, Math.floor(TOTAL_BYTES / size)));
   const step: CollectiveStep = { op: 'stream', source, target, bytes: size, count, sendBuffers };
-  for (let i = 0; i < WARM_UP_RUNS; i++) await runSteps(c, [step]);
   const results = await runSteps(c, [step]);
   return gbps(size * count, results[target].wallMs[0]);
 }
@@ -104,26 +124,29 @@ async function startup(gpus: number): Promise<string> {
 }
 
 export async function benchFabric(): Promise<string[]> {
-  const lines: string[] = [];
-  const memcpy = SIZES.map(memcpyGbps);
-  SIZES.forEach((size, i) => lines.push(`memcpy ${sizeName(size)}: ${memcpy[i].toFixed(2)} GB/s (single thread, TypedArray.set)`));
-  const tcp: number[] = [];
-  for (const size of SIZES) {
-    await tcpGbps(size);   // warm-up, as for the channels
-    tcp.push(await tcpGbps(size));
-  }
-  SIZES.forEach((size, i) => lines.push(`raw TCP ${sizeName(size)}: ${tcp[i].toFixed(2)} GB/s (loopback, length-prefixed frames with CRC-32)`));
+  const lines: string[] = [`(each figure: the median of ${ROUNDS} rounds, a channel's alternating with its limit's)`];
+  const limits: string[] = [];
+  const channels: string[] = [];
   await withCluster(cluster(1, 2), async (c) => {
-    for (const [i, size] of SIZES.entries()) lines.push(line('NVLink', size, await channelGbps(c, 0, 1, size), 'memcpy', memcpy[i]));
-    for (const [i, size] of SIZES.entries()) {
-      lines.push(line('NVLink (send buffers)', size, await channelGbps(c, 0, 1, size, true), 'memcpy', memcpy[i]));
+    for (const size of SIZES) {
+      const copied = await interleaved(() => channelGbps(c, 0, 1, size), () => memcpyGbps(size));
+      limits.push(`memcpy ${sizeName(size)}: ${copied.limit.toFixed(2)} GB/s (single thread, TypedArray.set)`);
+      channels.push(line('NVLink', size, copied.channel, 'memcpy', copied.limit));
+      const moved = await interleaved(() => channelGbps(c, 0, 1, size, true), () => memcpyGbps(size));
+      channels.push(line('NVLink (send buffers)', size, moved.channel, 'memcpy', moved.limit));
     }
-    lines.push(`NVLink latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);
+    channels.push(`NVLink latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);
   });
   await withCluster(cluster(2, 1), async (c) => {
-    for (const [i, size] of SIZES.entries()) lines.push(line('IB', size, await channelGbps(c, 0, 1, size), 'raw TCP', tcp[i]));
-    lines.push(`IB latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);
+    for (const size of SIZES) {
+      await tcpGbps(size);   // warm-up, as for the channel
+      const ib = await interleaved(() => channelGbps(c, 0, 1, size), () => tcpGbps(size));
+      limits.push(`raw TCP ${sizeName(size)}: ${ib.limit.toFixed(2)} GB/s (loopback, length-prefixed frames with CRC-32)`);
+      channels.push(line('IB', size, ib.channel, 'raw TCP', ib.limit));
+    }
+    channels.push(`IB latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);
   });
+  lines.push(...limits, ...channels);
   for (const gpus of [8, 16, 32, 64]) lines.push(await startup(gpus));
   return lines;
 }

@@ -23,9 +23,9 @@ export interface NodeOptions {
 }
 
 const GPU_WORKER = new URL('./gpu-worker.js', import.meta.url).href;
-/** NVLink bytes in flight per GPU pair (gpu-worker.ts): 4 MiB measured best for 1 MiB messages here (2 and 8 lost
- * 10–30 %: too few buffers wait on returns, too many fall out of cache). */
-const NVLINK_WINDOW_BYTES = 4 << 20;
+/** NVLink bytes in flight per GPU pair (gpu-worker.ts): 3 MiB measured best for 1 MiB messages here (4 MiB lost
+ * about a third, 2 and 8 MiB 10–30 %: too few buffers wait on returns, too many fall out of cache; docs/fabric.md). */
+const NVLINK_WINDOW_BYTES = 3 << 20;
 /** IB bytes in flight per GPU (to its node's main thread and socket): enough to keep the link busy, bounded. */
 const IB_WINDOW_BYTES = 16 << 20;
 
