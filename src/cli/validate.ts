@@ -55,7 +55,15 @@ export function summaryLine(file: string, loaded: LoadedScenario): string {
   const changed = overrides.length === 0 ? '' : ` (${overrides.map((k) => `${k} ${model[k as keyof ModelConfig]}`).join(', ')})`;
   return `ok  ${file}: ${scenario.name} — ${preset} model${changed}, ${parameterCount(model).toLocaleString('en-US')} parameters, ` +
     `${scenario.precision}, ${training.steps} steps × ${training.batchSize} sequences of ${model.seqLen} tokens, ` +
-    clusterSummary(loaded);
+    clusterSummary(loaded) + layoutSummary(loaded);
+}
+
+/** `, dualpipe over 2 pipeline ranks × EP 4` when the file has a parallel section (it was checked to fit). */
+export function layoutSummary(loaded: LoadedScenario): string {
+  const { parallel: p, cluster } = loaded.scenario;
+  if (!p) return '';
+  const ep = (cluster.nodes / p.pipeline) * cluster.gpusPerNode;
+  return `, ${p.schedule} over ${p.pipeline} pipeline rank${p.pipeline === 1 ? '' : 's'} × EP ${ep}${p.overlap ? '' : ', overlap off'}`;
 }
 
 /** `2 nodes × 4 GPUs (scaled)`; nodes and gpusPerNode show in the counts, other fields the file sets are named. */

@@ -92,12 +92,13 @@ describe('validate: good scenarios', () => {
     expect(run.stdout.trim().split('\n')).toHaveLength(1);
   });
 
-  it('the summary ends with the cluster: the default one, and the 4 × 4 one of cluster-4x4.yaml', () => {
+  it('the summary ends with the cluster and, when the file has one, the layout: default.yaml and cluster-4x4.yaml', () => {
     const run = moemu('validate', join(ROOT, 'scenarios/default.yaml'), join(ROOT, 'scenarios/cluster-4x4.yaml'));
     expect(run.code).toBe(EXIT_CODES.ok);
     const [defaultLine, clusterLine] = run.stdout.trim().split('\n');
     expect(defaultLine).toMatch(/, 2 nodes × 4 GPUs \(scaled\)$/);
-    expect(clusterLine).toMatch(/cluster-4x4\.yaml: cluster-4x4 — .*, 4 nodes × 4 GPUs \(scaled\)$/);
+    // 4 pipeline ranks over 4 nodes of 4 GPUs: each pipeline rank one node, EP = 4
+    expect(clusterLine).toMatch(/cluster-4x4\.yaml: cluster-4x4 — .*, 4 nodes × 4 GPUs \(scaled\), zb1p over 4 pipeline ranks × EP 4$/);
   });
 
   it('the cluster summary names its preset and the other fields the file sets; one node or GPU is singular', () => {
