@@ -15,9 +15,9 @@ import { concatColumns, splitColumns, tokenColumns } from './tokens.js';
 export interface Losses { main: number; mtp: number; balance: number; total: number }
 
 export interface HeadSaved { norm: RmsNormSaved; normed: Tensor; dlogits: Tensor }
-interface MtpSaved {
-  tokens: Int32Array; hnorm: RmsNormSaved; enorm: RmsNormSaved; cat: Tensor; block: BlockSaved; head: HeadSaved;
-}
+/** What the MTP module's input projection keeps for its backward. */
+export interface MtpInputSaved { tokens: Int32Array; hnorm: RmsNormSaved; enorm: RmsNormSaved; cat: Tensor }
+interface MtpSaved extends MtpInputSaved { block: BlockSaved; head: HeadSaved }
 
 export interface ModelForward {
   losses: Losses;
@@ -106,18 +106,25 @@ export function headBackwardInput(ctx: ModelContext, s: HeadSaved, normName: str
 
 function mtpForward(ctx: ModelContext, h: Tensor, sequences: Int32Array) {
   const { c, nm, store, scale } = ctx;
+  const input = mtpInputForward(ctx, h, sequences);
+  const block = blockForward(c, nm, blockParams(store, c, 'mtp.0.block.', hasMoe(c), 'values'), input.m0, scale);
+  const head = headForward(ctx, block.y, 'mtp.0.norm.weight', tokenColumns(sequences, c.seqLen, 2), c.mtpWeight);
+  return {
+    loss: head.loss, logits: head.logits, balanceLoss: block.balanceLoss, loads: block.loads,
+    saved: { ...input.saved, block: block.saved, head: head.saved },
+  };
+}
+
+// h [N, d] -> m0 [N, d] = proj([norm(h); norm(embed(x[:, 1:T+1]))]): the MTP block's input
+export function mtpInputForward(ctx: ModelContext, h: Tensor, sequences: Int32Array): { m0: Tensor; saved: MtpInputSaved } {
+  const { c, nm, store } = ctx;
   const tokens = tokenColumns(sequences, c.seqLen, 1);            // x[:, 1:T+1]
   const e = embeddingForward(tokens, store.value('embed.weight'));
   const hn = rmsnormLayerForward(h, store.value('mtp.0.hnorm.weight'), c.normEps);
   const en = rmsnormLayerForward(e, store.value('mtp.0.enorm.weight'), c.normEps);
   const cat = concatColumns(hn.y, en.y);                          // [N, 2d]
   const m0 = linearForward(nm, 'linear', cat, store.value('mtp.0.proj.weight'));
-  const block = blockForward(c, nm, blockParams(store, c, 'mtp.0.block.', hasMoe(c), 'values'), m0, scale);
-  const head = headForward(ctx, block.y, 'mtp.0.norm.weight', tokenColumns(sequences, c.seqLen, 2), c.mtpWeight);
-  return {
-    loss: head.loss, logits: head.logits, balanceLoss: block.balanceLoss, loads: block.loads,
-    saved: { tokens, hnorm: hn.saved, enorm: en.saved, cat, block: block.saved, head: head.saved },
-  };
+  return { m0, saved: { tokens, hnorm: hn.saved, enorm: en.saved, cat } };
 }
 
 /** Returns the MTP module's gradient with respect to h (the main model's last hidden state). */
@@ -127,7 +134,13 @@ function mtpBackwardInput(ctx: ModelContext, s: MtpSaved, work: WeightWork[]): T
   const moe = hasMoe(c);
   const block = blockBackwardInput(c, nm, blockParams(store, c, 'mtp.0.block.', moe, 'values'), s.block, dm, scale);
   work.push(() => blockBackwardWeight(nm, s.block, block.forWeight, blockParams(store, c, 'mtp.0.block.', moe, 'grads')));
-  const dm0 = block.dx;
+  return mtpInputBackward(ctx, s, block.dx, work);
+}
+
+// dm0 [N, d] (the MTP block's input gradient) -> its share of dh [N, d]; the projection's, norms' and embedding's W
+// go on `work`
+export function mtpInputBackward(ctx: ModelContext, s: MtpInputSaved, dm0: Tensor, work: WeightWork[]): Tensor {
+  const { c, nm, store } = ctx;
   const dcat = linearBackwardInput(nm, 'linear', dm0, store.value('mtp.0.proj.weight'));
   const [dhn, den] = splitColumns(dcat, c.hidden);
   const de = rmsnormLayerBackwardInput(s.enorm, store.value('mtp.0.enorm.weight'), den);

@@ -4,10 +4,11 @@
 // forward continues exactly where the previous stage's stopped, so a pipeline computes what the model computes.
 import { embeddingBackwardWeight, embeddingForward } from '../model/embedding.js';
 import { hasMoe, isMoeLayer } from '../model/config.js';
-import { linearBackwardInput, linearBackwardWeight, linearForward } from '../model/linear.js';
-import { addTo, headBackwardInput, headForward, type HeadSaved, type ModelContext, type WeightWork } from '../model/model.js';
-import { rmsnormLayerBackwardInput, rmsnormLayerBackwardWeight, rmsnormLayerForward, type RmsNormSaved } from '../model/rmsnorm.js';
-import { concatColumns, splitColumns, tokenColumns } from '../model/tokens.js';
+import {
+  addTo, headBackwardInput, headForward, mtpInputBackward, mtpInputForward,
+  type HeadSaved, type ModelContext, type MtpInputSaved, type WeightWork,
+} from '../model/model.js';
+import { tokenColumns } from '../model/tokens.js';
 import type { OpRecord, VEvent } from '../fabric/streams.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { EpBlockRun, type BlockEnv } from './ep-block.js';
@@ -25,7 +26,7 @@ export interface StageShape {
  * and the stages is the micro-batch's loss): `balance` per MoE block ('layers.3', 'mtp.0.block'). */
 export interface LossParts { main: number | null; mtp: number | null; balance: [string, number][] }
 
-interface MtpState { tokens: Int32Array; hnorm: RmsNormSaved; enorm: RmsNormSaved; cat: Tensor; head: HeadSaved | null }
+interface MtpState extends MtpInputSaved { head: HeadSaved | null }
 
 export class EpStageRun {
   /** The stage's blocks in forward order; on the output stage with MTP, the MTP module's block comes last (so the
@@ -79,15 +80,9 @@ export class EpStageRun {
    * the main head and loss on h (one compute op). */
   beforeBlockForward(block: EpBlockRun, h: Tensor, event: VEvent | null): { x: Tensor; event: VEvent | null } {
     if (block !== this.#mtpBlock) return { x: h, event };
-    const { c, store } = this.env;
     this.#mainHead(h);
-    const tokens = tokenColumns(this.sequences, c.seqLen, 1);      // x[:, 1:T+1]
-    const e = embeddingForward(tokens, store.value('embed.weight'));
-    const hn = rmsnormLayerForward(h, store.value('mtp.0.hnorm.weight'), c.normEps);
-    const en = rmsnormLayerForward(e, store.value('mtp.0.enorm.weight'), c.normEps);
-    const cat = concatColumns(hn.y, en.y);                          // [T, 2d]
-    const m0 = linearForward(this.env.nm, 'linear', cat, store.value('mtp.0.proj.weight'));
-    this.#mtp = { tokens, hnorm: hn.saved, enorm: en.saved, cat, head: null };
+    const { m0, saved } = mtpInputForward(this.#ctx, h, this.sequences);
+    this.#mtp = { ...saved, head: null };
     return { x: m0, event: this.env.meter.charge(`${this.#name} head(F)`, event ? [event] : []) };
   }
 
@@ -141,20 +136,8 @@ export class EpStageRun {
   beforeBlockBackward(block: EpBlockRun | null, dy: Tensor, event: VEvent | null): { dy: Tensor; event: VEvent | null } {
     const mtpBlock = this.#mtpBlock;
     if (!mtpBlock || block === mtpBlock || this.#dh === null) return { dy, event };
-    const { c, nm, store } = this.env;
-    const mtp = this.#mtp!;
-    const dm0 = dy;                                                 // the MTP block's input gradient [T, d]
-    const dcat = linearBackwardInput(nm, 'linear', dm0, store.value('mtp.0.proj.weight'));
-    const [dhn, den] = splitColumns(dcat, c.hidden);
-    const de = rmsnormLayerBackwardInput(mtp.enorm, store.value('mtp.0.enorm.weight'), den);
-    this.#outputWork.push(() => {
-      linearBackwardWeight(nm, 'linear', dm0, mtp.cat, store.grad('mtp.0.proj.weight'));
-      rmsnormLayerBackwardWeight(mtp.hnorm, dhn, store.grad('mtp.0.hnorm.weight'));
-      rmsnormLayerBackwardWeight(mtp.enorm, den, store.grad('mtp.0.enorm.weight'));
-      embeddingBackwardWeight(mtp.tokens, de, store.grad('embed.weight'));
-    });
     const dh = this.#dh;
-    addTo(dh, rmsnormLayerBackwardInput(mtp.hnorm, store.value('mtp.0.hnorm.weight'), dhn));
+    addTo(dh, mtpInputBackward(this.#ctx, this.#mtp!, dy, this.#outputWork));   // dy: the MTP block's input gradient
     this.#dh = null;
     return { dy: dh, event: this.env.meter.charge(`${this.#name} mtp(B)`, event ? [event] : []) };
   }
