@@ -50,7 +50,8 @@ export async function epMoeForward(ep: EpGroup, c: ModelConfig, nm: Numerics, p:
   return { y, balanceLoss, loads: expertLoads(c, gate), ops: [sent.op, routed.op], saved };
 }
 
-// dy [T, d] -> du [T, d]: cached dispatch of dy to the experts, expert B, combine of input and gate-value gradients
+// dy [T, d] -> du [T, d]: cached dispatch of dy to the experts, expert B, one combine of the input and gate-value
+// gradients
 export async function epMoeBackwardInput(ep: EpGroup, c: ModelConfig, nm: Numerics, p: EpMoeParams, s: EpMoeSaved,
                                          dy: Tensor, scale: LossScale): Promise<{ dx: Tensor; forWeight: EpMoeWeightInputs; ops: OpRecord[] }> {
   const cached = await epMoeGradDispatch(ep, c, nm, s, dy);
@@ -165,11 +166,32 @@ export function epMoeExpertsBackward(c: ModelConfig, nm: Numerics, p: EpMoeParam
 
 export interface EpMoeGradsBack { routedDx: FloatArray; dWeights: FloatArray; ops: OpRecord[] }
 
+/** One combine carries each row's input gradient and its gate-value gradients side by side ([R, d + K]), as
+ * DeepEP's combine returns the combined top-k weights with the rows: the sums are per column, so each part sums
+ * exactly as it would alone. */
 export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics, s: EpMoeSaved, mlp: EpMoeExpertsBackward,
-                                       waitFor: readonly VEvent[] = [], name = 'combine'): Promise<EpMoeGradsBack> {
-  const routedDx = await combine(ep, s.handle, mlp.dRows.data, `${name} dx`, lowWire(nm), waitFor);
-  const dWeights = await combine(ep, { ...s.handle, d: c.topK }, mlp.dWeightRows.data, `${name} dg`, lowWire(nm), waitFor);
-  return { routedDx: routedDx.out, dWeights: dWeights.out, ops: [routedDx.op, dWeights.op] };
+                                       waitFor: readonly VEvent[] = [], name = 'combine dx'): Promise<EpMoeGradsBack> {
+  const d = c.hidden;
+  const K = c.topK;
+  const R = mlp.dRows.rows;
+  const rows = Tensor.zeros(mlp.dRows.dtype, [R, d + K]);
+  for (let r = 0; r < R; r++) {
+    rows.data.set(mlp.dRows.data.subarray(r * d, (r + 1) * d), r * (d + K));
+    rows.data.set(mlp.dWeightRows.data.subarray(r * K, (r + 1) * K), r * (d + K) + d);
+  }
+  const back = await combine(ep, { ...s.handle, d: d + K }, rows.data, name, lowWire(nm), waitFor);
+  const T = s.handle.tokens;
+  const routedDx = allocateLike(back.out, T * d);
+  const dWeights = allocateLike(back.out, T * K);
+  for (let t = 0; t < T; t++) {
+    routedDx.set(back.out.subarray(t * (d + K), t * (d + K) + d), t * d);
+    dWeights.set(back.out.subarray(t * (d + K) + d, (t + 1) * (d + K)), t * K);
+  }
+  return { routedDx, dWeights, ops: [back.op] };
+}
+
+function allocateLike(like: FloatArray, size: number): FloatArray {
+  return like instanceof Float64Array ? new Float64Array(size) : new Float32Array(size);
 }
 
 // -> du [T, d] = shared B + routed B + gate B

@@ -50,6 +50,6 @@ describe('expert-parallel MoE on a real cluster', () => {
       expect(crit(got, want), what).toBeLessThan(1e-10);
     }
     const ops = results[0].records.map((o) => o.name);
-    expect(ops).toEqual(expect.arrayContaining(['dispatch', 'combine', 'dispatch dy', 'combine dx', 'combine dg']));
+    expect(ops).toEqual(expect.arrayContaining(['dispatch', 'combine', 'dispatch dy', 'combine dx']));
   }, 120_000);
 });
