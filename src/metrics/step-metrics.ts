@@ -10,10 +10,8 @@ import { intersectionLength, lengthOf, unionOf } from './intervals.js';
 /** Comm ops of the overlapped forward+backward chunks are named `FB(f|b)…` by the pipeline (pipeline/format.ts). */
 export const FB_OP_PREFIX = 'FB(';
 
-/** One rank's figures for one step. Key order is fixed (it is the JSON order). */
-export interface RankFigures {
-  /** The rank these figures are for. */
-  rank: number;
+/** The additive figures of one step: one rank's, or in the cluster figures their sums over the ranks. */
+export interface StepAmounts {
   /** C: time covered by the rank's compute ops. */
   computeBusyPs: Ps;
   /** M: time covered by the rank's comm ops, waiting included. */
@@ -26,48 +24,33 @@ export interface RankFigures {
   bubblePs: Ps;
   /** span − |C ∪ M|: neither stream busy. */
   idlePs: Ps;
-  /** hidden / M; null when the rank has no comm. */
-  overlapEfficiency: number | null;
   /** Time covered by the rank's F&B-chunk compute ops (the compute the F&B comm can hide under). */
   fbComputeBusyPs: Ps;
   /** Time covered by the rank's F&B-chunk comm ops. */
   fbCommBusyPs: Ps;
   /** F&B-chunk comm time under any compute op of the rank. */
   fbHiddenCommPs: Ps;
-  /** fbHidden / fbComm; null when the rank has no F&B comm. */
-  fbOverlapEfficiency: number | null;
   /** Bytes the rank sent in its comm ops (tensor rows, activations, gradients), metadata excluded. */
   payloadBytes: number;
   /** Metadata bytes the rank sent (indices, weights, scales, headers). */
   metadataBytes: number;
 }
 
-/** The whole cluster's figures for one step: sums of the per-rank figures, and ratios of those sums. */
-export interface ClusterFigures {
+/** One rank's figures for one step; the JSON key order is the literal's in rankFigures (docs/metrics.md). */
+export interface RankFigures extends StepAmounts {
+  /** The rank these figures are for. */
+  rank: number;
+  /** hidden / M; null when the rank has no comm. */
+  overlapEfficiency: number | null;
+  /** fbHidden / fbComm; null when the rank has no F&B comm. */
+  fbOverlapEfficiency: number | null;
+}
+
+/** The whole cluster's figures for one step: the per-rank amounts summed, and ratios of those sums; the JSON key
+ * order is the literal's in clusterFigures. */
+export interface ClusterFigures extends StepAmounts {
   /** Number of ranks summed over. */
   ranks: number;
-  /** ΣC. */
-  computeBusyPs: Ps;
-  /** ΣM. */
-  commBusyPs: Ps;
-  /** Σhidden. */
-  hiddenCommPs: Ps;
-  /** Σexposed. */
-  exposedCommPs: Ps;
-  /** Σbubble. */
-  bubblePs: Ps;
-  /** Σidle. */
-  idlePs: Ps;
-  /** ΣfbCompute. */
-  fbComputeBusyPs: Ps;
-  /** ΣfbComm. */
-  fbCommBusyPs: Ps;
-  /** ΣfbHidden. */
-  fbHiddenCommPs: Ps;
-  /** Σpayload bytes. */
-  payloadBytes: number;
-  /** Σmetadata bytes. */
-  metadataBytes: number;
   /** Σhidden / ΣM; null when ΣM = 0. */
   overlapEfficiency: number | null;
   /** ΣfbHidden / ΣfbComm; null when ΣfbComm = 0. */

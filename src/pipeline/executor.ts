@@ -42,15 +42,14 @@ export interface ExecutorResult {
   peakLiveActivations: number;
 }
 
-interface Holder { rank: number; chunk: number }
-
 export async function executeProgram(env: ExecutorEnv): Promise<ExecutorResult> {
   return new Executor(env).run();
 }
 
 class Executor {
   readonly #me: number;
-  readonly #holders = new Map<string, Holder>();
+  /** The pipeline rank holding each (pipe, stage). */
+  readonly #holders = new Map<string, number>();
   readonly #live = new Map<string, { stage: EpStageRun; hbm: HbmHandle }>();
   readonly #deferred: { key: string; op: string }[] = [];
   readonly #local = new Map<string, Tensor>();
@@ -65,7 +64,7 @@ class Executor {
     for (let r = 0; r < env.pipelineRanks; r++) {
       for (let c = 0; c < env.chunks; c++) {
         const { pipe, stage } = env.placement.slot(r, c);
-        this.#holders.set(`${pipe}:${stage}`, { rank: r, chunk: c });
+        this.#holders.set(`${pipe}:${stage}`, r);
       }
     }
   }
@@ -179,19 +178,19 @@ class Executor {
     this.#live.delete(key(x));
   }
 
-  #holder(pipe: number, stage: number): Holder {
+  #holder(pipe: number, stage: number): number {
     const h = this.#holders.get(`${pipe}:${stage}`);
-    if (!h) throw moemuError('MOEMU_ERR_INTERNAL', `no pipeline rank holds stage ${stage} of pipe ${pipe}`, { rank: this.env.fabric.rank });
+    if (h === undefined) throw moemuError('MOEMU_ERR_INTERNAL', `no pipeline rank holds stage ${stage} of pipe ${pipe}`, { rank: this.env.fabric.rank });
     return h;
   }
 
-  #send(t: string, to: Holder, x: Tensor): void {
-    if (to.rank === this.#me) {
+  #send(t: string, to: number, x: Tensor): void {
+    if (to === this.#me) {
       this.#local.set(t, x);
       return;
     }
     const payload = new Uint8Array(x.data.buffer, x.data.byteOffset, x.data.byteLength);
-    this.#sends.push({ target: this.env.peer(to.rank), tag: t, payload });
+    this.#sends.push({ target: this.env.peer(to), tag: t, payload });
   }
 
   /** Receives for a forward: the previous stage's activation, unless this is the first stage or it is local. */
@@ -207,8 +206,8 @@ class Executor {
     return this.#recvFrom(tag('grad', pipe, stage, x.mb), this.#holder(pipe, stage + 1));
   }
 
-  #recvFrom(t: string, from: Holder): ExchangeRecv[] {
-    return from.rank === this.#me ? [] : [{ source: this.env.peer(from.rank), tag: t }];
+  #recvFrom(t: string, from: number): ExchangeRecv[] {
+    return from === this.#me ? [] : [{ source: this.env.peer(from), tag: t }];
   }
 
   #forwardInputTag(x: ChunkMb): string | null {

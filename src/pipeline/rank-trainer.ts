@@ -152,13 +152,13 @@ export class RankTrainer {
     this.fabric.clock.waitFor('comm', { endPs: this.fabric.clock.now('compute') });
     await allReduceSum(this.#ep.group, 'gradients', grads);
     this.#unflatten(replicated, grads);
-    const flatLoads = concat(loadKeys.map((k) => loads.get(k)!), Float64Array);
+    const flatLoads = concat(loadKeys.map((k) => loads.get(k)!));
     await allReduceSum(this.#ep.group, 'loads', flatLoads);
     loadKeys.forEach((k, i) => loads.set(k, flatLoads.slice(i * this.o.model.experts, (i + 1) * this.o.model.experts)));
     for (const { pipelineRank, names } of this.#shared) {
       const keys = loadKeys.filter((k) => names.includes(`${k}.gate.weight`));
       const mine = this.#flatten(names);
-      const myLoads = concat(keys.map((k) => loads.get(k)!), Float64Array);
+      const myLoads = concat(keys.map((k) => loads.get(k)!));
       const target = pipelineRank * this.place.ep + this.place.epRank;
       const tag = `pp-sum:${Math.min(pipelineRank, this.place.pipelineRank)}-${Math.max(pipelineRank, this.place.pipelineRank)}`;
       const { received } = await this.fabric.exchange(`gradient sum with pipeline rank ${pipelineRank}`,
@@ -265,8 +265,8 @@ export class RankTrainer {
   }
 }
 
-function concat(parts: Float64Array[], kind: typeof Float64Array): Float64Array {
-  const out = new kind(parts.reduce((n, p) => n + p.length, 0));
+function concat(parts: Float64Array[]): Float64Array {
+  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
     out.set(p, at);
