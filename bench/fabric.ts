@@ -13,9 +13,15 @@ import { Coordinator } from '../src/runtime/coordinator.js';
 
 const SIZES = [64 << 10, 1 << 20, 16 << 20];
 const TOTAL_BYTES = 1 << 30;
-/** Runs before each measured one: the message path reaches its steady speed only after some thousands of
- * messages (JIT tiers); a training run sends far more than that. */
-const WARM_UP_RUNS = 3;
+/** The message path reaches its steady speed only after some thousands of messages: until V8 has compiled it,
+ * its background compiler threads compete with the two GPU threads for this machine's two cores (measured: the
+ * node process's helper threads used as much CPU as the GPU threads in the first runs, a tenth of it later).
+ * A training run sends far more than that, so a channel is warmed up until STEADY_RUNS runs in a row lie within
+ * STEADY_SPREAD of their median — at least WARM_UP_RUNS_MIN runs, at most WARM_UP_RUNS_MAX. */
+const WARM_UP_RUNS_MIN = 4;
+const WARM_UP_RUNS_MAX = 16;
+const STEADY_RUNS = 3;
+const STEADY_SPREAD = 0.15;
 /** Interleaved measurements of a channel and its limit; the medians are reported. */
 const ROUNDS = 5;
 
@@ -24,9 +30,22 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
+/** Runs the channel until its last STEADY_RUNS figures agree (see WARM_UP_RUNS_MIN); returns how many it took. */
+async function warmUp(channel: () => Promise<number>): Promise<number> {
+  const runs: number[] = [];
+  while (runs.length < WARM_UP_RUNS_MAX) {
+    runs.push(await channel());
+    if (runs.length < WARM_UP_RUNS_MIN) continue;
+    const last = runs.slice(-STEADY_RUNS);
+    const m = median(last);
+    if (last.every((v) => Math.abs(v - m) <= STEADY_SPREAD * m)) break;
+  }
+  return runs.length;
+}
+
 /** Channel and limit measured alternately, ROUNDS times each, after the channel's warm-up. */
 async function interleaved(channel: () => Promise<number>, limit: () => Promise<number> | number): Promise<{ channel: number; limit: number }> {
-  for (let i = 0; i < WARM_UP_RUNS; i++) await channel();
+  await warmUp(channel);
   const c: number[] = [];
   const l: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
@@ -107,7 +126,7 @@ async function tcpGbps(size: number): Promise<number> {
 
 async function latencyUs(c: Coordinator, a: number, b: number): Promise<number> {
   const count = 2000;
-  for (let i = 0; i < WARM_UP_RUNS; i++) await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);
+  for (let i = 0; i < WARM_UP_RUNS_MIN; i++) await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);
   const results = await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);
   return (results[a].wallMs[0] * 1000) / count / 2;
 }
@@ -124,7 +143,8 @@ async function startup(gpus: number): Promise<string> {
 }
 
 export async function benchFabric(): Promise<string[]> {
-  const lines: string[] = [`(each figure: the median of ${ROUNDS} rounds, a channel's alternating with its limit's)`];
+  const lines: string[] = [`(each figure: the median of ${ROUNDS} rounds, a channel's alternating with its limit's, after the ` +
+    `channel's warm-up to steady speed: ${STEADY_RUNS} runs within ${STEADY_SPREAD * 100} %)`];
   const limits: string[] = [];
   const channels: string[] = [];
   await withCluster(cluster(1, 2), async (c) => {

@@ -41,10 +41,10 @@ export class Port {
   /** Sender side: posts `bytes` at `postedPs` on this port's egress. */
   send(bytes: number, postedPs: Ps): SendTiming {
     assertBytes(bytes, this.name);
-    assertTime(postedPs, `post time on ${this.name}`);
+    assertTime(postedPs, 'post time', this.name);
     const outPs = Math.max(postedPs, this.#egressFreePs);
     const egressEndPs = outPs + psForBytes(bytes, this.#link.egressBytesPerS);
-    assertTime(egressEndPs, `egress end on ${this.name}`);
+    assertTime(egressEndPs, 'egress end', this.name);
     this.#egressFreePs = egressEndPs;
     return { outPs, egressEndPs };
   }
@@ -55,14 +55,16 @@ export class Port {
    */
   receive(bytes: number, timing: SendTiming): Ps {
     assertBytes(bytes, this.name);
-    assertTime(timing.outPs, `sender's out time on ${this.name}`);
-    assertTime(timing.egressEndPs, `sender's egress end on ${this.name}`);
-    assert(timing.egressEndPs >= timing.outPs, `a message into ${this.name} left its sender at `
-      + `${timing.outPs} ps but finished leaving earlier, at ${timing.egressEndPs} ps`);
+    assertTime(timing.outPs, 'sender\'s out time', this.name);
+    assertTime(timing.egressEndPs, 'sender\'s egress end', this.name);
+    if (timing.egressEndPs < timing.outPs) {
+      assert(false, `a message into ${this.name} left its sender at ${timing.outPs} ps but finished leaving earlier, `
+        + `at ${timing.egressEndPs} ps`);
+    }
     const arrivedPs = timing.egressEndPs + this.latencyPs;
     const drainedPs = this.#ingressFreePs + psForBytes(bytes, this.#link.ingressBytesPerS);
     const donePs = Math.max(arrivedPs, drainedPs);
-    assertTime(donePs, `receive end on ${this.name}`);
+    assertTime(donePs, 'receive end', this.name);
     this.#ingressFreePs = donePs;
     return donePs;
   }
@@ -106,7 +108,7 @@ export interface InboundMessage {
  */
 export function receiveBatch<T extends InboundMessage>(port: Port, postedPs: Ps,
   messages: readonly T[]): { message: T; donePs: Ps }[] {
-  assertTime(postedPs, `receive post time on ${port.name}`);
+  assertTime(postedPs, 'receive post time', port.name);
   const ordered = sortByKey(messages, (m) => ({ outPs: m.timing.outPs, source: m.source, seq: m.seq }));
   return ordered.map((message) => {
     const donePs = port.receive(message.bytes, message.timing);
@@ -141,12 +143,13 @@ function checkBandwidth(value: number, what: string, port: string): void {
   }
 }
 
+// These run on every message: the text of a failure is built only when there is one.
 function assertBytes(bytes: number, port: string): void {
-  assert(Number.isSafeInteger(bytes), `message size on ${port} must be an integer, got ${bytes}`);
-  assert(bytes >= 0, `message size on ${port} must not be negative, got ${bytes}`);
+  if (Number.isSafeInteger(bytes) && bytes >= 0) return;
+  assert(false, `message size on ${port} must be a non-negative integer, got ${bytes}`);
 }
 
-function assertTime(ps: number, what: string): void {
-  assert(Number.isSafeInteger(ps), `${what} must be an integer number of ps, got ${ps}`);
-  assert(ps >= 0, `${what} must not be negative, got ${ps}`);
+function assertTime(ps: number, what: string, port: string): void {
+  if (Number.isSafeInteger(ps) && ps >= 0) return;
+  assert(false, `${what} on ${port} must be a non-negative integer number of ps, got ${ps}`);
 }

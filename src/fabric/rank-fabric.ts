@@ -23,8 +23,15 @@ export interface Transport {
    * nothing (as DeepEP's kernels write straight into the communication buffer). */
   sendBuffer(bytes: number): Uint8Array;
   /** What this rank waits for now (for the watchdog's report), or null when it stops waiting. Called on every
-   * receive, so it must be cheap: the runtime keeps it and reports it once per heartbeat. */
-  status(waiting: string | null): void;
+   * receive, so it must be cheap: the runtime keeps it and formats it (waitingText) only when asked. */
+  status(waiting: Waiting | null): void;
+}
+
+/** A receive in progress: the op and the ranks it waits for. */
+export interface Waiting { op: string; sources: readonly ExchangeRecv[] }
+
+export function waitingText(w: Waiting): string {
+  return `${w.op}: receives from ranks ${w.sources.map((r) => r.source).join(', ')}`;
 }
 
 /** `metadataBytes`: how many of the payload's bytes (at its end) are metadata — indices, weights, scales — which
@@ -111,14 +118,16 @@ export class RankFabric {
       payloadBytes += bytes - meta;
       metadataBytes += meta;
     }
-    const received = await this.#receive(name, recvs);
+    // A send-only op (the common p2p case) skips the receive path: no promise, no sorting.
+    const received = recvs.length === 0 ? [] : await this.#receive(name, recvs);
     const donePs = new Array<number>(received.length).fill(startPs);
-    const indexed = received.map((r, index) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq, r, index }));
-    for (const m of processingOrder(indexed)) {
-      const h = m.r.header;
-      const done = this.#portTo(h.src).receive(h.bytes, { outPs: h.outPs, egressEndPs: h.egressEndPs });
-      donePs[m.index] = Math.max(startPs, done);
-      endPs = Math.max(endPs, done);
+    if (received.length > 0) {
+      const indexed = received.map((r, index) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq, r, index }));
+      for (const m of processingOrder(indexed)) {
+        const done = this.#portTo(m.source).receive(m.r.header.bytes, m.r.header);
+        donePs[m.index] = Math.max(startPs, done);
+        endPs = Math.max(endPs, done);
+      }
     }
     const op = options.record === false
       ? { rank: this.rank, stream: 'comm' as const, name, startPs, endPs, payloadBytes, metadataBytes, step: this.clock.step }
@@ -127,8 +136,7 @@ export class RankFabric {
   }
 
   async #receive(name: string, recvs: readonly ExchangeRecv[]): Promise<Incoming[]> {
-    if (recvs.length === 0) return [];
-    this.options.transport.status(`${name}: receives from ranks ${recvs.map((r) => r.source).join(', ')}`);
+    this.options.transport.status({ op: name, sources: recvs });
     try {
       return await this.mailbox.takeAll(recvs, this.options.watchdogMs, name);
     } finally {

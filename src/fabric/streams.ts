@@ -69,10 +69,10 @@ export class RankClock {
   /** Runs an op of known duration: start = max(stream.t, ...waits' endPs); end = start + durationPs; stream.t = end. */
   run(stream: StreamName, name: string, durationPs: Ps,
     options: OpBytes & { waitFor?: readonly VEvent[] } = {}): OpRecord {
-    assertTime(durationPs, `duration of ${name} on rank ${this.rank}`);
+    assertTime(durationPs, 'duration', name, this.rank);
     const startPs = Math.max(this.#clockPs[stream], latestEnd(options.waitFor ?? []));
     const endPs = startPs + durationPs;
-    assert(Number.isSafeInteger(endPs), `end of ${name} on rank ${this.rank} is past the exact range: ${endPs}`);
+    if (!Number.isSafeInteger(endPs)) assert(false, `end of ${name} on rank ${this.rank} is past the exact range: ${endPs}`);
     return this.#push(stream, name, startPs, endPs, options);
   }
 
@@ -81,11 +81,13 @@ export class RankClock {
    * start = max(stream.t, startPs), stream.t = max(stream.t, endPs). Asserts endPs ≥ start.
    */
   record(stream: StreamName, name: string, startPs: Ps, endPs: Ps, options: OpBytes = {}): OpRecord {
-    assertTime(startPs, `start of ${name} on rank ${this.rank}`);
-    assertTime(endPs, `end of ${name} on rank ${this.rank}`);
+    assertTime(startPs, 'start', name, this.rank);
+    assertTime(endPs, 'end', name, this.rank);
     const start = Math.max(this.#clockPs[stream], startPs);
-    assert(endPs >= start, `${name} on rank ${this.rank} ${stream} would end at ${endPs} ps, `
-      + `before it can start at ${start} ps (clocks never go back)`);
+    if (endPs < start) {
+      assert(false, `${name} on rank ${this.rank} ${stream} would end at ${endPs} ps, before it can start at ${start} ps `
+        + '(clocks never go back)');
+    }
     return this.#push(stream, name, start, endPs, options);
   }
 
@@ -108,13 +110,14 @@ export class RankClock {
   #push(stream: StreamName, name: string, startPs: Ps, endPs: Ps, bytes: OpBytes): OpRecord {
     const payloadBytes = bytes.payloadBytes ?? 0;
     const metadataBytes = bytes.metadataBytes ?? 0;
-    assertCount(payloadBytes, `payloadBytes of ${name}`);
-    assertCount(metadataBytes, `metadataBytes of ${name}`);
-    assert(name.length > 0, `an op needs a name (rank ${this.rank}, ${stream})`);
-    assert(this.#records.length < this.#options.recordsMax,
-      `rank ${this.rank} holds ${this.#records.length} op records (recordsMax): takeRecords() was not called`);
+    assertCount(payloadBytes, 'payloadBytes', name);
+    assertCount(metadataBytes, 'metadataBytes', name);
+    if (name.length === 0) assert(false, `an op needs a name (rank ${this.rank}, ${stream})`);
+    if (this.#records.length >= this.#options.recordsMax) {
+      assert(false, `rank ${this.rank} holds ${this.#records.length} op records (recordsMax): takeRecords() was not called`);
+    }
     const before = this.#clockPs[stream];
-    assert(endPs >= before, `${stream} clock of rank ${this.rank} would go back from ${before} to ${endPs} ps`);
+    if (endPs < before) assert(false, `${stream} clock of rank ${this.rank} would go back from ${before} to ${endPs} ps`);
     this.#clockPs[stream] = endPs;
     const op: OpRecord = {
       rank: this.rank, stream, name, startPs, endPs, payloadBytes, metadataBytes, step: this.#step,
@@ -127,18 +130,19 @@ export class RankClock {
 function latestEnd(events: readonly VEvent[]): Ps {
   let latestPs = 0;
   for (const event of events) {
-    assertTime(event.endPs, 'an awaited event end');
+    assertTime(event.endPs, 'end', 'an awaited event');
     latestPs = Math.max(latestPs, event.endPs);
   }
   return latestPs;
 }
 
-function assertTime(ps: number, what: string): void {
-  assert(Number.isSafeInteger(ps), `${what} must be an integer number of ps, got ${ps}`);
-  assert(ps >= 0, `${what} must not be negative, got ${ps}`);
+// These run on every op: the text of a failure is built only when there is one.
+function assertTime(ps: number, what: string, op: string, rank?: number): void {
+  if (Number.isSafeInteger(ps) && ps >= 0) return;
+  assert(false, `${what} of ${op}${rank === undefined ? '' : ` on rank ${rank}`} must be a non-negative integer number of ps, got ${ps}`);
 }
 
-function assertCount(value: number, what: string): void {
-  assert(Number.isSafeInteger(value), `${what} must be an integer, got ${value}`);
-  assert(value >= 0, `${what} must not be negative, got ${value}`);
+function assertCount(value: number, what: string, op: string): void {
+  if (Number.isSafeInteger(value) && value >= 0) return;
+  assert(false, `${what} of ${op} must be a non-negative integer, got ${value}`);
 }

@@ -10,6 +10,7 @@ export type Ps = number;
 
 export const PS_PER_S = 1e12;
 const PS_PER_S_BIG = 1_000_000_000_000n;
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 const PS_PER_NS = 1000;
 /** Significant digits kept when reading a nanosecond figure, so 4.03 ns is 4030 ps, not 4031 through float noise. */
 const NS_DIGITS = 15;
@@ -30,14 +31,14 @@ export function psFromNs(ns: number): Ps {
 export function psForBytes(bytes: number, bytesPerS: number): Ps {
   assertCount(bytes, 'bytes');
   checkRate(bytesPerS, 'bytesPerS');
-  return ceilPs(BigInt(bytes) * PS_PER_S_BIG, BigInt(bytesPerS), `${bytes} bytes at ${bytesPerS} B/s`);
+  return ceilPs(BigInt(bytes) * PS_PER_S_BIG, BigInt(bytesPerS), () => `${bytes} bytes at ${bytesPerS} B/s`);
 }
 
 /** ceil(flops · 1e12 / flopsPerS), exact. `flopsPerS` must be a positive integer (MOEMU_ERR_CONFIG otherwise). */
 export function psForFlops(flops: number, flopsPerS: number): Ps {
   assertCount(flops, 'flops');
   checkRate(flopsPerS, 'flopsPerS');
-  return ceilPs(BigInt(flops) * PS_PER_S_BIG, BigInt(flopsPerS), `${flops} FLOPs at ${flopsPerS} FLOP/s`);
+  return ceilPs(BigInt(flops) * PS_PER_S_BIG, BigInt(flopsPerS), () => `${flops} FLOPs at ${flopsPerS} FLOP/s`);
 }
 
 /**
@@ -56,7 +57,7 @@ export function computePs(gpu: GpuConfig, work: { matmulFlops: number; bytes: nu
   const matmulPs = ceilPs(
     BigInt(work.matmulFlops) * PS_PER_S_BIG * BigInt(gpu.sms),
     BigInt(gpu.flopsPerS) * BigInt(gemmSms),
-    `${work.matmulFlops} FLOPs on ${gemmSms} of ${gpu.sms} SMs at ${gpu.flopsPerS} FLOP/s`,
+    () => `${work.matmulFlops} FLOPs on ${gemmSms} of ${gpu.sms} SMs at ${gpu.flopsPerS} FLOP/s`,
   );
   const bytesPs = psForBytes(work.bytes, gpu.hbmBytesPerS);
   return checkedPs(matmulPs + bytesPs, 'a compute op');
@@ -80,13 +81,13 @@ export function formatPs(ps: Ps): string {
 
 // --- helpers ---
 
-/** Exact ceil(numerator / denominator) as a safe-integer Ps. */
-function ceilPs(numerator: bigint, denominator: bigint, what: string): Ps {
-  assert(numerator >= 0n, `numerator must not be negative: ${numerator}`);
-  assert(denominator > 0n, `denominator must be positive: ${denominator}`);
+/** Exact ceil(numerator / denominator) as a safe-integer Ps. `what` describes it, for the error only (this runs
+ * on every message and op, so no text is built unless it fails). */
+function ceilPs(numerator: bigint, denominator: bigint, what: () => string): Ps {
+  if (numerator < 0n || denominator <= 0n) assert(false, `ceilPs(${numerator}, ${denominator}): negative or zero`);
   const quotient = (numerator + denominator - 1n) / denominator;
-  if (quotient > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw moemuError('MOEMU_ERR_CONFIG', `${what} lasts ${quotient} ps, past the exact virtual-time range `
+  if (quotient > MAX_SAFE_BIG) {
+    throw moemuError('MOEMU_ERR_CONFIG', `${what()} lasts ${quotient} ps, past the exact virtual-time range `
       + `(${Number.MAX_SAFE_INTEGER} ps ≈ ${formatPs(Number.MAX_SAFE_INTEGER)})`);
   }
   return Number(quotient);
@@ -103,8 +104,8 @@ function checkedPs(ps: number, what: string): Ps {
 
 /** Byte and FLOP counts come from moemu's own code: a bad one is a bug. */
 function assertCount(value: number, what: string): void {
-  assert(Number.isSafeInteger(value), `${what} must be a safe integer, got ${value}`);
-  assert(value >= 0, `${what} must not be negative, got ${value}`);
+  if (Number.isSafeInteger(value) && value >= 0) return;
+  assert(false, `${what} must be a non-negative safe integer, got ${value}`);
 }
 
 /** Rates come from the configuration: a bad one is bad input. Any integer-valued double converts exactly. */

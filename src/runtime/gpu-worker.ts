@@ -2,13 +2,13 @@
 // threads"). It owns the rank's fabric (clocks, ports, HBM, mailbox), talks to the GPUs of its node over direct
 // MessagePorts (NVLink: payloads in transferred, pooled ArrayBuffers) and to its node's main thread for IB and
 // control. It never blocks: every wait is an awaited promise, so the event loop keeps serving its ports.
-import type { MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { moemuError, MoemuError } from '../errors.js';
 import { BufferPool, sizeClass } from '../fabric/buffer-pool.js';
 import { gpuOf, nodeOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import { payloadCrc32 } from '../fabric/ib-frame.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError } from '../fabric/protocol.js';
-import { RankFabric, type Transport } from '../fabric/rank-fabric.js';
+import { RankFabric, waitingText, type Transport, type Waiting } from '../fabric/rank-fabric.js';
 import { SendWindow } from '../fabric/send-window.js';
 import { runProgram } from './programs.js';
 
@@ -26,6 +26,8 @@ export interface GpuInit {
   peerPorts: (MessagePort | null)[];
 }
 
+const NO_BUFFERS: ArrayBuffer[] = [];
+
 export default function gpuMain(init: GpuInit): Promise<void> {
   return new Promise((resolve) => new GpuRank(init, resolve));
 }
@@ -35,7 +37,7 @@ class GpuRank {
   readonly #fabric: RankFabric;
   #running: Promise<void> = Promise.resolve();
   #closed = false;
-  #waiting: string | null = null;
+  #waiting: Waiting | null = null;
   readonly #nvlinkWindows: SendWindow[];
   readonly #ibWindow: SendWindow;
   readonly #pendingReturns: ArrayBuffer[][];
@@ -61,9 +63,12 @@ class GpuRank {
         const peer = gpuOf(cluster, header.dst);
         const post = () => {
           const buffer = owned ? this.#ownedBuffer(payload) : this.#copyIn(payload);
-          const returns = this.#pendingReturns[peer].splice(0);
-          peerPorts[peer]!.postMessage({ kind: 'data', header, buffer, returns } satisfies PeerMessage, [buffer, ...returns]);
+          const pending = this.#pendingReturns[peer];
+          const returns = pending.length === 0 ? NO_BUFFERS : pending.splice(0);
+          peerPorts[peer]!.postMessage({ kind: 'data', header, buffer, returns } satisfies PeerMessage,
+            returns.length === 0 ? [buffer] : [buffer, ...returns]);
         };
+        this.#takeArrived(peer);
         const waiting = this.#nvlinkWindows[peer].reserve(sizeClass(payload.byteLength));
         return waiting ? waiting.then(post) : post();
       },
@@ -95,6 +100,14 @@ class GpuRank {
     const buffer = this.#pool.acquire(payload.byteLength);
     new Uint8Array(buffer, 0, payload.byteLength).set(payload);
     return buffer;
+  }
+
+  /** Handles what a peer has already posted (returned buffers above all) without waiting for the event loop: a
+   * sender busy in a run of sends would otherwise see its buffers come back only once its window is full, and
+   * then pay a trip through the event loop, and often a sleep, for every message. */
+  #takeArrived(peer: number): void {
+    const port = this.init.peerPorts[peer]!;
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) this.#onPeer(port, m.message as PeerMessage);
   }
 
   #onPeer(port: MessagePort, m: PeerMessage): void {
@@ -140,7 +153,8 @@ class GpuRank {
         return;
       }
       case 'status?': {
-        this.init.nodePort.postMessage({ kind: 'status', rank: this.init.rank, waiting: this.#waiting } satisfies GpuToNode);
+        const waiting = this.#waiting === null ? null : waitingText(this.#waiting);
+        this.init.nodePort.postMessage({ kind: 'status', rank: this.init.rank, waiting } satisfies GpuToNode);
         return;
       }
       case 'shutdown': return this.#close();   // a program still waiting (on a dead peer) is abandoned
