@@ -10,6 +10,8 @@ import { crc32 } from 'node:zlib';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS, type ClusterConfig } from '../src/fabric/cluster-config.js';
 import type { CollectiveResult, CollectiveStep } from '../src/runtime/collective-program.js';
 import { Coordinator } from '../src/runtime/coordinator.js';
+import { NVLINK_WINDOW_BYTES } from '../src/runtime/node.js';
+import { transferLoopGbps } from './transfer-loop.js';
 
 const SIZES = [64 << 10, 1 << 20, 16 << 20];
 const TOTAL_BYTES = 1 << 30;
@@ -43,16 +45,21 @@ async function warmUp(channel: () => Promise<number>): Promise<number> {
   return runs.length;
 }
 
-/** Channel and limit measured alternately, ROUNDS times each, after the channel's warm-up. */
-async function interleaved(channel: () => Promise<number>, limit: () => Promise<number> | number): Promise<{ channel: number; limit: number }> {
+/** Channel and limit (and an optional reference) measured alternately, ROUNDS times each, after the channel's
+ * warm-up; the medians. */
+async function interleaved(channel: () => Promise<number>, limit: () => Promise<number> | number,
+                           reference?: () => Promise<number>): Promise<{ channel: number; limit: number; reference: number }> {
   await warmUp(channel);
+  if (reference) await reference();
   const c: number[] = [];
   const l: number[] = [];
+  const f: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     l.push(await limit());
+    if (reference) f.push(await reference());
     c.push(await channel());
   }
-  return { channel: median(c), limit: median(l) };
+  return { channel: median(c), limit: median(l), reference: reference ? median(f) : NaN };
 }
 
 function cluster(nodes: number, gpusPerNode: number): ClusterConfig {
@@ -98,15 +105,19 @@ function memcpyGbps(size: number): number {
 
 /** sendBuffers false: the sender's payload is copied into the channel (it keeps its tensor); true: the producer
  * made it in the channel's send buffer, so the channel moves it without a copy. */
+function messageCount(size: number): number {
+  return Math.max(16, Math.min(1024, Math.floor(TOTAL_BYTES / size)));
+}
+
 async function channelGbps(c: Coordinator, source: number, target: number, size: number, sendBuffers = false): Promise<number> {
-  const count = Math.max(16, Math.min(1024, Math.floor(TOTAL_BYTES / size)));
+  const count = messageCount(size);
   const step: CollectiveStep = { op: 'stream', source, target, bytes: size, count, sendBuffers };
   const results = await runSteps(c, [step]);
   return gbps(size * count, results[target].wallMs[0]);
 }
 
 async function tcpGbps(size: number): Promise<number> {
-  const count = Math.max(16, Math.min(1024, Math.floor(TOTAL_BYTES / size)));
+  const count = messageCount(size);
   const sink = fork(new URL('./tcp-sink.js', import.meta.url), [String(count)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve) => sink.once('message', (m: { port: number }) => resolve(m.port)));
   const done = new Promise<number>((resolve) => sink.once('message', (m: { ms: number }) => resolve(m.ms)));
@@ -149,9 +160,15 @@ export async function benchFabric(): Promise<string[]> {
   const channels: string[] = [];
   await withCluster(cluster(1, 2), async (c) => {
     for (const size of SIZES) {
-      const copied = await interleaved(() => channelGbps(c, 0, 1, size), () => memcpyGbps(size));
+      const count = messageCount(size);
+      const copied = await interleaved(() => channelGbps(c, 0, 1, size), () => memcpyGbps(size),
+        () => transferLoopGbps(size, count, NVLINK_WINDOW_BYTES));
       limits.push(`memcpy ${sizeName(size)}: ${copied.limit.toFixed(2)} GB/s (single thread, TypedArray.set)`);
-      channels.push(line('NVLink', size, copied.channel, 'memcpy', copied.limit));
+      limits.push(`thread transfer loop ${sizeName(size)}: ${copied.reference.toFixed(2)} GB/s, ratio ` +
+        `${(copied.reference / copied.limit).toFixed(2)} of memcpy (two bare threads: copy into a pooled buffer, ` +
+        `transfer, hand back; the channel's design with no moemu code)`);
+      channels.push(line('NVLink', size, copied.channel, 'memcpy', copied.limit) +
+        `, ${(copied.channel / copied.reference).toFixed(2)} of the bare transfer loop`);
       const moved = await interleaved(() => channelGbps(c, 0, 1, size, true), () => memcpyGbps(size));
       channels.push(line('NVLink (send buffers)', size, moved.channel, 'memcpy', moved.limit));
     }

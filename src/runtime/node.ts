@@ -26,7 +26,7 @@ const GPU_WORKER = new URL('./gpu-worker.js', import.meta.url).href;
 /** NVLink bytes in flight per GPU pair (gpu-worker.ts). Since a sender takes its returned buffers as soon as they
  * arrive, two 1 MiB buffers keep the channel busy, and the fewer cycle, the warmer they stay in cache: 2 MiB measured
  * 0.54–0.73 × memcpy at 1 MiB against 0.53–0.63 for 3 MiB, 0.53 for 4 MiB and 0.41 for 6 MiB (docs/fabric.md). */
-const NVLINK_WINDOW_BYTES = 2 << 20;
+export const NVLINK_WINDOW_BYTES = 2 << 20;
 /** IB bytes in flight per GPU (to its node's main thread and socket): enough to keep the link busy, bounded. */
 const IB_WINDOW_BYTES = 16 << 20;
 
