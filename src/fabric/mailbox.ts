@@ -55,15 +55,22 @@ export class Mailbox {
     return n;
   }
 
-  /** All of `wanted` if every one is already queued (then taken), else null (nothing taken). */
-  #takeQueued(wanted: readonly { source: number; tag: string }[]): Incoming[] | null {
+  /** Whether every one of `wanted` has arrived (a message for each, counting repeats of one source and tag). */
+  hasAll(wanted: readonly { source: number; tag: string }[]): boolean {
+    if (wanted.length === 1) return this.#queues.has(keyOf(wanted[0].source, wanted[0].tag));
     const counts = new Map<string, number>();
     for (const { source, tag } of wanted) {
       const key = keyOf(source, tag);
       const need = (counts.get(key) ?? 0) + 1;
-      if ((this.#queues.get(key)?.length ?? 0) < need) return null;
+      if ((this.#queues.get(key)?.length ?? 0) < need) return false;
       counts.set(key, need);
     }
+    return true;
+  }
+
+  /** All of `wanted` if every one is already queued (then taken), else null (nothing taken). */
+  #takeQueued(wanted: readonly { source: number; tag: string }[]): Incoming[] | null {
+    if (!this.hasAll(wanted)) return null;
     return wanted.map(({ source, tag }) => {
       const key = keyOf(source, tag);
       const queue = this.#queues.get(key)!;

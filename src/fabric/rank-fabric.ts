@@ -25,6 +25,9 @@ export interface Transport {
   /** What this rank waits for now (for the watchdog's report), or null when it stops waiting. Called on every
    * receive, so it must be cheap: the runtime keeps it and formats it (waitingText) only when asked. */
   status(waiting: Waiting | null): void;
+  /** Takes, without waiting, what other GPU threads of this node have posted (and hands back buffers due to
+   * them): called in a loop for up to `spinUs` before a receive from this node sleeps. */
+  poll?(): void;
 }
 
 /** A receive in progress: the op and the ranks it waits for. */
@@ -59,6 +62,8 @@ export interface RankFabricOptions {
   cluster: ClusterConfig;
   transport: Transport;
   watchdogMs: number;
+  /** How long a receive from this node polls the transport before it sleeps (runtime/spin.ts); 0 or absent: never. */
+  spinUs?: number;
 }
 
 export class RankFabric {
@@ -138,10 +143,19 @@ export class RankFabric {
   async #receive(name: string, recvs: readonly ExchangeRecv[]): Promise<Incoming[]> {
     this.options.transport.status({ op: name, sources: recvs });
     try {
+      this.#poll(recvs);
       return await this.mailbox.takeAll(recvs, this.options.watchdogMs, name);
     } finally {
       this.options.transport.status(null);
     }
+  }
+
+  /** Polls for up to spinUs while a receive from this node is missing, rather than sleeping at once. */
+  #poll(recvs: readonly ExchangeRecv[]): void {
+    const { spinUs = 0, transport } = this.options;
+    if (spinUs === 0 || !transport.poll || this.mailbox.hasAll(recvs) || !recvs.some((r) => this.sameNode(r.source))) return;
+    const deadline = performance.now() + spinUs / 1000;
+    do transport.poll(); while (!this.mailbox.hasAll(recvs) && performance.now() < deadline);
   }
 
   /** A buffer to write a payload into and send with `owned: true` (see Transport.sendBuffer). */

@@ -23,6 +23,11 @@ export class SendWindow {
     return this.#wait(bytes);
   }
 
+  /** Whether `bytes` would be reserved at once (nothing waits before them and they fit). */
+  canReserve(bytes: number): boolean {
+    return this.#waiters.length === 0 && this.#fits(bytes);
+  }
+
   /** Buffers came back. */
   free(bytes: number): void {
     this.#inFlightBytes -= bytes;

@@ -10,6 +10,7 @@ export interface NodeAssignment {
   heartbeatMs: number;
   frameBytesMax: number;
   host: string;               // where this node's IB endpoint binds
+  spinUs: number;             // how long a GPU thread polls its NVLink ports before it sleeps (0: never; spin.ts)
 }
 
 export type CoordinatorToNode =

@@ -5,12 +5,14 @@
 // its ranks and what they were waiting for.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { errorFromData, moemuError, MoemuError } from '../errors.js';
-import { rankOf, type ClusterConfig } from '../fabric/cluster-config.js';
+import { rankOf, worldSize, type ClusterConfig } from '../fabric/cluster-config.js';
 import type { CoordinatorToNode, NodeToCoordinator, RankResult } from './control-protocol.js';
 import { TOKEN_HEADER } from './control-protocol.js';
+import { spinUsFor } from './spin.js';
 
 export interface CoordinatorOptions {
   cluster: ClusterConfig;
@@ -165,8 +167,9 @@ export class Coordinator {
       return;
     }
     this.#nodes.set(node, { ws, node, pid, lastSeenMs: Date.now(), waiting: [], ready: false });
-    const { cluster, watchdogMs, heartbeatMs, frameBytesMax, host } = this.options;
-    this.#sendTo(node, { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, host } });
+    const { cluster, watchdogMs, heartbeatMs, frameBytesMax, host, launch } = this.options;
+    const spinUs = spinUsFor(launch, worldSize(cluster), availableParallelism());
+    this.#sendTo(node, { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, host, spinUs } });
   }
 
   #rendezvousDone: (() => void) | null = null;

@@ -18,6 +18,8 @@ export interface GpuInit {
    * (src/fabric/send-window.ts): keeps a few buffers cycling, and in cache, and the pool bounded. */
   nvlinkWindowBytes: number;
   ibWindowBytes: number;
+  /** How long to poll the NVLink ports before sleeping, in a full window or a receive (runtime/spin.ts); 0: never. */
+  spinUs: number;
   cluster: ClusterConfig;
   watchdogMs: number;
   poolBytesMax: number;
@@ -51,7 +53,8 @@ class GpuRank {
     this.#ibWindow = new SendWindow({ bytesMax: init.ibWindowBytes, watchdogMs, rank, link: 'the node\'s IB path' });
     this.#pendingReturns = init.peerPorts.map(() => []);
     this.#flushScheduled = init.peerPorts.map(() => false);
-    this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(), watchdogMs: init.watchdogMs });
+    this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(), watchdogMs: init.watchdogMs,
+      spinUs: init.spinUs });
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
   }
@@ -68,8 +71,10 @@ class GpuRank {
           peerPorts[peer]!.postMessage({ kind: 'data', header, buffer, returns } satisfies PeerMessage,
             returns.length === 0 ? [buffer] : [buffer, ...returns]);
         };
+        const bytes = sizeClass(payload.byteLength);
         this.#takeArrived(peer);
-        const waiting = this.#nvlinkWindows[peer].reserve(sizeClass(payload.byteLength));
+        if (this.init.spinUs > 0 && !this.#nvlinkWindows[peer].canReserve(bytes)) this.#pollUntil(() => this.#nvlinkWindows[peer].canReserve(bytes));
+        const waiting = this.#nvlinkWindows[peer].reserve(bytes);
         return waiting ? waiting.then(post) : post();
       },
       sendIb: (header, payload, owned) => {
@@ -83,6 +88,7 @@ class GpuRank {
         return waiting ? waiting.then(post) : post();
       },
       status: (waiting) => { this.#waiting = waiting; },
+      poll: () => this.#poll(),
       sendBuffer: (bytes) => new Uint8Array(this.#pool.acquire(bytes), 0, bytes),
     };
   }
@@ -108,6 +114,21 @@ class GpuRank {
   #takeArrived(peer: number): void {
     const port = this.init.peerPorts[peer]!;
     for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) this.#onPeer(port, m.message as PeerMessage);
+  }
+
+  /** Buffers due back to every peer go now, and whatever the peers posted is taken. */
+  #poll(): void {
+    for (let peer = 0; peer < this.init.peerPorts.length; peer++) {
+      if (this.init.peerPorts[peer] === null) continue;
+      if (this.#pendingReturns[peer].length > 0) this.#flushReturns(peer);
+      this.#takeArrived(peer);
+    }
+  }
+
+  /** Polls for up to spinUs until `done`: the buffers a full window waits for are usually a few µs away. */
+  #pollUntil(done: () => boolean): void {
+    const deadline = performance.now() + this.init.spinUs / 1000;
+    do this.#poll(); while (!done() && performance.now() < deadline);
   }
 
   #onPeer(port: MessagePort, m: PeerMessage): void {

@@ -130,7 +130,7 @@ class NodeProcess {
       this.#gpuPorts.push(port1);
       this.#deliveryPools.push(new BufferPool({ bytesMax: this.options.poolBytesMax, name: `node ${a.node} IB deliveries to gpu ${gpu}` }));
       port1.on('message', (m: GpuToNode) => this.#onGpu(gpu, m));
-      const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs, nvlinkWindowBytes: NVLINK_WINDOW_BYTES, ibWindowBytes: IB_WINDOW_BYTES,
+      const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs, nvlinkWindowBytes: NVLINK_WINDOW_BYTES, ibWindowBytes: IB_WINDOW_BYTES, spinUs: a.spinUs,
         poolBytesMax: this.options.poolBytesMax, nodePort: port2, peerPorts: peers[gpu] };
       const transferList = [port2, ...peers[gpu].filter((p): p is MessagePort => p !== null)];
       this.#tasks.push(this.#pool.run(init, { transferList }).catch((e) => this.#fail(e, rankOf(a.cluster, a.node, gpu))));

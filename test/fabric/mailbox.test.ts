@@ -28,6 +28,19 @@ describe('Mailbox', () => {
     expect(box.unclaimed).toBe(0);
   });
 
+  it('hasAll counts repeats of one (source, tag) and takes nothing', () => {
+    const box = new Mailbox(0);
+    const wanted = [{ source: 1, tag: 'a' }, { source: 1, tag: 'a' }];
+    expect(box.hasAll([{ source: 1, tag: 'a' }])).toBe(false);
+    box.deliver(message(1, 'a', 10));
+    expect(box.hasAll([{ source: 1, tag: 'a' }])).toBe(true);
+    expect(box.hasAll(wanted)).toBe(false);
+    box.deliver(message(1, 'a', 11));
+    expect(box.hasAll(wanted)).toBe(true);
+    expect(box.hasAll([...wanted, { source: 2, tag: 'a' }])).toBe(false);
+    expect(box.unclaimed).toBe(2);
+  });
+
   it('fails with a watchdog error naming the rank, the op and the missing sources', async () => {
     const box = new Mailbox(4);
     box.deliver(message(1, 'a', 10));

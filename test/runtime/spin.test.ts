@@ -1,0 +1,51 @@
+// Goal: GPU threads poll instead of sleeping only when this machine runs every GPU thread and has a core for each
+// (runtime/spin.ts); a cluster whose GPU threads poll moves the same bytes, exactly, as one whose threads sleep.
+// Runs the BUILT code (dist/) for the cluster part, as test/runtime/cluster.test.ts.
+import { availableParallelism } from 'node:os';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CLUSTER_PRESETS, RUNTIME_DEFAULTS } from '../../dist/src/fabric/cluster-config.js';
+import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime/collective-program.js';
+import { Coordinator } from '../../dist/src/runtime/coordinator.js';
+import { SPIN_US, spinUsFor } from '../../src/runtime/spin.js';
+
+describe('spinUsFor', () => {
+  it('polls when every forked GPU thread has a core', () => {
+    expect(spinUsFor('fork', 2, 2)).toBe(SPIN_US);
+    expect(spinUsFor('fork', 1, 8)).toBe(SPIN_US);
+  });
+
+  it('never polls with more GPU threads than cores, or with nodes that joined by themselves', () => {
+    expect(spinUsFor('fork', 3, 2)).toBe(0);
+    expect(spinUsFor('fork', 16, 2)).toBe(0);
+    expect(spinUsFor('none', 2, 64)).toBe(0);
+  });
+});
+
+const coordinators: Coordinator[] = [];
+afterEach(async () => {
+  for (const c of coordinators.splice(0)) await c.shutdown();
+});
+
+describe('a cluster of two GPU threads on one node', () => {
+  it(`moves exact bytes both ways through full windows (polling: ${spinUsFor('fork', 2, availableParallelism()) > 0})`, async () => {
+    const c = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes: 1, gpusPerNode: 2 }, ...RUNTIME_DEFAULTS,
+      watchdogMs: 10_000, heartbeatMs: 200, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
+    coordinators.push(c);
+    const sizes = [0, 1, 255, 256, 65_537, 1 << 20, (1 << 20) + 1, 5 << 20];
+    const program: CollectiveProgram = { kind: 'collectives', seed: 3, steps: [
+      { op: 'stream', source: 0, target: 1, bytes: 1 << 20, count: 64 },       // 32 windows' worth
+      ...sizes.map((bytes) => ({ op: 'p2p' as const, transfers: [{ source: 0, target: 1, bytes }, { source: 1, target: 0, bytes: bytes + 3 }] })),
+      { op: 'all-to-all', bytes: [[0, 3 << 20], [70_001, 0]] },
+      { op: 'all-reduce', elements: 300_001, dtype: 'f32' },
+      { op: 'barrier' },
+    ] };
+    const results = (await c.run(program)).map((r) => r.result as CollectiveResult);
+    for (const r of results) {
+      expect(r.mismatches).toEqual([]);
+      expect(r.unclaimed).toBe(0);
+    }
+    const p2pBytes = sizes.reduce((n, b) => n + 2 * b + 3, 0);
+    expect(results[0].bytesChecked + results[1].bytesChecked).toBe(p2pBytes + (3 << 20) + 70_001);
+    expect(results[0].allReduce[0]).toBe(results[1].allReduce[0]);
+  }, 60_000);
+});
