@@ -16,10 +16,12 @@ interface Waiter { key: string; resolve: (m: Incoming) => void }
 export class Mailbox {
   readonly #queues = new Map<string, Incoming[]>();
   readonly #waiters = new Map<string, Waiter>();
+  #deliveries = 0;
 
   constructor(private readonly rank: number) {}
 
   deliver(message: Incoming): void {
+    this.#deliveries += 1;
     const key = keyOf(message.header.src, message.header.tag);
     const waiter = this.#waiters.get(key);
     if (waiter) {
@@ -53,6 +55,11 @@ export class Mailbox {
     let n = 0;
     for (const q of this.#queues.values()) n += q.length;
     return n;
+  }
+
+  /** Messages delivered so far: a poller asks hasAll again only when this changed. */
+  get deliveries(): number {
+    return this.#deliveries;
   }
 
   /** Whether every one of `wanted` has arrived (a message for each, counting repeats of one source and tag). */

@@ -155,7 +155,14 @@ export class RankFabric {
     const { spinUs = 0, transport } = this.options;
     if (spinUs === 0 || !transport.poll || this.mailbox.hasAll(recvs) || !recvs.some((r) => this.sameNode(r.source))) return;
     const deadline = performance.now() + spinUs / 1000;
-    do transport.poll(); while (!this.mailbox.hasAll(recvs) && performance.now() < deadline);
+    let seen = this.mailbox.deliveries;
+    do {
+      transport.poll();
+      if (this.mailbox.deliveries !== seen) {
+        seen = this.mailbox.deliveries;
+        if (this.mailbox.hasAll(recvs)) return;
+      }
+    } while (performance.now() < deadline);
   }
 
   /** A buffer to write a payload into and send with `owned: true` (see Transport.sendBuffer). */

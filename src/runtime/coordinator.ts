@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { errorFromData, moemuError, MoemuError } from '../errors.js';
-import { rankOf, worldSize, type ClusterConfig } from '../fabric/cluster-config.js';
+import { rankOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import type { CoordinatorToNode, NodeToCoordinator, RankResult } from './control-protocol.js';
 import { TOKEN_HEADER } from './control-protocol.js';
 import { spinUsFor } from './spin.js';
@@ -168,7 +168,7 @@ export class Coordinator {
     }
     this.#nodes.set(node, { ws, node, pid, lastSeenMs: Date.now(), waiting: [], ready: false });
     const { cluster, watchdogMs, heartbeatMs, frameBytesMax, host, launch } = this.options;
-    const spinUs = spinUsFor(launch, worldSize(cluster), availableParallelism());
+    const spinUs = spinUsFor(launch, cluster, availableParallelism());
     this.#sendTo(node, { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, host, spinUs } });
   }
 

@@ -11,6 +11,7 @@ import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError }
 import { RankFabric, waitingText, type Transport, type Waiting } from '../fabric/rank-fabric.js';
 import { SendWindow } from '../fabric/send-window.js';
 import { runProgram } from './programs.js';
+import { allowedCpus, pinThisThread } from './spin.js';
 
 export interface GpuInit {
   rank: number;
@@ -44,6 +45,8 @@ class GpuRank {
   readonly #ibWindow: SendWindow;
   readonly #pendingReturns: ArrayBuffer[][];
   readonly #flushScheduled: boolean[];
+  /** init.spinUs once this thread has a core of its own, else 0 (see spin.ts). */
+  readonly #spinUs: number;
 
   constructor(private readonly init: GpuInit, private readonly done: () => void) {
     this.#pool = new BufferPool({ bytesMax: init.poolBytesMax, name: `rank ${init.rank} send pool` });
@@ -53,8 +56,9 @@ class GpuRank {
     this.#ibWindow = new SendWindow({ bytesMax: init.ibWindowBytes, watchdogMs, rank, link: 'the node\'s IB path' });
     this.#pendingReturns = init.peerPorts.map(() => []);
     this.#flushScheduled = init.peerPorts.map(() => false);
+    this.#spinUs = init.spinUs > 0 && pinOwnCore(init.rank) ? init.spinUs : 0;
     this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(), watchdogMs: init.watchdogMs,
-      spinUs: init.spinUs });
+      spinUs: this.#spinUs });
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
   }
@@ -72,9 +76,12 @@ class GpuRank {
             returns.length === 0 ? [buffer] : [buffer, ...returns]);
         };
         const bytes = sizeClass(payload.byteLength);
-        this.#takeArrived(peer);
-        if (this.init.spinUs > 0 && !this.#nvlinkWindows[peer].canReserve(bytes)) this.#pollUntil(() => this.#nvlinkWindows[peer].canReserve(bytes));
-        const waiting = this.#nvlinkWindows[peer].reserve(bytes);
+        const window = this.#nvlinkWindows[peer];
+        if (!window.canReserve(bytes)) {
+          this.#takeArrived(peer);
+          if (this.#spinUs > 0 && !window.canReserve(bytes)) this.#pollUntil(() => window.canReserve(bytes));
+        }
+        const waiting = window.reserve(bytes);
         return waiting ? waiting.then(post) : post();
       },
       sendIb: (header, payload, owned) => {
@@ -127,7 +134,7 @@ class GpuRank {
 
   /** Polls for up to spinUs until `done`: the buffers a full window waits for are usually a few µs away. */
   #pollUntil(done: () => boolean): void {
-    const deadline = performance.now() + this.init.spinUs / 1000;
+    const deadline = performance.now() + this.#spinUs / 1000;
     do this.#poll(); while (!done() && performance.now() < deadline);
   }
 
@@ -217,6 +224,12 @@ class GpuRank {
     this.init.nodePort.close();
     this.done();
   }
+}
+
+/** Global rank r polls on the r-th allowed CPU (the coordinator polls only with a core for every GPU thread). */
+function pinOwnCore(rank: number): boolean {
+  const cpus = allowedCpus();
+  return cpus !== null && pinThisThread(cpus[rank % cpus.length]);
 }
 
 export function serializeError(error: unknown, rank: number | null): SerializedError {

@@ -6,18 +6,31 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS } from '../../dist/src/fabric/cluster-config.js';
 import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime/collective-program.js';
 import { Coordinator } from '../../dist/src/runtime/coordinator.js';
-import { SPIN_US, spinUsFor } from '../../src/runtime/spin.js';
+import { allowedCpus, SPIN_US, spinUsFor } from '../../src/runtime/spin.js';
 
 describe('spinUsFor', () => {
-  it('polls when every forked GPU thread has a core', () => {
-    expect(spinUsFor('fork', 2, 2)).toBe(SPIN_US);
-    expect(spinUsFor('fork', 1, 8)).toBe(SPIN_US);
+  const node = (nodes: number, gpusPerNode: number) => ({ nodes, gpusPerNode });
+
+  it('polls when every forked GPU thread has a core and a node has NVLink peers', () => {
+    expect(spinUsFor('fork', node(1, 2), 2)).toBe(SPIN_US);
+    expect(spinUsFor('fork', node(2, 2), 8)).toBe(SPIN_US);
   });
 
-  it('never polls with more GPU threads than cores, or with nodes that joined by themselves', () => {
-    expect(spinUsFor('fork', 3, 2)).toBe(0);
-    expect(spinUsFor('fork', 16, 2)).toBe(0);
-    expect(spinUsFor('none', 2, 64)).toBe(0);
+  it('never polls with more GPU threads than cores, without NVLink peers, or with nodes that joined by themselves', () => {
+    expect(spinUsFor('fork', node(1, 3), 2)).toBe(0);
+    expect(spinUsFor('fork', node(4, 4), 2)).toBe(0);
+    expect(spinUsFor('fork', node(2, 1), 2)).toBe(0);
+    expect(spinUsFor('none', node(1, 2), 64)).toBe(0);
+  });
+});
+
+describe('allowedCpus', () => {
+  it('reads ranges and lists from Cpus_allowed_list, null when absent or malformed', () => {
+    expect(allowedCpus('Name:\tnode\nCpus_allowed_list:\t0-1\n')).toEqual([0, 1]);
+    expect(allowedCpus('Cpus_allowed_list:\t0,2-4,7\n')).toEqual([0, 2, 3, 4, 7]);
+    expect(allowedCpus('Cpus_allowed_list:\t3-1\n')).toBeNull();
+    expect(allowedCpus('Name:\tnode\n')).toBeNull();
+    expect(allowedCpus(null)).toBeNull();
   });
 });
 
@@ -27,7 +40,7 @@ afterEach(async () => {
 });
 
 describe('a cluster of two GPU threads on one node', () => {
-  it(`moves exact bytes both ways through full windows (polling: ${spinUsFor('fork', 2, availableParallelism()) > 0})`, async () => {
+  it(`moves exact bytes both ways through full windows (polling: ${spinUsFor('fork', { nodes: 1, gpusPerNode: 2 }, availableParallelism()) > 0})`, async () => {
     const c = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes: 1, gpusPerNode: 2 }, ...RUNTIME_DEFAULTS,
       watchdogMs: 10_000, heartbeatMs: 200, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
     coordinators.push(c);
