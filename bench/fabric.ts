@@ -103,11 +103,13 @@ function memcpyGbps(size: number): number {
   return gbps(size * reps, performance.now() - started);
 }
 
-/** sendBuffers false: the sender's payload is copied into the channel (it keeps its tensor); true: the producer
- * made it in the channel's send buffer, so the channel moves it without a copy. */
 function messageCount(size: number): number {
   return Math.max(16, Math.min(1024, Math.floor(TOTAL_BYTES / size)));
 }
+
+/** sendBuffers false: the sender's payload is copied into the channel (it keeps its tensor); true: the producer
+ * writes its payload into the channel's send buffer, which then moves without a copy (the bytes are written once
+ * either way). */
 
 async function channelGbps(c: Coordinator, source: number, target: number, size: number, sendBuffers = false): Promise<number> {
   const count = messageCount(size);
