@@ -25,7 +25,7 @@ export type PeerMessage =
 /** GPU thread -> node main thread. */
 export type GpuToNode =
   | { kind: 'ib-send'; header: FabricHeader; buffer: ArrayBuffer }
-  | { kind: 'return'; buffer: ArrayBuffer; pooled?: boolean }
+  | { kind: 'return'; buffer: ArrayBuffer }           // a buffer of the node's delivery pool, done with
   | { kind: 'status'; rank: number; waiting: string | null }
   | { kind: 'result'; rank: number; result: unknown }
   | { kind: 'progress'; rank: number; progress: unknown }   // a running program's news (a step done), small

@@ -202,7 +202,9 @@ class GpuRank {
       return;
     }
     const payload = new Uint8Array(buffer, 0, header.bytes);
-    const release = () => this.init.nodePort.postMessage({ kind: 'return', buffer, pooled } satisfies GpuToNode, [buffer]);
+    // A buffer ws allocated for this payload (not pooled) is simply dropped here: sending it back would cost the
+    // node's main thread, the busiest thread of the IB path, a message and the collection of 1 MiB buffers.
+    const release = pooled ? () => this.init.nodePort.postMessage({ kind: 'return', buffer } satisfies GpuToNode, [buffer]) : () => undefined;
     this.#fabric.mailbox.deliver({ header, link: 'ib', payload, release });
   }
 

@@ -140,8 +140,8 @@ class NodeProcess {
   #onGpu(gpu: number, m: GpuToNode): void {
     switch (m.kind) {
       case 'ib-send': return this.#forwardIb(gpu, m.header, m.buffer);
-      case 'return': {
-        if (m.pooled) this.#deliveryPools[gpu].release(m.buffer);
+      case 'return': {   // only pooled buffers come back (gpu-worker.ts #deliverIb)
+        this.#deliveryPools[gpu].release(m.buffer);
         return;
       }
       case 'status': {
