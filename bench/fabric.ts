@@ -32,17 +32,16 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** Runs the channel until its last STEADY_RUNS figures agree (see WARM_UP_RUNS_MIN); returns how many it took. */
-async function warmUp(channel: () => Promise<number>): Promise<number> {
+/** Runs the channel until its last STEADY_RUNS figures agree (see WARM_UP_RUNS_MIN). */
+async function warmUp(channel: () => Promise<number>): Promise<void> {
   const runs: number[] = [];
   while (runs.length < WARM_UP_RUNS_MAX) {
     runs.push(await channel());
     if (runs.length < WARM_UP_RUNS_MIN) continue;
     const last = runs.slice(-STEADY_RUNS);
     const m = median(last);
-    if (last.every((v) => Math.abs(v - m) <= STEADY_SPREAD * m)) break;
+    if (last.every((v) => Math.abs(v - m) <= STEADY_SPREAD * m)) return;
   }
-  return runs.length;
 }
 
 /** Channel and limit (and an optional reference) measured alternately, ROUNDS times each, after the channel's
@@ -110,7 +109,6 @@ function messageCount(size: number): number {
 /** sendBuffers false: the sender's payload is copied into the channel (it keeps its tensor); true: the producer
  * writes its payload into the channel's send buffer, which then moves without a copy (the bytes are written once
  * either way). */
-
 async function channelGbps(c: Coordinator, source: number, target: number, size: number, sendBuffers = false): Promise<number> {
   const count = messageCount(size);
   const step: CollectiveStep = { op: 'stream', source, target, bytes: size, count, sendBuffers };

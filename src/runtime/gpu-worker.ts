@@ -1,7 +1,8 @@
 // The GPU rank: one long-running piscina task per GPU, on a pool of exactly G threads (DESIGN "Processes and
 // threads"). It owns the rank's fabric (clocks, ports, HBM, mailbox), talks to the GPUs of its node over direct
 // MessagePorts (NVLink: payloads in transferred, pooled ArrayBuffers) and to its node's main thread for IB and
-// control. It never blocks: every wait is an awaited promise, so the event loop keeps serving its ports.
+// control. It never blocks: every wait is an awaited promise, at most after a poll bounded by spinUs (spin.ts),
+// so the event loop keeps serving its ports.
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { moemuError, MoemuError } from '../errors.js';
 import { BufferPool, sizeClass } from '../fabric/buffer-pool.js';
@@ -116,8 +117,8 @@ class GpuRank {
   }
 
   /** Handles what a peer has already posted (returned buffers above all) without waiting for the event loop: a
-   * sender busy in a run of sends would otherwise see its buffers come back only once its window is full, and
-   * then pay a trip through the event loop, and often a sleep, for every message. */
+   * sender in a run of sends whose window is full would otherwise pay a trip through the event loop, and often a
+   * sleep, for buffers that are already back. */
   #takeArrived(peer: number): void {
     const port = this.init.peerPorts[peer]!;
     for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) this.#onPeer(port, m.message as PeerMessage);
