@@ -40,6 +40,13 @@ export interface IbServerOptions {
   handshakeTimeoutMs?: number;
   closeTimeoutMs?: number;
   verifyCrc?: boolean;                         // default true; false: the consumer checks header.crc itself
+  /**
+   * Where to assemble a payload of at least ASSEMBLE_BYTES_MIN that spans several socket reads, instead of the
+   * fresh buffer ws allocates per message: a view of exactly `header.bytes` bytes, or null for ws's own buffer.
+   * The message's `onMessage` then gets a view of the same memory (same ArrayBuffer and offset); if the message is
+   * rejected instead (its CRC, a closed link), onMessage is not called and the memory is the consumer's again.
+   */
+  payloadTarget?: (header: IbHeader) => Uint8Array | null;
 }
 
 export interface IbLinkClosed {
@@ -162,6 +169,13 @@ export class IbServer {
         ws.close(reason === 'oversize' ? 1009 : 1008, reason);   // the peer misbehaves: this link ends
       },
     });
+    if (o.payloadTarget !== undefined) {
+      const target = o.payloadTarget;
+      assembleInto(ws, (bytes) => {
+        const header = decoder.pending;
+        return header !== null && header.bytes === bytes ? target(header) : null;
+      });
+    }
     ws.on('message', (data, isBinary) => decoder.push(asUint8Array(data), isBinary));
     ws.on('error', (error) => {
       const reason = wsErrorReason(error);
@@ -327,8 +341,8 @@ export class IbClient {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-type ResolvedServerOptions = Required<Omit<IbServerOptions, 'onReject' | 'onLinkClosed'>> &
-  Pick<IbServerOptions, 'onReject' | 'onLinkClosed'>;
+type ResolvedServerOptions = Required<Omit<IbServerOptions, 'onReject' | 'onLinkClosed' | 'payloadTarget'>> &
+  Pick<IbServerOptions, 'onReject' | 'onLinkClosed' | 'payloadTarget'>;
 type ResolvedClientOptions = Required<Omit<IbClientOptions, 'onClose'>> & Pick<IbClientOptions, 'onClose'>;
 
 function resolveServerOptions(options: IbServerOptions): ResolvedServerOptions {
@@ -378,6 +392,46 @@ function wsErrorReason(error: Error): IbRejectReason | null {
   const code = (error as { code?: unknown }).code;
   if (typeof code !== 'string' || !code.startsWith('WS_ERR_')) return null;
   return WS_LIMIT_ERRORS.has(code) ? 'oversize' : 'malformed';
+}
+
+/** Smallest payload assembled into a consumer's buffer: far above ws's own frame-header reads (2 to 8 bytes). */
+export const ASSEMBLE_BYTES_MIN = 4096;
+
+/** What assembleInto relies on in ws 8.23's Receiver (lib/receiver.js); ws is pinned to that version. */
+interface WsReceiverInternals {
+  _buffers: Buffer[];          // socket reads not consumed yet, oldest first
+  _bufferedBytes: number;
+  consume(n: number): Buffer;  // the next n bytes: a view when they lie in one read, else a fresh copy
+}
+
+/**
+ * ws assembles every frame that spans several socket reads into a fresh Buffer. For IB payloads (every message
+ * of a MiB or more) that allocation, its page faults and its collection cost about a tenth of the IB path's CPU
+ * (docs/fabric.md), so a payload frame is copied into the consumer's buffer instead. A frame ws can hand over
+ * as a view, or one `target` declines, goes ws's own way. test/fabric/ib-endpoint.test.ts checks that this
+ * takes effect, so a ws upgrade that changes these internals fails there rather than getting slow.
+ */
+function assembleInto(ws: WebSocket, target: (bytes: number) => Uint8Array | null): void {
+  const receiver = (ws as unknown as { _receiver?: Partial<WsReceiverInternals> })._receiver;
+  assert(receiver !== undefined && typeof receiver.consume === 'function' && Array.isArray(receiver._buffers) &&
+    typeof receiver._bufferedBytes === 'number', 'ws Receiver internals as in ws 8.23 (consume, _buffers, _bufferedBytes)');
+  const consume = receiver.consume;
+  receiver.consume = function (this: WsReceiverInternals, n: number): Buffer {
+    const reads = this._buffers;
+    const into = n >= ASSEMBLE_BYTES_MIN && n > reads[0].length ? target(n) : null;
+    if (into === null) return consume.call(this, n);
+    assert(into.byteLength === n, `payloadTarget returned ${into.byteLength} B for a ${n} B payload`);
+    this._bufferedBytes -= n;
+    for (let at = 0; at < n;) {
+      const read = reads[0];
+      const take = Math.min(read.length, n - at);
+      into.set(take === read.length ? read : read.subarray(0, take), at);
+      if (take === read.length) reads.shift();
+      else reads[0] = read.subarray(take);
+      at += take;
+    }
+    return Buffer.from(into.buffer, into.byteOffset, n);
+  };
 }
 
 /** ws gives a Buffer with binaryType 'nodebuffer'; deliver a plain Uint8Array view of the same bytes. */

@@ -202,6 +202,11 @@ export class IbFrameDecoder {
     return this.#state;
   }
 
+  /** The accepted header whose payload is the next message, if any. */
+  get pending(): IbHeader | null {
+    return this.#state === 'awaitPayload' ? this.#header : null;
+  }
+
   /** Messages accepted so far: the sequence number the next header must carry. */
   get seqNext(): number {
     return this.#seqNext;

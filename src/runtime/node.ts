@@ -55,6 +55,8 @@ class NodeProcess {
   #tasks: Promise<unknown>[] = [];
   readonly #gpuPorts: MessagePort[] = [];
   readonly #deliveryPools: BufferPool[] = [];
+  /** The pooled buffer ws is assembling an IB payload into, until that message is delivered (#payloadTarget). */
+  #assembling: { gpu: number; buffer: ArrayBuffer } | null = null;
   readonly #waiting = new Map<number, string>();
   #results: RankResult[] = [];
   #runId = -1;
@@ -90,6 +92,7 @@ class NodeProcess {
       localRank: local,
       verifyCrc: false,   // the receiving GPU thread checks it (gpu-worker.ts), off this thread
       onMessage: (header, payload) => this.#onIbMessage(header, payload),
+      payloadTarget: (header) => this.#payloadTarget(header),
       onReject: (reason, detail) => console.error(`moemu node ${a.node}: refused an IB frame (${reason}): ${detail}`),
     });
     this.#heartbeat = setInterval(() => {
@@ -172,14 +175,39 @@ class NodeProcess {
     }
   }
 
-  /** IB -> GPU. A payload that owns its whole ArrayBuffer (ws assembles large messages into a fresh one) is
+  /** A large IB payload is assembled straight into the destination GPU's delivery pool (ib-endpoint.ts
+   * assembleInto): no buffer allocated per message, and the GPU hands it back to be used again. */
+  #payloadTarget(h: IbHeader): Uint8Array | null {
+    this.#dropAssembling();
+    const gpu = gpuOf(this.#assignment!.cluster, h.dst);
+    let buffer: ArrayBuffer;
+    try {
+      buffer = this.#deliveryPools[gpu].acquire(h.bytes);
+    } catch {   // the pool is at its bound: ws allocates this one, and #onIbMessage transfers it as it is
+      return null;
+    }
+    this.#assembling = { gpu, buffer };
+    return new Uint8Array(buffer, 0, h.bytes);
+  }
+
+  /** A buffer lent to ws for a payload whose message was then rejected goes back to its pool. */
+  #dropAssembling(): void {
+    if (this.#assembling === null) return;
+    this.#deliveryPools[this.#assembling.gpu].release(this.#assembling.buffer);
+    this.#assembling = null;
+  }
+
+  /** IB -> GPU. A payload assembled in a pooled buffer, or owning its whole ArrayBuffer (one ws allocated), is
    * transferred as it is; a view into shared socket memory is copied once into a pooled buffer. */
   #onIbMessage(h: IbHeader, payload: Uint8Array): void {
     const gpu = gpuOf(this.#assignment!.cluster, h.dst);
-    const owned = payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength && payload.byteLength > 0 &&
-      payload.buffer instanceof ArrayBuffer;
+    const assembled = this.#assembling !== null && payload.buffer === this.#assembling.buffer;
+    if (assembled) this.#assembling = null;
+    else this.#dropAssembling();
+    const owned = !assembled && payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength &&
+      payload.byteLength > 0 && payload.buffer instanceof ArrayBuffer;
     let buffer: ArrayBuffer;
-    if (owned) buffer = payload.buffer as ArrayBuffer;
+    if (assembled || owned) buffer = payload.buffer as ArrayBuffer;
     else {
       buffer = this.#deliveryPools[gpu].acquire(payload.byteLength);
       new Uint8Array(buffer, 0, payload.byteLength).set(payload);

@@ -207,6 +207,43 @@ describe('IbServer / IbClient: data', () => {
     await waitFor(() => written === 20 && h.received.length === 20, 'onWritten for 20 sends');
     expect(client.bufferedAmount).toBe(0);
   });
+
+  it('assembles payloads that span socket reads in the buffers payloadTarget gives, and only those', async () => {
+    const targets: Array<{ tag: string; view: Uint8Array }> = [];
+    const h = await startServer({
+      payloadTarget: (header) => {
+        if (header.tag === 'declined') return null;
+        const view = new Uint8Array(new ArrayBuffer(header.bytes + 64), 32, header.bytes);
+        targets.push({ tag: header.tag, view });
+        return view;
+      },
+    });
+    const client = await connect(h);
+    const rng = new Rng(5);
+    // A socket read is at most 64 KiB: 70 000 B and more always span reads; 100 and 2 000 B are below
+    // ASSEMBLE_BYTES_MIN, so ws hands them over as they are even when they straddle two reads.
+    const sizes = [MiB, 100, 3 * MiB + 5, 70_000, 2_000, MiB];   // the last one's target declines
+    const payloads = sizes.map((size) => randomBytes(rng, size));
+    payloads.forEach((payload, i) => client.send(sendHeader(payload, { tag: i === 5 ? 'declined' : `t${i}` }), payload));
+    await waitFor(() => h.received.length === sizes.length, `${sizes.length} messages`);
+    expect(targets.map((t) => t.tag)).toEqual(['t0', 't2', 't3']);
+    h.received.forEach(({ header, payload }, i) => {
+      expect(sameBytes(payload, payloads[i])).toBe(true);
+      const target = targets.find((t) => t.tag === header.tag);
+      expect(payload.buffer === target?.view.buffer).toBe(target !== undefined);
+      if (target !== undefined) expect(payload.byteOffset).toBe(target.view.byteOffset);
+    });
+
+    // A rejected payload (wrong CRC) was assembled in its target but is not delivered.
+    const raw = await rawConnect(h);
+    const bad = randomBytes(rng, MiB);
+    raw.ws.send(wireHeader(bad, { crc: 1234 }));
+    raw.ws.send(bad);
+    expect((await withTimeout(raw.closed, 'close after a wrong CRC')).code).toBe(1008);
+    expect(targets.length).toBe(4);
+    expect(h.received.length).toBe(sizes.length);
+    expect(h.rejects.map((r) => r.reason)).toEqual(['crc']);
+  });
 });
 
 describe('IbServer / IbClient: security', () => {
