@@ -203,8 +203,8 @@ class GpuRank {
       return;
     }
     const payload = new Uint8Array(buffer, 0, header.bytes);
-    // A buffer ws allocated for this payload (not pooled) is simply dropped here: sending it back would cost the
-    // node's main thread, the busiest thread of the IB path, a message and the collection of 1 MiB buffers.
+    // A buffer ws allocated for this payload (not pooled: the node's delivery pool was at its bound) is simply
+    // dropped here; the node has no use for it.
     const release = pooled ? () => this.init.nodePort.postMessage({ kind: 'return', buffer } satisfies GpuToNode, [buffer]) : () => undefined;
     this.#fabric.mailbox.deliver({ header, link: 'ib', payload, release });
   }
