@@ -44,21 +44,46 @@ async function warmUp(channel: () => Promise<number>): Promise<void> {
   }
 }
 
+interface Interleaved { channel: number; limit: number; reference: number; steal: number | null }
+
 /** Channel and limit (and an optional reference) measured alternately, ROUNDS times each, after the channel's
- * warm-up; the medians. */
+ * warm-up; the medians, and the share of CPU time the hypervisor took from this VM during the rounds. */
 async function interleaved(channel: () => Promise<number>, limit: () => Promise<number> | number,
-                           reference?: () => Promise<number>): Promise<{ channel: number; limit: number; reference: number }> {
+                           reference?: () => Promise<number>): Promise<Interleaved> {
   await warmUp(channel);
   if (reference) await reference();
   const c: number[] = [];
   const l: number[] = [];
   const f: number[] = [];
+  const before = cpuTimes();
   for (let r = 0; r < ROUNDS; r++) {
     l.push(await limit());
     if (reference) f.push(await reference());
     c.push(await channel());
   }
-  return { channel: median(c), limit: median(l), reference: reference ? median(f) : NaN };
+  return { channel: median(c), limit: median(l), reference: reference ? median(f) : NaN, steal: stealShare(before, cpuTimes()) };
+}
+
+/** The machine's CPU time so far, all CPUs (Linux /proc/stat, in clock ticks), or null elsewhere. */
+function cpuTimes(): { steal: number; total: number } | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return { steal: fields[7] ?? 0, total: fields.reduce((a, b) => a + b, 0) };
+  } catch {
+    return null;
+  }
+}
+
+/** On a VM, time the hypervisor gave our virtual CPUs' turn to someone else. While it is high, thread-to-thread
+ * figures say more about the host than about moemu: a bare two-thread loop fell from 0.67 to 0.35 × memcpy at
+ * 1 MiB with 15 % or more of steal (docs/fabric.md). */
+function stealShare(before: ReturnType<typeof cpuTimes>, after: ReturnType<typeof cpuTimes>): number | null {
+  if (before === null || after === null || after.total === before.total) return null;
+  return (after.steal - before.steal) / (after.total - before.total);
+}
+
+function stealNote(steal: number | null): string {
+  return steal === null ? '' : `; host steal ${(steal * 100).toFixed(0)} %`;
 }
 
 function cluster(nodes: number, gpusPerNode: number): ClusterConfig {
@@ -155,7 +180,8 @@ async function startup(gpus: number): Promise<string> {
 
 export async function benchFabric(): Promise<string[]> {
   const lines: string[] = [`(each figure: the median of ${ROUNDS} rounds, a channel's alternating with its limit's, after the ` +
-    `channel's warm-up to steady speed: ${STEADY_RUNS} runs within ${STEADY_SPREAD * 100} %)`];
+    `channel's warm-up to steady speed: ${STEADY_RUNS} runs within ${STEADY_SPREAD * 100} %; "host steal": the share of ` +
+    `CPU time the hypervisor took from this VM during those rounds)`];
   const limits: string[] = [];
   const channels: string[] = [];
   await withCluster(cluster(1, 2), async (c) => {
@@ -168,9 +194,9 @@ export async function benchFabric(): Promise<string[]> {
         `${(copied.reference / copied.limit).toFixed(2)} of memcpy (two bare threads: copy into a pooled buffer, ` +
         `transfer, hand back; the channel's design with no moemu code)`);
       channels.push(line('NVLink', size, copied.channel, 'memcpy', copied.limit) +
-        `, ${(copied.channel / copied.reference).toFixed(2)} of the bare transfer loop`);
+        `, ${(copied.channel / copied.reference).toFixed(2)} of the bare transfer loop${stealNote(copied.steal)}`);
       const moved = await interleaved(() => channelGbps(c, 0, 1, size, true), () => memcpyGbps(size));
-      channels.push(line('NVLink (send buffers)', size, moved.channel, 'memcpy', moved.limit));
+      channels.push(line('NVLink (send buffers)', size, moved.channel, 'memcpy', moved.limit) + stealNote(moved.steal));
     }
     channels.push(`NVLink latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);
   });
@@ -179,7 +205,7 @@ export async function benchFabric(): Promise<string[]> {
       await tcpGbps(size);   // warm-up, as for the channel
       const ib = await interleaved(() => channelGbps(c, 0, 1, size), () => tcpGbps(size));
       limits.push(`raw TCP ${sizeName(size)}: ${ib.limit.toFixed(2)} GB/s (loopback, length-prefixed frames with CRC-32)`);
-      channels.push(line('IB', size, ib.channel, 'raw TCP', ib.limit));
+      channels.push(line('IB', size, ib.channel, 'raw TCP', ib.limit) + stealNote(ib.steal));
     }
     channels.push(`IB latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);
   });
