@@ -221,7 +221,7 @@ describe('IbServer / IbClient: data', () => {
     const client = await connect(h);
     const rng = new Rng(5);
     // A socket read is at most 64 KiB: 70 000 B and more always span reads; 100 and 2 000 B are below
-    // ASSEMBLE_BYTES_MIN, so ws hands them over as they are even when they straddle two reads.
+    // ASSEMBLE_BYTES_MIN, so they never go to payloadTarget, even when they straddle two reads.
     const sizes = [MiB, 100, 3 * MiB + 5, 70_000, 2_000, MiB];   // the last one's target declines
     const payloads = sizes.map((size) => randomBytes(rng, size));
     payloads.forEach((payload, i) => client.send(sendHeader(payload, { tag: i === 5 ? 'declined' : `t${i}` }), payload));
