@@ -395,7 +395,7 @@ function wsErrorReason(error: Error): IbRejectReason | null {
 }
 
 /** Smallest payload assembled into a consumer's buffer: far above ws's own frame-header reads (2 to 8 bytes). */
-export const ASSEMBLE_BYTES_MIN = 4096;
+const ASSEMBLE_BYTES_MIN = 4096;
 
 /** What assembleInto relies on in ws 8.23's Receiver (lib/receiver.js); ws is pinned to that version. */
 interface WsReceiverInternals {

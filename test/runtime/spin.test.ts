@@ -1,6 +1,7 @@
 // Goal: GPU threads poll instead of sleeping only when this machine runs every GPU thread and has a core for each
-// (runtime/spin.ts); a cluster whose GPU threads poll moves the same bytes, exactly, as one whose threads sleep.
-// Runs the BUILT code (dist/) for the cluster part, as test/runtime/cluster.test.ts.
+// (runtime/spin.ts), and a two-GPU node moves exact bytes through full windows under the policy this machine gets
+// (polling on two or more cores; its title says which). Runs the BUILT code (dist/) for the cluster part, as
+// test/runtime/cluster.test.ts.
 import { availableParallelism } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS } from '../../dist/src/fabric/cluster-config.js';
