@@ -3,13 +3,15 @@
 // (chunk c = elements [c·⌈n/P⌉, (c+1)·⌈n/P⌉)), and chunk c is summed starting at member c and going round the
 // ring, x_c + x_{c+1} + … + x_{c−1}, left to right, each addition in the array's precision.
 import type { FloatArray } from '../tensor/tensor.js';
-import type { OpRecord, VEvent } from '../fabric/streams.js';
+import { labelOf, nameText, type OpName, type OpRecord, type VEvent } from '../fabric/streams.js';
 import type { Group } from './group.js';
 
-export async function allReduceSum(group: Group, name: string, data: FloatArray,
+export async function allReduceSum(group: Group, opName: OpName, data: FloatArray,
                                    options: { waitFor?: readonly VEvent[] } = {}): Promise<OpRecord[]> {
   const P = group.size;
   if (P === 1) return [];
+  const name = nameText(opName);
+  const label = labelOf(opName);
   const chunk = Math.ceil(data.length / P);
   const bounds = (c: number) => [Math.min(data.length, c * chunk), Math.min(data.length, (c + 1) * chunk)] as const;
   const view = (c: number) => data.subarray(...bounds(c));
@@ -17,10 +19,11 @@ export async function allReduceSum(group: Group, name: string, data: FloatArray,
   const prev = group.rankAt(group.index - 1);
   const i = group.index;
   const ops: OpRecord[] = [];
-  const step = async (label: string, sendChunk: number, onReceive: (received: FloatArray) => void) => {
+  const step = async (part: string, sendChunk: number, onReceive: (received: FloatArray) => void) => {
     const tag = group.nextTag(name);
     const outgoing = view(sendChunk);
-    const { received, op } = await group.fabric.exchange(`${name} ${label}`,
+    const text = `${name} ${part}`;
+    const { received, op } = await group.fabric.exchange(label ? { text, label } : text,
       [{ target: next, tag, payload: bytesOf(outgoing) }], [{ source: prev, tag }], { waitFor: ops.length === 0 ? options.waitFor : [] });
     onReceive(typedLike(data, received[0].payload));
     received[0].release();

@@ -4,7 +4,7 @@
 // remote node, at the origin for its own node), then over nodes in ascending node index at the origin. Sums
 // accumulate in the rows' dtype (f32 in f32 runs, as DeepEP; f64 in reference runs); with a bf16 wire, rows travel
 // as bf16 and each level's sums are cast to bf16 (DESIGN "Numerics"). One op on the comm stream.
-import type { OpRecord, VEvent } from '../fabric/streams.js';
+import { nameText, type OpName, type OpRecord, type VEvent } from '../fabric/streams.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import type { DispatchHandle } from './dispatch.js';
 import { emptyRows, message } from './dispatch.js';
@@ -14,11 +14,21 @@ import { decodeEpRows, NATIVE, type EpRows, type RowWire } from './ep-rows.js';
 
 export interface CombineResult { out: FloatArray; op: OpRecord }
 
+export interface CombineOptions {
+  wire?: RowWire;
+  /** The expert outputs must exist before they are sent. */
+  waitFor?: readonly VEvent[];
+  /** How many of the rows' last columns are metadata (they travel and sum like the rest, counted apart). */
+  metadataColumns?: number;
+}
+
 // y [R, d] (rows in the dispatch's received order) -> out [T, d] on every origin
-export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray, name = 'combine',
-                              wire: RowWire = NATIVE, waitFor: readonly VEvent[] = []): Promise<CombineResult> {
-  const tag = `${handle.tag}/${name}`;
-  ep.fabric.clock.waitFor('comm', ...waitFor);   // the expert outputs must exist before they are sent
+export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray, name: OpName = 'combine',
+                              options: CombineOptions = {}): Promise<CombineResult> {
+  const { wire = NATIVE, waitFor = [], metadataColumns = 0 } = options;
+  const text = nameText(name);
+  const tag = `${handle.tag}/${text}`;
+  ep.fabric.clock.waitFor('comm', ...waitFor);
   const bf16 = wire.kind === 'bf16';
   const byOrigin = rowsByOrigin(ep, handle, y);
   if (bf16) for (const rows of byOrigin.values()) roundBf16InPlace(rows.x);   // expert outputs leave as bf16
@@ -26,9 +36,9 @@ export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray
   const forwarded = remoteOriginsForwardedByMe(ep);
   const startPs = ep.fabric.clock.now('comm');
   const sendsA = [
-    ...ep.sendOrder(peers).map((p) => message(ep, ep.global(p), `${tag}:direct`, byOrigin.get(p)!, wire)),
+    ...ep.sendOrder(peers).map((p) => message(ep, ep.global(p), `${tag}:direct`, byOrigin.get(p)!, wire, metadataColumns)),
     ...remoteOrigins(ep).filter((s) => forwarderOf(ep, s) !== ep.me)
-      .map((s) => message(ep, ep.global(forwarderOf(ep, s)), `${tag}:fwd:${s}`, byOrigin.get(s)!, wire)),
+      .map((s) => message(ep, ep.global(forwarderOf(ep, s)), `${tag}:fwd:${s}`, byOrigin.get(s)!, wire, metadataColumns)),
   ];
   const recvsA = [
     ...peers.map((p) => ({ source: ep.global(p), tag: `${tag}:direct` })),
@@ -42,9 +52,9 @@ export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray
     const fromPeers = new Map(peers.map((p, j) => [p, got[peers.length + k * peers.length + j]]));
     const partial = nodePartial(ep, s, (gpu) => (gpu === ep.me ? byOrigin.get(s)! : fromPeers.get(gpu)!), handle);
     const done = a.donePs.slice(peers.length + k * peers.length, peers.length + (k + 1) * peers.length);
-    return { ...message(ep, ep.global(s), `${tag}:ib`, partial, wire), notBeforePs: Math.max(startPs, ...done) };
+    return { ...message(ep, ep.global(s), `${tag}:ib`, partial, wire, metadataColumns), notBeforePs: Math.max(startPs, ...done) };
   });
-  const b = await ep.fabric.exchange(`${name} ib`, sendsB, ep.ibPeers().map((p) => ({ source: ep.global(p), tag: `${tag}:ib` })),
+  const b = await ep.fabric.exchange(`${text} ib`, sendsB, ep.ibPeers().map((p) => ({ source: ep.global(p), tag: `${tag}:ib` })),
     { startAtPs: startPs, record: false });
   const fromNodes = new Map(ep.ibPeers().map((p, k) => [ep.nodeOf(p), takeRows(b.received[k], handle, wire)]));
   const own = nodePartial(ep, ep.me, (gpu) => (gpu === ep.me ? byOrigin.get(ep.me)! : direct.get(gpu)!), handle);

@@ -9,7 +9,7 @@
 // order, with local expert ids (-1 where the expert is elsewhere), the top-k weights zeroed there, and
 // per-local-expert counts. The handle keeps what combine needs to send the rows back.
 import { moemuError } from '../errors.js';
-import type { OpRecord, VEvent } from '../fabric/streams.js';
+import { nameText, type OpName, type OpRecord, type VEvent } from '../fabric/streams.js';
 import { selectTileRows, type Fp8Tiles } from '../tensor/quantize.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import type { EpGroup } from './ep-group.js';
@@ -51,8 +51,9 @@ export interface DispatchResult {
   op: OpRecord;
 }
 
-export async function dispatch(ep: EpGroup, routed: DispatchInput, name = 'dispatch'): Promise<DispatchResult> {
-  const tag = ep.group.nextTag(name);
+export async function dispatch(ep: EpGroup, routed: DispatchInput, name: OpName = 'dispatch'): Promise<DispatchResult> {
+  const text = nameText(name);
+  const tag = ep.group.nextTag(text);
   const wire = routed.wire ?? NATIVE;
   const dest = destinations(ep, routed);
   const input = routed.cached ? { ...routed, K: 0 } : routed;   // from here on K counts the ids and weights sent
@@ -69,7 +70,7 @@ export async function dispatch(ep: EpGroup, routed: DispatchInput, name = 'dispa
   const ibFrom = ep.ibPeers();
   peers.forEach((p, k) => blocks.set(p, take(phase1.received[k], input, float64, wire)));
   const ibRows = ibFrom.map((p, k) => take(phase1.received[peers.length + k], input, float64, wire));
-  const phase2 = await ep.fabric.exchange(`${name} forward`, forwardSends(ep, ibRows, phase1.donePs.slice(peers.length), tag, wire),
+  const phase2 = await ep.fabric.exchange(`${text} forward`, forwardSends(ep, ibRows, phase1.donePs.slice(peers.length), tag, wire),
     forwardRecvs(ep, tag), { startAtPs: startPs, record: false });
   ibRows.forEach((r) => blocks.set(r.origin, filterRows(r, (i) => (r.mask[i] >> ep.localOf(ep.me)) & 1)));
   forwardOrigins(ep).forEach((origin, k) => blocks.set(origin, take(phase2.received[k], input, float64, wire)));
@@ -125,8 +126,10 @@ function forwardRecvs(ep: EpGroup, tag: string) {
   return forwardOrigins(ep).map((origin) => ({ source: ep.global(ep.at(ep.nodeOf(ep.me), ep.localOf(origin))), tag: `${tag}:fwd:${origin}` }));
 }
 
-export function message(ep: EpGroup, target: number, tag: string, rows: EpRows, wire: RowWire) {
-  const { total, metadata } = epRowsBytes(rows.rows, rows.d, rows.K, rows.x.BYTES_PER_ELEMENT, wire);
+/** `metadataColumns`: the rows' last columns that are metadata, not tensor data (the gate-value gradients that
+ * travel with the backward's input gradients: DESIGN "Metrics"). */
+export function message(ep: EpGroup, target: number, tag: string, rows: EpRows, wire: RowWire, metadataColumns = 0) {
+  const { total, metadata } = epRowsBytes(rows.rows, rows.d, rows.K, rows.x.BYTES_PER_ELEMENT, wire, metadataColumns);
   const payload = ep.fabric.sendBuffer(total);
   encodeEpRows(rows, payload, wire);
   return { target, tag, payload, metadataBytes: metadata, owned: true };

@@ -32,10 +32,14 @@ export function rowBytes(d: number, wire: RowWire, elementBytes: number): number
   return d * elementBytes;
 }
 
-export function epRowsBytes(rows: number, d: number, K: number, elementBytes: number, wire: RowWire = NATIVE): { total: number; metadata: number } {
+/** The message's bytes, and how many of them are metadata: the header, weights, token indices, ids and masks,
+ * and the rows' last `metadataColumns` columns when those carry metadata rather than tensor data. */
+export function epRowsBytes(rows: number, d: number, K: number, elementBytes: number, wire: RowWire = NATIVE,
+                            metadataColumns = 0): { total: number; metadata: number } {
   const payload = rows * rowBytes(d, wire, elementBytes);
+  const columns = metadataColumns === 0 ? 0 : rows * (rowBytes(d, wire, elementBytes) - rowBytes(d - metadataColumns, wire, elementBytes));
   const metadata = HEADER_BYTES + rows * K * elementBytes + rows * 4 * (2 + K);
-  return { total: payload + metadata, metadata };
+  return { total: payload + metadata, metadata: metadata + columns };
 }
 
 /** Writes rows into `out` (a send buffer of at least epRowsBytes(...).total bytes). */
@@ -48,13 +52,7 @@ export function encodeEpRows(r: EpRows, out: Uint8Array, wire: RowWire = NATIVE)
     new Uint8Array(out.buffer, at, bytes).set(new Uint8Array(src.buffer, src.byteOffset, bytes));
     at += bytes;
   };
-  const x = r.x.subarray(0, r.rows * r.d);
-  if (wire.kind === 'bf16') put(toBf16(x), 2 * x.length);
-  else if (wire.kind === 'fp8') {
-    const q = quantizeTiles(x, r.rows, r.d, wire.tile, { powerOfTwoScale: true });
-    put(q.codes, q.codes.length);
-    put(q.scales, 4 * q.scales.length);
-  } else put(x, x.byteLength);
+  at = writeRowBlock(r.x, r.rows, r.d, wire, out, at);
   put(r.weights, r.rows * r.K * r.weights.BYTES_PER_ELEMENT);
   put(r.token, r.rows * 4);
   put(r.ids, r.rows * r.K * 4);
@@ -73,19 +71,55 @@ export function decodeEpRows(bytes: Uint8Array, d: number, K: number, float64: b
     return copy.buffer;
   };
   const floats = (count: number) => (float64 ? new Float64Array(take(count * 8)) : new Float32Array(take(count * 4)));
-  const asRunFloats = (v: Float32Array) => (float64 ? Float64Array.from(v) : v);
-  let x: FloatArray;
-  let fp8: Fp8Tiles | undefined;
-  if (wire.kind === 'bf16') x = asRunFloats(fromBf16(new Uint16Array(take(2 * rows * d))));
-  else if (wire.kind === 'fp8') {
-    const codes = new Uint8Array(take(rows * d));
-    const scales = new Float32Array(take(4 * rows * Math.ceil(d / wire.tile)));
-    fp8 = { codes, scales, rows, cols: d, tile: wire.tile, layout: 'tile' };
-    x = asRunFloats(dequantize(fp8));
-  } else x = floats(rows * d);
+  const block = readRowBlock(bytes.subarray(at, at + rows * rowBytes(d, wire, float64 ? 8 : 4)), rows, d, float64, wire);
+  at += rows * rowBytes(d, wire, float64 ? 8 : 4);
+  const { x, fp8 } = block;
   const weights = floats(rows * K);
   const token = new Int32Array(take(rows * 4));
   const ids = new Int32Array(take(rows * K * 4));
   const mask = new Int32Array(take(rows * 4));
   return { origin, rows, d, K, x, weights, token, ids, mask, fp8 };
+}
+
+/** A block of rows alone on the wire (pipeline activations and gradients): `rows` × rowBytes bytes. */
+export function encodeRowBlock(x: FloatArray, rows: number, d: number, wire: RowWire): Uint8Array {
+  const out = new Uint8Array(rows * rowBytes(d, wire, x.BYTES_PER_ELEMENT));
+  writeRowBlock(x, rows, d, wire, out, out.byteOffset);
+  return out;
+}
+
+/** The rows of a block written by encodeRowBlock, as the run's floats (bf16 and FP8 rows as the values they carry). */
+export function decodeRowBlock(bytes: Uint8Array, d: number, float64: boolean, wire: RowWire): FloatArray {
+  const rows = bytes.byteLength / rowBytes(d, wire, float64 ? 8 : 4);
+  return readRowBlock(bytes, rows, d, float64, wire).x;
+}
+
+/** Writes x's first rows × d values at byte `at` of out's buffer as the wire says; returns the byte after them. */
+function writeRowBlock(xAll: FloatArray, rows: number, d: number, wire: RowWire, out: Uint8Array, at: number): number {
+  const put = (src: ArrayBufferView, bytes: number) => {
+    new Uint8Array(out.buffer, at, bytes).set(new Uint8Array(src.buffer, src.byteOffset, bytes));
+    at += bytes;
+  };
+  const x = xAll.subarray(0, rows * d);
+  if (wire.kind === 'bf16') put(toBf16(x), 2 * x.length);
+  else if (wire.kind === 'fp8') {
+    const q = quantizeTiles(x, rows, d, wire.tile, { powerOfTwoScale: true });
+    put(q.codes, q.codes.length);
+    put(q.scales, 4 * q.scales.length);
+  } else put(x, x.byteLength);
+  return at;
+}
+
+/** Reads rows × d values (fresh copies) from exactly the bytes writeRowBlock wrote. */
+function readRowBlock(bytes: Uint8Array, rows: number, d: number, float64: boolean, wire: RowWire): { x: FloatArray; fp8?: Fp8Tiles } {
+  const copy = (from: number, n: number) => bytes.slice(from, from + n).buffer;
+  const asRunFloats = (v: Float32Array) => (float64 ? Float64Array.from(v) : v);
+  if (wire.kind === 'bf16') return { x: asRunFloats(fromBf16(new Uint16Array(copy(0, 2 * rows * d)))) };
+  if (wire.kind === 'fp8') {
+    const codes = new Uint8Array(copy(0, rows * d));
+    const scales = new Float32Array(copy(rows * d, 4 * rows * Math.ceil(d / wire.tile)));
+    const fp8: Fp8Tiles = { codes, scales, rows, cols: d, tile: wire.tile, layout: 'tile' };
+    return { x: asRunFloats(dequantize(fp8)), fp8 };
+  }
+  return { x: float64 ? new Float64Array(copy(0, rows * d * 8)) : new Float32Array(copy(0, rows * d * 4)) };
 }

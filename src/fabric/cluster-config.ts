@@ -9,7 +9,8 @@ export interface LinkConfig {
 }
 
 export interface GpuConfig {
-  flopsPerS: number;          // dense peak of the GEMM precision in use
+  flopsPerS: number;          // dense BF16 peak: every GEMM but the FP8 ones
+  fp8FlopsPerS: number;       // dense FP8 peak: the GEMMs FP8 mode runs in E4M3 (FACTS §6)
   hbmBytes: number;           // capacity: allocations beyond it are an out-of-memory error
   hbmBytesPerS: number;       // bandwidth charged for non-matmul bytes read and written
   sms: number;                // streaming multiprocessors
@@ -26,7 +27,7 @@ export interface ClusterConfig {
 
 /** FACTS §2: H800 SXM, NVLink 160 GB/s, IB 50 GB/s per GPU NIC (ratio 3.2); latencies are moemu's assumptions. */
 export const H800: Readonly<Omit<ClusterConfig, 'nodes' | 'gpusPerNode'>> = Object.freeze({
-  gpu: { flopsPerS: 989e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132, commSms: 20 },
+  gpu: { flopsPerS: 989e12, fp8FlopsPerS: 1979e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132, commSms: 20 },
   nvlink: { egressBytesPerS: 160e9, ingressBytesPerS: 160e9, latencyNs: 1000 },
   ib: { egressBytesPerS: 50e9, ingressBytesPerS: 50e9, latencyNs: 3000 },
 });
@@ -50,13 +51,14 @@ export const RUNTIME_DEFAULTS: Readonly<RuntimeConfig> = Object.freeze({
  * Hardware presets. 'h800' is FACTS §2 as it is. 'scaled' divides the links by 1000 and the GPU FLOP/s so that
  * the effective GEMM rate (sms − commSms of sms) is 200 FLOP per IB byte, about what the tiny model's MoE layer
  * computes per token for each byte its dispatch and combine send across nodes: the compute:communication ratio
- * of cross-node EP stays near DeepSeek's 1:1 (FACTS §2) at the scaled-down model sizes.
+ * of cross-node EP stays near DeepSeek's 1:1 (FACTS §2) at the scaled-down model sizes. The FP8 peak keeps the
+ * H800's FP8:BF16 ratio (1979:989).
  */
 export const CLUSTER_PRESETS = {
   h800: { nodes: 1, gpusPerNode: 8, ...H800 },
   scaled: {
     nodes: 2, gpusPerNode: 4,
-    gpu: { ...H800.gpu, flopsPerS: 11_785_714_286, hbmBytesPerS: 3.35e9 },
+    gpu: { ...H800.gpu, flopsPerS: 11_785_714_286, fp8FlopsPerS: 23_583_345_371, hbmBytesPerS: 3.35e9 },
     nvlink: { egressBytesPerS: 160e6, ingressBytesPerS: 160e6, latencyNs: 1000 },
     ib: { egressBytesPerS: 50e6, ingressBytesPerS: 50e6, latencyNs: 3000 },
   },

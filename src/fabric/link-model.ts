@@ -21,11 +21,13 @@ export class Port {
   readonly name: string;
   readonly latencyPs: Ps;
   readonly #link: Readonly<LinkConfig>;
+  /** Fixed-cost mode (DESIGN "Virtual time"): communication costs nothing, a message is done when it leaves. */
+  readonly #free: boolean;
   #egressFreePs: Ps = 0;
   #ingressFreePs: Ps = 0;
 
-  /** `name` locates the port in messages: 'nvlink r3', 'ib r5'. */
-  constructor(link: LinkConfig, name: string) {
+  /** `name` locates the port in messages: 'nvlink r3', 'ib r5'. `free`: every transfer takes 0 ps. */
+  constructor(link: LinkConfig, name: string, options: { free?: boolean } = {}) {
     assert(name.length > 0, 'a port needs a name');
     checkBandwidth(link.egressBytesPerS, 'egressBytesPerS', name);
     checkBandwidth(link.ingressBytesPerS, 'ingressBytesPerS', name);
@@ -35,7 +37,8 @@ export class Port {
     }
     this.name = name;
     this.#link = Object.freeze({ ...link });
-    this.latencyPs = psFromNs(link.latencyNs);
+    this.#free = options.free ?? false;
+    this.latencyPs = this.#free ? 0 : psFromNs(link.latencyNs);
   }
 
   /** Sender side: posts `bytes` at `postedPs` on this port's egress. */
@@ -43,7 +46,7 @@ export class Port {
     assertBytes(bytes, this.name);
     assertTime(postedPs, 'post time', this.name);
     const outPs = Math.max(postedPs, this.#egressFreePs);
-    const egressEndPs = outPs + psForBytes(bytes, this.#link.egressBytesPerS);
+    const egressEndPs = outPs + this.#transferPs(bytes, this.#link.egressBytesPerS);
     assertTime(egressEndPs, 'egress end', this.name);
     this.#egressFreePs = egressEndPs;
     return { outPs, egressEndPs };
@@ -62,11 +65,15 @@ export class Port {
         + `at ${timing.egressEndPs} ps`);
     }
     const arrivedPs = timing.egressEndPs + this.latencyPs;
-    const drainedPs = this.#ingressFreePs + psForBytes(bytes, this.#link.ingressBytesPerS);
+    const drainedPs = this.#ingressFreePs + this.#transferPs(bytes, this.#link.ingressBytesPerS);
     const donePs = Math.max(arrivedPs, drainedPs);
     assertTime(donePs, 'receive end', this.name);
     this.#ingressFreePs = donePs;
     return donePs;
+  }
+
+  #transferPs(bytes: number, bytesPerS: number): Ps {
+    return this.#free ? 0 : psForBytes(bytes, bytesPerS);
   }
 
   get egressFreePs(): Ps {

@@ -57,6 +57,14 @@ export class Mailbox {
     return n;
   }
 
+  /** The headers of messages sent in steps up to `step` that arrived and were never taken (a step's postcondition:
+   * none; a faster peer's messages of the next step may already be here and are not counted). */
+  unclaimedUpTo(step: number): FabricHeader[] {
+    const out: FabricHeader[] = [];
+    for (const q of this.#queues.values()) for (const m of q) if (m.header.step <= step) out.push(m.header);
+    return out;
+  }
+
   /** Messages delivered so far: a poller asks hasAll again only when this changed. */
   get deliveries(): number {
     return this.#deliveries;

@@ -10,6 +10,7 @@ export interface FabricHeader {
   seq: number;            // per (src, dst) sequence number, for the fixed processing order
   bytes: number;          // payload bytes, metadata included
   metadataBytes: number;  // how many of them (at the end) are metadata: indices, weights, scales
+  step: number;           // the sender's training step (0 outside training): a step's leftovers are told apart
   outPs: number;          // virtual time the message left the sender's egress
   egressEndPs: number;    // virtual time its last byte left
   crc?: number;           // IB only: CRC-32 of the payload, computed by the sending GPU thread, checked by the receiving one

@@ -8,8 +8,10 @@ import { HbmAccount } from './hbm.js';
 import { processingOrder, Port } from './link-model.js';
 import type { Incoming } from './mailbox.js';
 import { Mailbox } from './mailbox.js';
+import { payloadCrc32 } from './ib-frame.js';
+import type { FabricObserver } from './observer.js';
 import type { FabricHeader } from './protocol.js';
-import { RankClock, type OpRecord, type VEvent } from './streams.js';
+import { labelOf, nameText, RankClock, type OpName, type OpRecord, type VEvent } from './streams.js';
 
 /** How a rank's messages leave its thread: the runtime provides it (ports to peer threads, the node's NICs). */
 export interface Transport {
@@ -72,9 +74,10 @@ export class RankFabric {
   readonly clock: RankClock;
   readonly hbm: HbmAccount;
   readonly mailbox: Mailbox;
-  readonly #nvlink: Port;
-  readonly #ib: Port;
+  #nvlink: Port;
+  #ib: Port;
   readonly #seq = new Map<number, number>();
+  #observer: FabricObserver | null = null;
 
   constructor(private readonly options: RankFabricOptions) {
     const { rank, cluster } = options;
@@ -91,6 +94,19 @@ export class RankFabric {
     return this.options.cluster;
   }
 
+  /** Reports every message sent and taken to `observer` (null: to nobody, the default). */
+  observe(observer: FabricObserver | null): void {
+    this.#observer = observer;
+  }
+
+  /** Fixed-cost mode (DESIGN "Virtual time"): from now on every link transfer takes 0 ps. Set before a program
+   * sends anything: the ports start afresh. */
+  useFreeLinks(): void {
+    const { cluster, rank } = this.options;
+    this.#nvlink = new Port(cluster.nvlink, `nvlink r${rank}`, { free: true });
+    this.#ib = new Port(cluster.ib, `ib r${rank}`, { free: true });
+  }
+
   sameNode(other: number): boolean {
     return nodeOf(this.options.cluster, other) === this.node;
   }
@@ -101,8 +117,9 @@ export class RankFabric {
    * from start to the last egress end or receive completion. Receives come back in the order asked. When it
    * returns, every payload sent has been copied: the caller may reuse them.
    */
-  async exchange(name: string, sends: readonly ExchangeSend[], recvs: readonly ExchangeRecv[],
+  async exchange(opName: OpName, sends: readonly ExchangeSend[], recvs: readonly ExchangeRecv[],
                  options: ExchangeOptions = {}): Promise<ExchangeResult> {
+    const name = nameText(opName);
     this.clock.waitFor('comm', ...(options.waitFor ?? []));
     const startPs = options.startAtPs ?? this.clock.now('comm');
     let endPs = startPs;
@@ -113,10 +130,15 @@ export class RankFabric {
       const meta = s.metadataBytes ?? 0;
       const bytes = s.payload.byteLength;   // read before sending: an owned payload is detached once moved
       if (meta > bytes) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} declares more metadata than payload`);
-      const timing = this.#portTo(s.target).send(bytes, Math.max(startPs, s.notBeforePs ?? 0));
+      const postedPs = Math.max(startPs, s.notBeforePs ?? 0);
+      const timing = this.#portTo(s.target).send(bytes, postedPs);
       const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq: this.#nextSeq(s.target),
-        bytes, metadataBytes: meta, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
+        bytes, metadataBytes: meta, step: this.clock.step, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
       const owned = s.owned ?? false;
+      if (this.#observer) {
+        this.#observer.sent({ ...header, link: this.sameNode(s.target) ? 'nvlink' : 'ib', crc: payloadCrc32(s.payload),
+          op: name, label: labelOf(opName), postedPs });
+      }
       if (this.sameNode(s.target)) await this.options.transport.sendNvlink(header, s.payload, owned);
       else await this.options.transport.sendIb(header, s.payload, owned);
       endPs = Math.max(endPs, timing.egressEndPs);
@@ -133,10 +155,19 @@ export class RankFabric {
         donePs[m.index] = Math.max(startPs, done);
         endPs = Math.max(endPs, done);
       }
+      if (this.#observer) {
+        received.forEach((r, i) => {
+          const h = r.header;
+          this.#observer!.received({ step: h.step, src: h.src, dst: h.dst, link: r.link, tag: h.tag, seq: h.seq, bytes: h.bytes,
+            metadataBytes: h.metadataBytes, outPs: h.outPs, egressEndPs: h.egressEndPs, crc: payloadCrc32(r.payload), op: name,
+            label: labelOf(opName), postedPs: startPs, donePs: donePs[i] });
+        });
+      }
     }
     const op = options.record === false
-      ? { rank: this.rank, stream: 'comm' as const, name, startPs, endPs, payloadBytes, metadataBytes, step: this.clock.step }
-      : this.clock.record('comm', name, startPs, endPs, { payloadBytes, metadataBytes });
+      ? { rank: this.rank, stream: 'comm' as const, name, startPs, endPs, payloadBytes, metadataBytes, step: this.clock.step,
+        label: labelOf(opName) }
+      : this.clock.record('comm', opName, startPs, endPs, { payloadBytes, metadataBytes });
     return { received, donePs, op };
   }
 

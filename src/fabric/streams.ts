@@ -17,6 +17,55 @@ export interface OpRecord {
   payloadBytes: number;     // tensor rows carried (0 for compute)
   metadataBytes: number;    // indices, weights, scales, headers
   step: number;
+  /** What the op is, as fields (metrics and traces read these, never `name`); null for ops outside a schedule
+   * and its phases (a test's collectives). */
+  label: OpLabel | null;
+}
+
+/** A pipeline schedule op as a record names it (src/pipeline/schedule-types.ts `Op` has this shape). */
+export type ScheduleOpRef =
+  | { op: 'F'; chunk: number; mb: number }
+  | { op: 'B'; chunk: number; mb: number; zb?: boolean }
+  | { op: 'W'; chunk: number; mb: number }
+  | { op: 'FB'; f: { chunk: number; mb: number }; b: { chunk: number; mb: number } };
+
+/** Which work of a micro-batch on a stage: its forward, its input-gradient backward, its weight-gradient pass. */
+export type Pass = 'F' | 'B' | 'W';
+
+/** The parts of a step: a stage's layer phases (FACTS §4), its ends, the pipeline's p2p batches, and the work
+ * after the schedule; 'stage' is a whole pass of a stage taken as one op (fixed-cost schedules). */
+export const PHASES = ['embed', 'attn', 'dispatch', 'mlp', 'combine', 'head', 'mtp-proj', 'mtp-head', 'stage', 'p2p',
+  'reduce', 'optimizer'] as const;
+export type Phase = (typeof PHASES)[number];
+
+export interface OpLabel {
+  /** The schedule op it belongs to (a p2p batch: the op it is committed before; null after the schedule). */
+  sched: ScheduleOpRef | null;
+  /** The pass it computes or communicates for; null for a p2p batch and for the work after the schedule. In an
+   * F&B op the pass says which half: F is the forward's, B and W the backward's. */
+  pass: Pass | null;
+  phase: Phase;
+  /** The model block (0 … L−1; the MTP module's block is L), or null for work outside a block. */
+  layer: number | null;
+}
+
+/** An op's name: plain text, or text with the label its record carries. */
+export type OpName = string | { text: string; label: OpLabel };
+
+export function nameText(name: OpName): string {
+  return typeof name === 'string' ? name : name.text;
+}
+
+export function labelOf(name: OpName): OpLabel | null {
+  return typeof name === 'string' ? null : name.label;
+}
+
+/** The (chunk, micro-batch) whose work a labelled op does: the schedule op's, or in an F&B the half's. */
+export function unitOf(label: OpLabel): { chunk: number; mb: number } | null {
+  const s = label.sched;
+  if (s === null || label.pass === null) return null;
+  if (s.op !== 'FB') return { chunk: s.chunk, mb: s.mb };
+  return label.pass === 'F' ? s.f : s.b;
 }
 
 /** Something an op can wait on: an op record, a send's completion, a receive's `done`. */
@@ -67,12 +116,12 @@ export class RankClock {
   }
 
   /** Runs an op of known duration: start = max(stream.t, ...waits' endPs); end = start + durationPs; stream.t = end. */
-  run(stream: StreamName, name: string, durationPs: Ps,
+  run(stream: StreamName, name: OpName, durationPs: Ps,
     options: OpBytes & { waitFor?: readonly VEvent[] } = {}): OpRecord {
-    assertTime(durationPs, 'duration', name, this.rank);
+    assertTime(durationPs, 'duration', nameText(name), this.rank);
     const startPs = Math.max(this.#clockPs[stream], latestEnd(options.waitFor ?? []));
     const endPs = startPs + durationPs;
-    if (!Number.isSafeInteger(endPs)) assert(false, `end of ${name} on rank ${this.rank} is past the exact range: ${endPs}`);
+    if (!Number.isSafeInteger(endPs)) assert(false, `end of ${nameText(name)} on rank ${this.rank} is past the exact range: ${endPs}`);
     return this.#push(stream, name, startPs, endPs, options);
   }
 
@@ -80,12 +129,12 @@ export class RankClock {
    * Records an op whose start and end were computed elsewhere (a receive completing at the link model's `done`):
    * start = max(stream.t, startPs), stream.t = max(stream.t, endPs). Asserts endPs ≥ start.
    */
-  record(stream: StreamName, name: string, startPs: Ps, endPs: Ps, options: OpBytes = {}): OpRecord {
-    assertTime(startPs, 'start', name, this.rank);
-    assertTime(endPs, 'end', name, this.rank);
+  record(stream: StreamName, name: OpName, startPs: Ps, endPs: Ps, options: OpBytes = {}): OpRecord {
+    assertTime(startPs, 'start', nameText(name), this.rank);
+    assertTime(endPs, 'end', nameText(name), this.rank);
     const start = Math.max(this.#clockPs[stream], startPs);
     if (endPs < start) {
-      assert(false, `${name} on rank ${this.rank} ${stream} would end at ${endPs} ps, before it can start at ${start} ps `
+      assert(false, `${nameText(name)} on rank ${this.rank} ${stream} would end at ${endPs} ps, before it can start at ${start} ps `
         + '(clocks never go back)');
     }
     return this.#push(stream, name, start, endPs, options);
@@ -107,7 +156,8 @@ export class RankClock {
     return taken;
   }
 
-  #push(stream: StreamName, name: string, startPs: Ps, endPs: Ps, bytes: OpBytes): OpRecord {
+  #push(stream: StreamName, opName: OpName, startPs: Ps, endPs: Ps, bytes: OpBytes): OpRecord {
+    const name = nameText(opName);
     const payloadBytes = bytes.payloadBytes ?? 0;
     const metadataBytes = bytes.metadataBytes ?? 0;
     assertCount(payloadBytes, 'payloadBytes', name);
@@ -120,7 +170,7 @@ export class RankClock {
     if (endPs < before) assert(false, `${stream} clock of rank ${this.rank} would go back from ${before} to ${endPs} ps`);
     this.#clockPs[stream] = endPs;
     const op: OpRecord = {
-      rank: this.rank, stream, name, startPs, endPs, payloadBytes, metadataBytes, step: this.#step,
+      rank: this.rank, stream, name, startPs, endPs, payloadBytes, metadataBytes, step: this.#step, label: labelOf(opName),
     };
     this.#records.push(op);
     return op;

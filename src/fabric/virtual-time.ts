@@ -42,23 +42,29 @@ export function psForFlops(flops: number, flopsPerS: number): Ps {
 }
 
 /**
- * DESIGN.md compute duration: matmul FLOPs / (peak × (SMs − commSMs)/SMs) + non-matmul bytes / HBM bandwidth.
- * Rounding: each of the two terms is rounded up to a whole picosecond on its own, exactly
- * (ceil(flops · 1e12 · sms / (flopsPerS · (sms − commSms))) and ceil(bytes · 1e12 / hbmBytesPerS)), then the
- * two are added. A zero-work op takes 0 ps.
+ * DESIGN.md compute duration: matmul FLOPs / (peak × (SMs − commSMs)/SMs) + non-matmul bytes / HBM bandwidth,
+ * where FP8 GEMMs' FLOPs (`fp8Flops`, part of `matmulFlops`) go at the FP8 peak and the rest at the BF16 peak.
+ * Rounding: each term is rounded up to a whole picosecond on its own, exactly
+ * (ceil(flops · 1e12 · sms / (flopsPerS · (sms − commSms))) per peak, and ceil(bytes · 1e12 / hbmBytesPerS)), then
+ * the terms are added. A zero-work op takes 0 ps.
  */
-export function computePs(gpu: GpuConfig, work: { matmulFlops: number; bytes: number }): Ps {
+export function computePs(gpu: GpuConfig, work: { matmulFlops: number; fp8Flops?: number; bytes: number }): Ps {
+  const fp8Flops = work.fp8Flops ?? 0;
   assertCount(work.matmulFlops, 'matmulFlops');
+  assertCount(fp8Flops, 'fp8Flops');
+  assert(fp8Flops <= work.matmulFlops, `fp8Flops ${fp8Flops} exceed matmulFlops ${work.matmulFlops}`);
   assertCount(work.bytes, 'bytes');
   checkRate(gpu.flopsPerS, 'flopsPerS', 'cluster.gpu.flopsPerS');
+  checkRate(gpu.fp8FlopsPerS, 'fp8FlopsPerS', 'cluster.gpu.fp8FlopsPerS');
   checkRate(gpu.hbmBytesPerS, 'hbmBytesPerS', 'cluster.gpu.hbmBytesPerS');
   checkSms(gpu);
   const gemmSms = gpu.sms - gpu.commSms;
-  const matmulPs = ceilPs(
-    BigInt(work.matmulFlops) * PS_PER_S_BIG * BigInt(gpu.sms),
-    BigInt(gpu.flopsPerS) * BigInt(gemmSms),
-    () => `${work.matmulFlops} FLOPs on ${gemmSms} of ${gpu.sms} SMs at ${gpu.flopsPerS} FLOP/s`,
-  );
+  const gemmPs = (flops: number, flopsPerS: number) => (flops === 0 ? 0 : ceilPs(
+    BigInt(flops) * PS_PER_S_BIG * BigInt(gpu.sms),
+    BigInt(flopsPerS) * BigInt(gemmSms),
+    () => `${flops} FLOPs on ${gemmSms} of ${gpu.sms} SMs at ${flopsPerS} FLOP/s`,
+  ));
+  const matmulPs = gemmPs(work.matmulFlops - fp8Flops, gpu.flopsPerS) + gemmPs(fp8Flops, gpu.fp8FlopsPerS);
   const bytesPs = psForBytes(work.bytes, gpu.hbmBytesPerS);
   return checkedPs(matmulPs + bytesPs, 'a compute op');
 }

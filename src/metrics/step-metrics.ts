@@ -7,8 +7,10 @@ import type { OpRecord } from '../fabric/streams.js';
 import { assert } from '../errors.js';
 import { intersectionLength, lengthOf, unionOf } from './intervals.js';
 
-/** Comm ops of the overlapped forward+backward chunks are named `FB(f|b)…` by the pipeline (pipeline/format.ts). */
-export const FB_OP_PREFIX = 'FB(';
+/** An op of an overlapped forward+backward chunk: its record's label says it belongs to an FB schedule op. */
+export function inFbChunk(r: OpRecord): boolean {
+  return r.label !== null && r.label.sched !== null && r.label.sched.op === 'FB';
+}
 
 /** The additive figures of one step: one rank's, or in the cluster figures their sums over the ranks. */
 export interface StepAmounts {
@@ -98,7 +100,8 @@ export function rankStepSummary(rank: number, records: readonly OpRecord[]): Ran
   const compute = records.filter((r) => r.stream === 'compute');
   const computeUnion = unionOf(compute);
   const commUnion = unionOf(comm);
-  const fbCommUnion = unionOf(comm.filter((r) => r.name.startsWith(FB_OP_PREFIX)));
+  // A p2p batch is labelled with the op it precedes but belongs to no chunk's work.
+  const fbCommUnion = unionOf(comm.filter((r) => inFbChunk(r) && r.label!.phase !== 'p2p'));
   // A loop, not Math.min(...records): a step can hold more records than a call can take arguments.
   let startPs: Ps | null = null;
   let endPs: Ps | null = null;
@@ -111,7 +114,7 @@ export function rankStepSummary(rank: number, records: readonly OpRecord[]): Ran
     computeBusyPs: lengthOf(computeUnion),
     commBusyPs: lengthOf(commUnion),
     hiddenCommPs: intersectionLength(commUnion, computeUnion),
-    fbComputeBusyPs: lengthOf(unionOf(compute.filter((r) => r.name.startsWith(FB_OP_PREFIX)))),
+    fbComputeBusyPs: lengthOf(unionOf(compute.filter(inFbChunk))),
     fbCommBusyPs: lengthOf(fbCommUnion),
     fbHiddenCommPs: intersectionLength(fbCommUnion, computeUnion),
     payloadBytes: sum(comm, (r) => r.payloadBytes),

@@ -10,7 +10,7 @@
 import type { EpGroup } from '../comm/ep-group.js';
 import type { DispatchResult } from '../comm/dispatch.js';
 import type { ComputeMeter } from '../fabric/compute-meter.js';
-import type { OpRecord, VEvent } from '../fabric/streams.js';
+import type { OpName, OpRecord, Pass, Phase, ScheduleOpRef, VEvent } from '../fabric/streams.js';
 import {
   addInto, attentionBackwardInput, attentionBackwardWeight, attentionForward,
   type AttentionParams, type AttentionSaved, type AttentionWeightInputs,
@@ -51,9 +51,12 @@ interface BlockParams {
 
 type Which = 'values' | 'grads';
 
+/** The schedule op a stage's work runs under: its name as text ('F0.3', 'FB(0.3|1.1)') and as a record label. */
+export interface OpRef { text: string; sched: ScheduleOpRef }
+
 export class EpBlockRun {
   readonly #p: BlockParams;
-  #name: string;
+  #op: OpRef;
   // forward state
   #x!: Tensor; #n1!: RmsNormSaved; #attn!: AttentionSaved; #h!: Tensor; #n2!: { y: Tensor; saved: RmsNormSaved };
   #gate: GateSaved | null = null;
@@ -78,19 +81,22 @@ export class EpBlockRun {
   #dAttnNormOut!: Tensor;
   #attnForWeight!: AttentionWeightInputs;
 
-  /** `prefix`: 'layers.3.' or 'mtp.0.block.'; `name`: how its ops are named ('F0.3 L3'). */
-  constructor(private readonly env: BlockEnv, readonly prefix: string, readonly moe: boolean, name: string) {
+  /** `prefix`: 'layers.3.' or 'mtp.0.block.'; `layer`: its index in the model (the MTP block's is L); `op`: the
+   * schedule op its forward runs under. */
+  constructor(private readonly env: BlockEnv, readonly prefix: string, readonly moe: boolean, readonly layer: number, op: OpRef) {
     this.#p = this.#params('values');
-    this.#name = name;
+    this.#op = op;
   }
 
-  get name(): string {
-    return this.#name;
+  /** The ops that follow belong to `op` (the backward of a forward run under a later schedule op). */
+  assign(op: OpRef): void {
+    this.#op = op;
   }
 
-  /** Names the ops that follow (the backward of a forward run under another op's name). */
-  rename(name: string): void {
-    this.#name = name;
+  /** An op of this block: 'F0.3 L3 attn(F)', labelled with its schedule op, pass, phase and layer. */
+  #name(phase: Phase, pass: Pass): OpName {
+    const where = this.prefix.startsWith('mtp.') ? 'mtp' : `L${this.layer}`;
+    return { text: `${this.#op.text} ${where} ${phase}(${pass})`, label: { sched: this.#op.sched, pass, phase, layer: this.layer } };
   }
 
   /** The event the block's latest output (y or dx) waits on. */
@@ -118,13 +124,13 @@ export class EpBlockRun {
       this.balanceLoss = balanceLoss;
       this.loads = expertLoads(c, gate);
     }
-    return this.#computed('attn(F)', waitFor);
+    return this.#computed('attn', 'F', waitFor);
   }
 
   async dispatchForward(): Promise<OpRecord | null> {
     if (!this.#p.moe) return null;
     const { ep, c, nm } = this.env;
-    this.#sent = await epMoeDispatch(ep, c, nm, this.#n2.y, this.#gate!, [this.#event!], `${this.name} dispatch(F)`);
+    this.#sent = await epMoeDispatch(ep, c, nm, this.#n2.y, this.#gate!, [this.#event!], this.#name('dispatch', 'F'));
     this.#event = this.#sent.op;
     return this.#sent.op;
   }
@@ -134,7 +140,7 @@ export class EpBlockRun {
     const p = this.#p;
     if (p.moe) this.#mlp = epMoeExperts(c, nm, p.moe, this.#n2.y, this.#sent!);
     else this.#dense = swigluForwardLayer(nm, p.dense!, this.#n2.y);
-    return this.#computed('mlp(F)', []);
+    return this.#computed('mlp', 'F', []);
   }
 
   /** The combine (MoE), then y = h + ffn(norm(h)). */
@@ -143,7 +149,7 @@ export class EpBlockRun {
     let y: Tensor;
     let op: OpRecord | null = null;
     if (this.#p.moe) {
-      const routed = await epMoeCombine(ep, nm, this.#sent!, this.#mlp!.expertOut, [this.#event!], `${this.name} combine(F)`);
+      const routed = await epMoeCombine(ep, nm, this.#sent!, this.#mlp!.expertOut, [this.#event!], this.#name('combine', 'F'));
       y = epMoeOutput(this.#n2.y, routed.out, this.#mlp!.shared.y);
       this.#moeSaved = epMoeSaved(this.#gate!, this.#sent!, this.#mlp!);
       this.#event = op = routed.op;
@@ -163,7 +169,7 @@ export class EpBlockRun {
     this.#dy = dy;
     this.#event = latest(waitFor);
     if (!this.#p.moe) return null;
-    this.#cached = await epMoeGradDispatch(ep, c, nm, this.#moeSaved!, dy, waitFor, `${this.name} combine(B)`);
+    this.#cached = await epMoeGradDispatch(ep, c, nm, this.#moeSaved!, dy, waitFor, this.#name('combine', 'B'));
     this.#event = this.#cached.op;
     return this.#cached.op;
   }
@@ -173,14 +179,14 @@ export class EpBlockRun {
     const p = this.#p;
     if (p.moe) this.#mlpBack = epMoeExpertsBackward(c, nm, p.moe, this.#moeSaved!, this.#dy, this.#cached!);
     else this.#denseBack = swigluBackwardInput(nm, p.dense!, this.#dense!.saved, this.#dy);
-    return this.#computed('mlp(B)', []);
+    return this.#computed('mlp', 'B', []);
   }
 
   /** The combine of the experts' input and gate-value gradients back to the tokens' ranks (MoE). */
   async dispatchBackward(): Promise<OpRecord | null> {
     if (!this.#p.moe) return null;
     const { ep, c, nm } = this.env;
-    this.#gradsBack = await epMoeGradCombine(ep, c, nm, this.#moeSaved!, this.#mlpBack!, [this.#event!], `${this.name} dispatch(B)`);
+    this.#gradsBack = await epMoeGradCombine(ep, c, nm, this.#moeSaved!, this.#mlpBack!, [this.#event!], this.#name('dispatch', 'B'));
     const ops = this.#gradsBack.ops;
     this.#event = ops[ops.length - 1];
     return this.#event as OpRecord;
@@ -205,7 +211,7 @@ export class EpBlockRun {
     const dx = rmsnormLayerBackwardInput(this.#n1, p.attnNorm, attn.dx);
     addInto(dx, dh);                                               // residual
     this.dx = dx;
-    return this.#computed('attn(B)', []);
+    return this.#computed('attn', 'B', []);
   }
 
   /** Weight gradients of the experts and shared expert (or the dense FFN): they need only mlp(B). */
@@ -223,7 +229,7 @@ export class EpBlockRun {
     } else {
       swigluBackwardWeight(nm, this.#dense!.saved, this.#denseBack!.forWeight, g.dense!);
     }
-    return this.env.meter.charge(`${this.#name} mlp(W)`);
+    return this.env.meter.charge(this.#name('mlp', 'W'));
   }
 
   /** Weight gradients of the gate, both norms and the attention: they need attn(B). */
@@ -234,7 +240,7 @@ export class EpBlockRun {
     attentionBackwardWeight(nm, this.#attn, this.#attnForWeight, g.attn);
     rmsnormLayerBackwardWeight(this.#n2.saved, this.#dFfnNormOut, g.ffnNorm);
     if (g.moe) gateBackwardWeight(nm, this.#moeSaved!.gate, this.#moeForWeight!.dlogits, g.moe.gate);
-    return this.env.meter.charge(`${this.#name} attn(W)`);
+    return this.env.meter.charge(this.#name('attn', 'W'));
   }
 
   /** What the forward keeps for the backward (inputs, attention scores, routing, expert activations). */
@@ -242,8 +248,8 @@ export class EpBlockRun {
     return [this.#x, this.#n1, this.#attn, this.#h, this.#n2, this.#gate, this.#sent, this.#mlp, this.#dense];
   }
 
-  #computed(phase: string, waitFor: readonly VEvent[]): OpRecord {
-    const op = this.env.meter.charge(`${this.name} ${phase}`, [...waitFor, ...(this.#event ? [this.#event] : [])]);
+  #computed(phase: Phase, pass: Pass, waitFor: readonly VEvent[]): OpRecord {
+    const op = this.env.meter.charge(this.#name(phase, pass), [...waitFor, ...(this.#event ? [this.#event] : [])]);
     this.#event = op;
     return op;
   }

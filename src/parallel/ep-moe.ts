@@ -9,7 +9,7 @@ import { dispatch, type DispatchHandle, type DispatchResult } from '../comm/disp
 import type { EpGroup } from '../comm/ep-group.js';
 import { NATIVE, type RowWire } from '../comm/ep-rows.js';
 import { selectTileRows } from '../tensor/quantize.js';
-import type { OpRecord, VEvent } from '../fabric/streams.js';
+import type { OpName, OpRecord, VEvent } from '../fabric/streams.js';
 import { addInto } from '../model/attention.js';
 import type { ModelConfig } from '../model/config.js';
 import { gatherRows, tokensOf } from '../model/moe.js';
@@ -69,8 +69,8 @@ export function epMoeGate(c: ModelConfig, nm: Numerics, p: EpMoeParams, u: Tenso
 }
 
 export function epMoeDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, u: Tensor, gate: GateSaved,
-                              waitFor: readonly VEvent[] = [], name = 'dispatch'): Promise<DispatchResult> {
-  return dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK, wire: forwardWire(nm), waitFor }, name);
+                              waitFor: readonly VEvent[] = [], name: OpName = 'dispatch'): Promise<DispatchResult> {
+  return dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK, wire: activationWire(nm), waitFor }, name);
 }
 
 export interface EpMoeExpertsForward { expertOut: Tensor; experts: (LocalExpertSaved | null)[]; shared: { y: Tensor; saved: SwigluSaved } }
@@ -99,8 +99,8 @@ export function epMoeExperts(c: ModelConfig, nm: Numerics, p: EpMoeParams, u: Te
 }
 
 export function epMoeCombine(ep: EpGroup, nm: Numerics, sent: DispatchResult, expertOut: Tensor,
-                             waitFor: readonly VEvent[] = [], name = 'combine'): Promise<CombineResult> {
-  return combine(ep, sent.handle, expertOut.data, name, lowWire(nm), waitFor);
+                             waitFor: readonly VEvent[] = [], name: OpName = 'combine'): Promise<CombineResult> {
+  return combine(ep, sent.handle, expertOut.data, name, { wire: gradientWire(nm), waitFor });
 }
 
 /** y = routed + shared(u). */
@@ -125,8 +125,8 @@ export function expertLoads(c: ModelConfig, gate: GateSaved): Float64Array {
 // (compute) -> combine of the row gradients (comm; "dispatch(B)") -> gate B and the sum (compute)
 
 export function epMoeGradDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, s: EpMoeSaved, dy: Tensor,
-                                  waitFor: readonly VEvent[] = [], name = 'dispatch dy'): Promise<DispatchResult> {
-  return dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d: c.hidden, K: c.topK, wire: lowWire(nm),
+                                  waitFor: readonly VEvent[] = [], name: OpName = 'dispatch dy'): Promise<DispatchResult> {
+  return dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d: c.hidden, K: c.topK, wire: gradientWire(nm),
     cached: true, waitFor }, name);
 }
 
@@ -170,7 +170,7 @@ export interface EpMoeGradsBack { routedDx: FloatArray; dWeights: FloatArray; op
  * DeepEP's combine returns the combined top-k weights with the rows: the sums are per column, so each part sums
  * exactly as it would alone. */
 export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics, s: EpMoeSaved, mlp: EpMoeExpertsBackward,
-                                       waitFor: readonly VEvent[] = [], name = 'combine dx'): Promise<EpMoeGradsBack> {
+                                       waitFor: readonly VEvent[] = [], name: OpName = 'combine dx'): Promise<EpMoeGradsBack> {
   const d = c.hidden;
   const K = c.topK;
   const R = mlp.dRows.rows;
@@ -179,7 +179,8 @@ export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics
     rows.data.set(mlp.dRows.data.subarray(r * d, (r + 1) * d), r * (d + K));
     rows.data.set(mlp.dWeightRows.data.subarray(r * K, (r + 1) * K), r * (d + K) + d);
   }
-  const back = await combine(ep, { ...s.handle, d: d + K }, rows.data, name, lowWire(nm), waitFor);
+  // The gate-value gradients are metadata (DeepEP returns them beside the rows), not tensor data.
+  const back = await combine(ep, { ...s.handle, d: d + K }, rows.data, name, { wire: gradientWire(nm), waitFor, metadataColumns: K });
   const T = s.handle.tokens;
   const routedDx = allocateLike(back.out, T * d);
   const dWeights = allocateLike(back.out, T * K);
@@ -215,11 +216,12 @@ export function epMoeBackwardWeight(nm: Numerics, s: EpMoeSaved, f: EpMoeWeightI
   });
 }
 
-/** FACTS §3: FP8 dispatch in FP8 mode; combine and all backward communication in bf16 (BF16 and FP8 modes). */
-function forwardWire(nm: Numerics): RowWire {
-  return nm.precision === 'fp8' ? { kind: 'fp8', tile: nm.fp8Tile } : lowWire(nm);
+/** FACTS §3: FP8 dispatch in FP8 mode; combine and all backward communication in bf16 (BF16 and FP8 modes).
+ * Pipeline activations and gradients travel the same way (DESIGN "Numerics": the wire carries the storage bytes). */
+export function activationWire(nm: Numerics): RowWire {
+  return nm.precision === 'fp8' ? { kind: 'fp8', tile: nm.fp8Tile } : gradientWire(nm);
 }
 
-function lowWire(nm: Numerics): RowWire {
+export function gradientWire(nm: Numerics): RowWire {
   return nm.precision === 'bf16' || nm.precision === 'fp8' ? { kind: 'bf16' } : NATIVE;
 }

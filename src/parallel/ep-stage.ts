@@ -9,9 +9,9 @@ import {
   type HeadSaved, type ModelContext, type MtpInputSaved, type WeightWork,
 } from '../model/model.js';
 import { tokenColumns } from '../model/tokens.js';
-import type { OpRecord, VEvent } from '../fabric/streams.js';
+import type { OpName, OpRecord, Pass, Phase, VEvent } from '../fabric/streams.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { EpBlockRun, type BlockEnv } from './ep-block.js';
+import { EpBlockRun, type BlockEnv, type OpRef } from './ep-block.js';
 import { retainedBytes } from './retained-bytes.js';
 
 /** The stage's share of the model (src/pipeline/stage-split.ts makes these). */
@@ -45,25 +45,30 @@ export class EpStageRun {
   readonly loss: LossParts = { main: null, mtp: null, balance: [] };
   /** Tokens per expert this rank routed in each MoE layer of the stage ('layers.3.ffn', 'mtp.0.block.ffn'). */
   readonly loads: [string, Float64Array][] = [];
-  #name: string;
+  #op: OpRef;
 
-  /** `sequences`: this rank's sequences of the micro-batch [b, T+2]; `name` prefixes every op ('F0.3'). */
-  constructor(private readonly env: BlockEnv, readonly shape: StageShape, private readonly sequences: Int32Array, name: string) {
-    this.#name = name;
+  /** `sequences`: this rank's sequences of the micro-batch [b, T+2]; `op`: the schedule op of its forward. */
+  constructor(private readonly env: BlockEnv, readonly shape: StageShape, private readonly sequences: Int32Array, op: OpRef) {
+    this.#op = op;
     const { c } = env;
     this.#ctx = { c, nm: env.nm, store: env.store, scale: env.scale };
     this.blocks = [];
     for (let i = shape.firstLayer; i < shape.endLayer; i++) {
-      this.blocks.push(new EpBlockRun(env, `layers.${i}.`, isMoeLayer(c, i), `${name} L${i}`));
+      this.blocks.push(new EpBlockRun(env, `layers.${i}.`, isMoeLayer(c, i), i, op));
     }
-    this.#mtpBlock = shape.output && c.mtpDepth > 0 ? new EpBlockRun(env, 'mtp.0.block.', hasMoe(c), `${name} mtp`) : null;
+    this.#mtpBlock = shape.output && c.mtpDepth > 0 ? new EpBlockRun(env, 'mtp.0.block.', hasMoe(c), c.layers, op) : null;
     if (this.#mtpBlock) this.blocks.push(this.#mtpBlock);
   }
 
-  /** Renames the ops of what follows (a stage's backward runs under the B op's name). */
-  rename(name: string): void {
-    this.blocks.forEach((b, k) => b.rename(b === this.#mtpBlock ? `${name} mtp` : `${name} L${this.shape.firstLayer + k}`));
-    this.#name = name;
+  /** The ops that follow belong to `op` (a stage's backward runs under its B, F&B or W op). */
+  assign(op: OpRef): void {
+    this.blocks.forEach((b) => b.assign(op));
+    this.#op = op;
+  }
+
+  /** A stage-level op: 'F0.3 embed(F)'. */
+  #name(phase: Phase, pass: Pass): OpName {
+    return { text: `${this.#op.text} ${phase}(${pass})`, label: { sched: this.#op.sched, pass, phase, layer: null } };
   }
 
   // ---- forward: prologue; per block, beforeBlockForward and the block's phases; epilogue ----------------------
@@ -73,7 +78,7 @@ export class EpStageRun {
     if (!this.shape.input) return { x: input!, event: latest(waitFor) };
     this.#inputTokens = tokenColumns(this.sequences, this.env.c.seqLen, 0);
     const x = embeddingForward(this.#inputTokens, this.env.store.value('embed.weight'));
-    return { x, event: this.env.meter.charge(`${this.#name} embed(F)`, waitFor) };
+    return { x, event: this.env.meter.charge(this.#name('embed', 'F'), waitFor) };
   }
 
   /** What `block` gets as input: h itself, or — for the MTP block — proj([norm(h); norm(embed(x[1:]))]), after
@@ -83,7 +88,7 @@ export class EpStageRun {
     this.#mainHead(h);
     const { m0, saved } = mtpInputForward(this.#ctx, h, this.sequences);
     this.#mtp = { ...saved, head: null };
-    return { x: m0, event: this.env.meter.charge(`${this.#name} head(F)`, event ? [event] : []) };
+    return { x: m0, event: this.env.meter.charge(this.#name('head', 'F'), event ? [event] : []) };
   }
 
   /** After the last block: the output stage's last head and loss (MTP's, or the main one); the last event. */
@@ -93,12 +98,12 @@ export class EpStageRun {
     const { c } = this.env;
     if (!this.#mtp) {
       this.#mainHead(y);
-      return this.env.meter.charge(`${this.#name} head(F)`, event ? [event] : []);
+      return this.env.meter.charge(this.#name('head', 'F'), event ? [event] : []);
     }
     const head = headForward(this.#ctx, y, 'mtp.0.norm.weight', tokenColumns(this.sequences, c.seqLen, 2), c.mtpWeight);
     this.loss.mtp = head.loss;
     this.#mtp.head = head.saved;
-    return this.env.meter.charge(`${this.#name} mtp head(F)`, event ? [event] : []);
+    return this.env.meter.charge(this.#name('mtp-head', 'F'), event ? [event] : []);
   }
 
   #mainHead(h: Tensor): void {
@@ -128,7 +133,7 @@ export class EpStageRun {
     const dy = this.#mtp ? headBackwardInput(this.#ctx, this.#mtp.head!, 'mtp.0.norm.weight', work) : this.#dh;
     this.#outputWork = work;
     if (!this.#mtp) this.#dh = null;
-    return { dy, event: this.env.meter.charge(`${this.#name} head(B)`, waitFor) };
+    return { dy, event: this.env.meter.charge(this.#name('head', 'B'), waitFor) };
   }
 
   /** The gradient `block` gets from the one after it: once the MTP block is done, its input gradient goes back
@@ -139,7 +144,7 @@ export class EpStageRun {
     const dh = this.#dh;
     addTo(dh, mtpInputBackward(this.#ctx, this.#mtp!, dy, this.#outputWork));   // dy: the MTP block's input gradient
     this.#dh = null;
-    return { dy: dh, event: this.env.meter.charge(`${this.#name} mtp(B)`, event ? [event] : []) };
+    return { dy: dh, event: this.env.meter.charge(this.#name('mtp-proj', 'B'), event ? [event] : []) };
   }
 
   /** After the first block: the input stage keeps the embedding's W; returns the gradient to send back. */
@@ -158,7 +163,7 @@ export class EpStageRun {
     if (this.#outputWork.length === 0) return null;
     for (const w of this.#outputWork) w();
     this.#outputWork = [];
-    return this.env.meter.charge(`${this.#name} head(W)`);
+    return this.env.meter.charge(this.#name('head', 'W'));
   }
 
   /** The embedding's W (after every block's W). */
@@ -166,7 +171,7 @@ export class EpStageRun {
     if (!this.#embedWork) return null;
     this.#embedWork();
     this.#embedWork = null;
-    return this.env.meter.charge(`${this.#name} embed(W)`);
+    return this.env.meter.charge(this.#name('embed', 'W'));
   }
 }
 

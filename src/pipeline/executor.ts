@@ -1,39 +1,45 @@
-// The executor: runs one rank's instruction list (src/pipeline/schedules/) for one training step. Activations go
-// to the next stage and gradients to the previous one over the fabric, batched as DualPipe does: the sends of the
-// previous op and the receives of the next are issued as one comm op right before the next compute op, which waits
-// for it (FACTS §5 "Communication"). A stage whose neighbour lives on the same rank (DualPipeV's turn-around) hands
-// the tensor over locally. Deferred weight-gradient work waits in a FIFO for its W. Every EP rank of a pipeline
-// rank runs the same list, so their EP collectives pair up; p2p goes to the same EP index of the other stage.
-import { moemuError, MoemuError } from '../errors.js';
-import type { ExchangeRecv, ExchangeSend, RankFabric } from '../fabric/rank-fabric.js';
+// The executor: runs one rank's program (src/pipeline/schedules/) for one training step. Its communication is the
+// program's own batching (p2p-batches.ts, FACTS §5 "Communication"): at each commit the queued sends and receives
+// go as one comm op, which starts once everything issued before it has finished — as a NCCL batch waits for the
+// stream it is launched from — and which the next compute op waits for. Activations go to the next stage and
+// gradients to the previous one at the same EP index; a neighbour stage on this rank (DualPipeV's turn) gets its
+// tensor locally, through the same wire format. Deferred weight-gradient work waits in a FIFO for its W. Every EP
+// rank of a pipeline rank runs the same program, so their EP collectives pair up.
+// Postconditions at the end of the step: the W FIFO is empty, no activation is live, every output was sent and
+// every input taken.
+import { assert, moemuError, MoemuError } from '../errors.js';
+import type { ComputeMeter } from '../fabric/compute-meter.js';
 import type { HbmHandle } from '../fabric/hbm.js';
-import type { VEvent } from '../fabric/streams.js';
-import type { BlockEnv } from '../parallel/ep-block.js';
-import { EpStageRun, type LossParts } from '../parallel/ep-stage.js';
-import { Tensor } from '../tensor/tensor.js';
-import { runBackward, runForward, runOverlapped, runWeights } from './chunk.js';
+import type { ExchangeRecv, ExchangeSend, RankFabric } from '../fabric/rank-fabric.js';
+import type { OpRecord, ScheduleOpRef, VEvent } from '../fabric/streams.js';
+import type { Ps } from '../fabric/virtual-time.js';
+import type { LossParts } from '../parallel/ep-stage.js';
 import { formatOp } from './format.js';
-import type { ChunkMb, Op, Placement, RankProgram } from './schedule-types.js';
-import type { StageSpec } from './stage-split.js';
-
-export interface ExecutorEnv {
-  fabric: RankFabric;
-  block: BlockEnv;
-  program: RankProgram;
-  placement: Placement;
-  pipelineRanks: number;
-  chunks: number;                         // chunks per pipeline rank: 1, or 2 for DualPipe(V)
-  stages: StageSpec[];                    // by stage index
-  /** Global rank of pipeline rank p at this rank's EP index. */
-  peer: (pipelineRank: number) => number;
-  /** This EP rank's sequences [b, T+2] of micro-batch `mb` of pipe `pipe`. */
-  sequences: (pipe: number, mb: number) => Int32Array;
-  /** false: an F&B runs as its forward then its backward, for comparison (scenario parallel.overlap). */
-  overlap: boolean;
-}
+import { resolveTimeline, type CommBatch, type CommItem, type StageHolders } from './p2p-batches.js';
+import { ppTag } from './pp-tags.js';
+import type { ChunkMb, CommWhat, Op, RankProgram } from './schedule-types.js';
+import type { ChunkOutput, PipelineStage, StageWork } from './stage-work.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 /** The loss terms one stage computed for one micro-batch (every stage reports: blocks add balance terms). */
 export interface MicroBatchLoss { pipe: number; mb: number; parts: LossParts }
+
+/** Fixed-cost mode (DESIGN "Virtual time"): what each op costs, in ps. A deferred backward Bz costs B − W. */
+export interface OpCostsPs { F: Ps; B: Ps; W: Ps; FB: Ps }
+
+export interface ExecutorEnv {
+  fabric: RankFabric;
+  meter: ComputeMeter;
+  program: RankProgram;
+  holders: StageHolders;
+  work: StageWork;
+  /** Global rank of pipeline rank p at this rank's EP index. */
+  peer: (pipelineRank: number) => number;
+  /** false: an F&B runs as its forward then its backward, for comparison (scenario parallel.overlap). */
+  overlap: boolean;
+  /** Fixed op costs instead of the cost model (the meter must be in fixed-cost mode), or null. */
+  costs: OpCostsPs | null;
+}
 
 export interface ExecutorResult {
   losses: MicroBatchLoss[];
@@ -46,93 +52,107 @@ export async function executeProgram(env: ExecutorEnv): Promise<ExecutorResult> 
   return new Executor(env).run();
 }
 
+interface Produced { tensor: Tensor; event: VEvent | null }
+
 class Executor {
   readonly #me: number;
-  /** The pipeline rank holding each (pipe, stage). */
-  readonly #holders = new Map<string, number>();
-  readonly #live = new Map<string, { stage: EpStageRun; hbm: HbmHandle }>();
-  readonly #deferred: { key: string; op: string }[] = [];
-  readonly #local = new Map<string, Tensor>();
-  #sends: ExchangeSend[] = [];
-  #last: VEvent | null = null;
+  readonly #live = new Map<string, { stage: PipelineStage; hbm: HbmHandle }>();
+  readonly #deferred: ChunkMb[] = [];
+  /** Outputs computed and not yet sent, by `what:chunk:mb`. */
+  readonly #outputs = new Map<string, Produced>();
+  /** Inputs received (or handed over locally) and not yet used, by tag. */
+  readonly #inputs = new Map<string, Tensor>();
+  #lastCommit: OpRecord | null = null;
   #peakLive = 0;
   readonly #losses: MicroBatchLoss[] = [];
   readonly #loads = new Map<string, Float64Array>();
 
   constructor(private readonly env: ExecutorEnv) {
     this.#me = env.program.rank;
-    for (let r = 0; r < env.pipelineRanks; r++) {
-      for (let c = 0; c < env.chunks; c++) {
-        const { pipe, stage } = env.placement.slot(r, c);
-        this.#holders.set(`${pipe}:${stage}`, r);
-      }
-    }
   }
 
   async run(): Promise<ExecutorResult> {
-    for (const op of this.env.program.ops) {
+    const timeline = resolveTimeline(this.env.program, this.env.holders);
+    for (let i = 0; i < timeline.length; i++) {
+      const entry = timeline[i];
+      const next = timeline.slice(i + 1).find((e): e is Op => e.op !== 'COMM') ?? null;
+      const what = entry.op === 'COMM' ? `p2p before ${next ? formatOp(next) : 'the end of the step'}` : formatOp(entry);
       try {
-        await this.#op(op);
+        if (entry.op === 'COMM') await this.#commit(entry, next);
+        else await this.#compute(entry);
       } catch (error) {
         if (error instanceof MoemuError) throw error;
-        throw moemuError('MOEMU_ERR_INTERNAL', `pipeline op ${formatOp(op)} failed: ${(error as Error).message}`,
-          { rank: this.env.fabric.rank, op: formatOp(op) });
+        throw moemuError('MOEMU_ERR_INTERNAL', `pipeline op ${what} failed: ${(error as Error).message}`,
+          { rank: this.env.fabric.rank, op: what });
       }
     }
-    if (this.#sends.length > 0) await this.#batch('p2p (last sends)', []);
+    this.#postconditions();
     return { losses: this.#losses, loads: this.#loads, peakLiveActivations: this.#peakLive };
   }
 
-  async #op(op: Op): Promise<void> {
-    const label = formatOp(op);
+  /** Split assertions (STYLE habit 10): each names what was left over. */
+  #postconditions(): void {
+    const rank = this.env.fabric.rank;
+    assert(this.#deferred.length === 0, `rank ${rank}: the deferred-W FIFO still holds ` +
+      `${this.#deferred.map((x) => `B${x.chunk}.${x.mb}z`).join(', ')} at the end of the step`);
+    assert(this.#live.size === 0, `rank ${rank}: activations of chunk.micro-batch ${[...this.#live.keys()].join(', ')} ` +
+      'are still live at the end of the step');
+    assert(this.#outputs.size === 0, `rank ${rank}: outputs ${[...this.#outputs.keys()].join(', ')} were never sent`);
+    assert(this.#inputs.size === 0, `rank ${rank}: inputs ${[...this.#inputs.keys()].join(', ')} were never used`);
+  }
+
+  // ---- compute ops ------------------------------------------------------------------------------------------
+
+  async #compute(op: Op): Promise<void> {
+    const waits = this.#lastCommit ? [this.#lastCommit] : [];
+    const ref = { text: formatOp(op), sched: op as ScheduleOpRef };
+    const costs = this.env.costs;
     switch (op.op) {
       case 'F': {
-        const waits = await this.#batch(label, this.#forwardRecvs(op));
-        const stage = this.#newStage(op, label);
-        const out = await runForward(stage, this.#take(this.#forwardInputTag(op)), waits);
-        this.#afterForward(op, stage, out.tensor, out.event);
+        if (costs) this.env.meter.beginOp(costs.F);
+        const stage = this.#start(op, ref);
+        this.#afterForward(op, stage, await stage.forward(this.#input('F', op), waits));
         return;
       }
       case 'B': {
-        const waits = await this.#batch(label, this.#backwardRecvs(op));
+        if (costs) this.env.meter.beginOp(op.zb ? costs.B - costs.W : costs.B);
         const stage = this.#stageOf(op);
-        stage.rename(label);
-        const out = await runBackward(stage, this.#take(this.#backwardInputTag(op)), waits, op.zb === true);
-        this.#afterBackward(op, out.tensor, out.event);
-        if (op.zb) this.#deferred.push({ key: key(op), op: label });
+        stage.assign(ref);
+        this.#afterBackward(op, await stage.backward(this.#input('B', op), waits, op.zb === true));
+        if (op.zb) this.#deferred.push({ chunk: op.chunk, mb: op.mb });
         else this.#release(op);
         return;
       }
       case 'W': {
-        const next = this.#deferred.shift();
-        if (!next || next.key !== key(op)) {
-          throw moemuError('MOEMU_ERR_INTERNAL', `${label}: the oldest deferred backward is ${next?.op ?? 'none'}`, { rank: this.env.fabric.rank });
+        const oldest = this.#deferred.shift();
+        if (!oldest || oldest.chunk !== op.chunk || oldest.mb !== op.mb) {
+          throw moemuError('MOEMU_ERR_INTERNAL', `${formatOp(op)}: the oldest deferred backward is ` +
+            `${oldest ? `B${oldest.chunk}.${oldest.mb}z` : 'none'}`, { rank: this.env.fabric.rank });
         }
-        // DualPipe commits and waits for the queued sends before any compute op, W included.
-        this.env.fabric.clock.waitFor('compute', ...await this.#batch(label, []));
+        if (costs) this.env.meter.beginOp(costs.W);
+        this.env.fabric.clock.waitFor('compute', ...waits);
         const stage = this.#stageOf(op);
-        stage.rename(label);
-        runWeights(stage);
+        stage.assign(ref);
+        stage.weights();
         this.#release(op);
         return;
       }
       case 'FB': {
-        const waits = await this.#batch(label, [...this.#forwardRecvs(op.f), ...this.#backwardRecvs(op.b)]);
-        const fStage = this.#newStage(op.f, label);
+        const fStage = this.#start(op.f, ref);
         const bStage = this.#stageOf(op.b);
-        const fInput = this.#take(this.#forwardInputTag(op.f));
-        const bInput = this.#take(this.#backwardInputTag(op.b));
+        bStage.assign(ref);
+        const input = this.#input('F', op.f);
+        const dOut = this.#input('B', op.b);
         if (this.env.overlap) {
-          bStage.rename(label);
-          const out = await runOverlapped({ stage: fStage, input: fInput, waitFor: waits }, { stage: bStage, dOut: bInput, waitFor: waits });
-          this.#afterForward(op.f, fStage, out.forward.tensor, out.forward.event);
-          this.#afterBackward(op.b, out.backward.tensor, out.backward.event);
+          if (costs) this.env.meter.beginOp(costs.FB);
+          const out = await this.env.work.overlapped({ stage: fStage, input, waitFor: waits }, { stage: bStage, dOut, waitFor: waits });
+          this.#afterForward(op.f, fStage, out.forward);
+          this.#afterBackward(op.b, out.backward);
         } else {
-          const fwd = await runForward(fStage, fInput, waits);
-          this.#afterForward(op.f, fStage, fwd.tensor, fwd.event);
-          bStage.rename(label);
-          const back = await runBackward(bStage, bInput, waits, false);
-          this.#afterBackward(op.b, back.tensor, back.event);
+          if (costs) this.env.meter.beginOp(costs.F);
+          this.#afterForward(op.f, fStage, await fStage.forward(input, waits));
+          if (costs) this.env.meter.beginOp(costs.B);
+          this.#afterBackward(op.b, await bStage.backward(dOut, waits, false));
         }
         this.#release(op.b);
         return;
@@ -140,36 +160,47 @@ class Executor {
     }
   }
 
-  #newStage(x: ChunkMb, label: string): EpStageRun {
-    const { pipe, stage } = this.env.placement.slot(this.#me, x.chunk);
-    return new EpStageRun(this.env.block, this.env.stages[stage], this.env.sequences(pipe, x.mb), label);
+  #start(x: ChunkMb, ref: { text: string; sched: ScheduleOpRef }): PipelineStage {
+    return this.env.work.start(this.env.holders.slot(this.#me, x.chunk), x.mb, ref);
   }
 
-  #stageOf(x: ChunkMb): EpStageRun {
+  #stageOf(x: ChunkMb): PipelineStage {
     const live = this.#live.get(key(x));
     if (!live) throw moemuError('MOEMU_ERR_INTERNAL', `backward of chunk ${x.chunk} micro-batch ${x.mb} before its forward`, { rank: this.env.fabric.rank });
     return live.stage;
   }
 
-  #afterForward(x: ChunkMb, stage: EpStageRun, output: Tensor | null, event: VEvent | null): void {
-    const { pipe, stage: s } = this.env.placement.slot(this.#me, x.chunk);
+  #afterForward(x: ChunkMb, stage: PipelineStage, out: ChunkOutput): void {
+    const { pipe } = this.env.holders.slot(this.#me, x.chunk);
     const hbm = this.env.fabric.hbm.alloc('activations', `chunk ${x.chunk} micro-batch ${x.mb}`, stage.savedBytes());
     this.#live.set(key(x), { stage, hbm });
     this.#peakLive = Math.max(this.#peakLive, this.#live.size);
     this.#losses.push({ pipe, mb: x.mb, parts: stage.loss });
-    if (!stage.shape.output) this.#send(tag('act', pipe, s + 1, x.mb), this.#holder(pipe, s + 1), output!);
     for (const [prefix, loads] of stage.loads) {
       const acc = this.#loads.get(prefix);
       if (!acc) this.#loads.set(prefix, loads.slice());
       else for (let i = 0; i < acc.length; i++) acc[i] += loads[i];
     }
-    this.#last = event;
+    this.#produced('F', x, out);
   }
 
-  #afterBackward(x: ChunkMb, dInput: Tensor | null, event: VEvent | null): void {
-    const { pipe, stage } = this.env.placement.slot(this.#me, x.chunk);
-    if (stage > 0) this.#send(tag('grad', pipe, stage - 1, x.mb), this.#holder(pipe, stage - 1), dInput!);
-    this.#last = event;
+  #afterBackward(x: ChunkMb, out: ChunkOutput): void {
+    this.#produced('B', x, out);
+  }
+
+  /** An output goes to the next stage's input (`F`) or the previous stage's output gradient (`B`): kept for its
+   * send, or handed over at once when that stage is on this rank. A pipe's end produces nothing to pass on. */
+  #produced(what: CommWhat, x: ChunkMb, out: ChunkOutput): void {
+    const { pipe, stage } = this.env.holders.slot(this.#me, x.chunk);
+    const to = what === 'F' ? stage + 1 : stage - 1;
+    const holder = this.env.holders.holder(pipe, to);
+    if (holder === null) return;
+    assert(out.tensor !== null, `rank ${this.#me}: ${what} of chunk ${x.chunk} micro-batch ${x.mb} produced nothing to pass on`);
+    if (holder === this.#me) {
+      this.#inputs.set(this.#tag(what, pipe, to, x.mb), this.env.work.decode(this.env.work.encode(out.tensor, what).payload, what));
+    } else {
+      this.#outputs.set(`${what}:${x.chunk}:${x.mb}`, { tensor: out.tensor, event: out.event });
+    }
   }
 
   #release(x: ChunkMb): void {
@@ -178,79 +209,68 @@ class Executor {
     this.#live.delete(key(x));
   }
 
-  #holder(pipe: number, stage: number): number {
-    const h = this.#holders.get(`${pipe}:${stage}`);
-    if (h === undefined) throw moemuError('MOEMU_ERR_INTERNAL', `no pipeline rank holds stage ${stage} of pipe ${pipe}`, { rank: this.env.fabric.rank });
-    return h;
+  /** What a forward (backward) of `x` takes in: the received or handed-over tensor, or nothing at its pipe's
+   * input (output) end. */
+  #input(what: CommWhat, x: ChunkMb): Tensor | null {
+    const { pipe, stage } = this.env.holders.slot(this.#me, x.chunk);
+    if (this.env.holders.holder(pipe, what === 'F' ? stage - 1 : stage + 1) === null) return null;
+    const t = this.#tag(what, pipe, stage, x.mb);
+    const tensor = this.#inputs.get(t);
+    if (!tensor) throw moemuError('MOEMU_ERR_INTERNAL', `nothing arrived under ${t}`, { rank: this.env.fabric.rank });
+    this.#inputs.delete(t);
+    return tensor;
   }
 
-  #send(t: string, to: number, x: Tensor): void {
-    if (to === this.#me) {
-      this.#local.set(t, x);
-      return;
+  /** The tag of what stage `stage` of `pipe` takes in for micro-batch `mb`. */
+  #tag(what: CommWhat, pipe: number, stage: number, mb: number): string {
+    return ppTag({ kind: what === 'F' ? 'act' : 'grad', pipe, stage, mb });
+  }
+
+  // ---- communication ----------------------------------------------------------------------------------------
+
+  /** One batch. It starts when every op issued before it has ended (the compute stream's clock, the comm stream's
+   * order, and the ops that produced what it sends), and the next compute op waits for it. */
+  async #commit(batch: CommBatch, next: Op | null): Promise<void> {
+    const sends: ExchangeSend[] = [];
+    const recvs: ExchangeRecv[] = [];
+    const waitFor: VEvent[] = [{ endPs: this.env.fabric.clock.now('compute') }];
+    for (const item of batch.batch) {
+      if (item.kind === 'send') {
+        const out = this.#takeOutput(item);
+        if (out.event) waitFor.push(out.event);
+        const { payload, metadataBytes } = this.env.work.encode(out.tensor, item.what);
+        sends.push({ target: this.env.peer(item.peer), tag: this.#itemTag(item), payload, metadataBytes });
+      } else {
+        recvs.push({ source: this.env.peer(item.peer), tag: this.#itemTag(item) });
+      }
     }
-    const payload = new Uint8Array(x.data.buffer, x.data.byteOffset, x.data.byteLength);
-    this.#sends.push({ target: this.env.peer(to), tag: t, payload });
-  }
-
-  /** Receives for a forward: the previous stage's activation, unless this is the first stage or it is local. */
-  #forwardRecvs(x: ChunkMb): ExchangeRecv[] {
-    const { pipe, stage } = this.env.placement.slot(this.#me, x.chunk);
-    if (stage === 0) return [];
-    return this.#recvFrom(tag('act', pipe, stage, x.mb), this.#holder(pipe, stage - 1));
-  }
-
-  #backwardRecvs(x: ChunkMb): ExchangeRecv[] {
-    const { pipe, stage } = this.env.placement.slot(this.#me, x.chunk);
-    if (stage === this.env.placement.stages - 1) return [];
-    return this.#recvFrom(tag('grad', pipe, stage, x.mb), this.#holder(pipe, stage + 1));
-  }
-
-  #recvFrom(t: string, from: number): ExchangeRecv[] {
-    return from === this.#me ? [] : [{ source: this.env.peer(from), tag: t }];
-  }
-
-  #forwardInputTag(x: ChunkMb): string | null {
-    const { pipe, stage } = this.env.placement.slot(this.#me, x.chunk);
-    return stage === 0 ? null : tag('act', pipe, stage, x.mb);
-  }
-
-  #backwardInputTag(x: ChunkMb): string | null {
-    const { pipe, stage } = this.env.placement.slot(this.#me, x.chunk);
-    return stage === this.env.placement.stages - 1 ? null : tag('grad', pipe, stage, x.mb);
-  }
-
-  /** The tensor a receive (or a local hand-over) delivered under `t`. */
-  #take(t: string | null): Tensor | null {
-    if (t === null) return null;
-    const x = this.#local.get(t);
-    if (!x) throw moemuError('MOEMU_ERR_INTERNAL', `nothing arrived under ${t}`, { rank: this.env.fabric.rank });
-    this.#local.delete(t);
-    return x;
-  }
-
-  /** One p2p batch: the queued sends and the receives the next op needs; returns what the op waits on. */
-  async #batch(label: string, recvs: ExchangeRecv[]): Promise<VEvent[]> {
-    const waits: VEvent[] = this.#last ? [this.#last] : [];
-    if (this.#sends.length === 0 && recvs.length === 0) return waits;
-    const sends = this.#sends;
-    this.#sends = [];
-    const { received, op } = await this.env.fabric.exchange(`p2p before ${label}`, sends, recvs, { waitFor: waits });
-    const { nm, c } = this.env.block;
+    const label = { sched: next as ScheduleOpRef | null, pass: null, phase: 'p2p' as const, layer: null };
+    const text = `p2p before ${next ? formatOp(next) : 'the end of the step'}`;
+    const { received, op } = await this.env.fabric.exchange({ text, label }, sends, recvs, { waitFor });
     received.forEach((m, i) => {
-      const x = Tensor.zeros(nm.dtype, [m.payload.byteLength / (nm.dtype === 'f64' ? 8 : 4) / c.hidden, c.hidden]);
-      new Uint8Array(x.data.buffer).set(m.payload);
+      const item = batch.batch.filter((b) => b.kind === 'recv')[i];
+      this.#inputs.set(recvs[i].tag, this.env.work.decode(m.payload, item.what));
       m.release();
-      this.#local.set(recvs[i].tag, x);
     });
-    return [op];
+    this.#lastCommit = op;
+  }
+
+  #takeOutput(item: CommItem): Produced {
+    const k = `${item.what}:${item.chunk}:${item.mb}`;
+    const out = this.#outputs.get(k);
+    assert(out !== undefined, `rank ${this.#me}: sends ${item.what} of chunk ${item.chunk} micro-batch ${item.mb} before computing it`);
+    this.#outputs.delete(k);
+    return out;
+  }
+
+  /** A send is tagged for the stage that takes it in; a receive for this rank's own stage. */
+  #itemTag(item: CommItem): string {
+    const { pipe, stage } = this.env.holders.slot(this.#me, item.chunk);
+    const to = item.kind === 'recv' ? stage : item.what === 'F' ? stage + 1 : stage - 1;
+    return this.#tag(item.what, pipe, to, item.mb);
   }
 }
 
 function key(x: ChunkMb): string {
   return `${x.chunk}:${x.mb}`;
-}
-
-function tag(kind: 'act' | 'grad', pipe: number, stage: number, mb: number): string {
-  return `pp:${kind}:${pipe}:${stage}:${mb}`;
 }

@@ -8,7 +8,7 @@ export interface ScheduleJson {
   kind: ScheduleKind;
   pp: number;
   microBatches: number;
-  ranks: RankProgram[];
+  ranks: { rank: number; ops: Op[] }[];
 }
 
 /** `F0.1`, `B1.0`, `B1.0z`, `W1.0`, `FB(0.3|1.1)`. */

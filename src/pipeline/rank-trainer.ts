@@ -9,11 +9,11 @@
 import { allReduceSum } from '../comm/all-reduce.js';
 import { EpGroup } from '../comm/ep-group.js';
 import { Group } from '../comm/group.js';
-import { moemuError } from '../errors.js';
+import { assert, moemuError } from '../errors.js';
 import { gpuOf, nodeOf, worldSize } from '../fabric/cluster-config.js';
 import { ComputeMeter } from '../fabric/compute-meter.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
-import type { OpRecord } from '../fabric/streams.js';
+import type { OpName, OpRecord, Phase } from '../fabric/streams.js';
 import { computePs } from '../fabric/virtual-time.js';
 import { updateGateBiases } from '../model/bias-update.js';
 import type { ModelConfig } from '../model/config.js';
@@ -25,14 +25,26 @@ import type { TrainingConfig } from '../model/trainer.js';
 import type { BlockEnv } from '../parallel/ep-block.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import { executeProgram, type MicroBatchLoss } from './executor.js';
+import { costsPs, type OpCosts } from './fixed-costs.js';
+import { ModelWork } from './model-stage.js';
+import { StageHolders } from './p2p-batches.js';
 import type { ScheduleKind } from './schedule-types.js';
 import { buildSchedule, schedulePlacement } from './schedules/index.js';
 import { isExpertParam, splitStages, stageParamSpecs } from './stage-split.js';
+
+/** 'per-node': the model's expert groups are the nodes of an EP group (DESIGN "Rank layout and data"), checked;
+ * 'free': the model's groups are kept whatever the topology (the run departs from DeepSeek's node limit). */
+export const EXPERT_GROUPS = ['per-node', 'free'] as const;
+export type ExpertGroups = (typeof EXPERT_GROUPS)[number];
 
 export interface ParallelConfig {
   schedule: ScheduleKind;
   pipeline: number;        // P pipeline ranks; each owns nodes / P whole nodes (its EP group)
   overlap: boolean;        // DualPipe's F&B chunks overlapped (false: forward then backward)
+  /** Fixed-cost mode: each schedule op costs this many units (1 unit = 1 µs of virtual time), links cost
+   * nothing; null: the cost model. */
+  costs: OpCosts | null;
+  expertGroups: ExpertGroups;
 }
 
 export interface RankTrainerOptions {
@@ -81,6 +93,7 @@ export class RankTrainer {
   /** For each other pipeline rank that holds some of my parameters: those parameters (in spec order). */
   readonly #shared: { pipelineRank: number; names: string[] }[];
   readonly #specsByRank: ParamSpec[][];
+  readonly #holders: StageHolders;
 
   constructor(private readonly fabric: RankFabric, private readonly o: RankTrainerOptions) {
     const { model: c, parallel, precision, seed } = o;
@@ -95,6 +108,11 @@ export class RankTrainer {
     this.#optimizer = new AdamW(this.store, o.training, momentsInBf16(this.nm));
     this.#corpus = generateCorpus(seed, o.training.corpusBytes);
     this.#meter = new ComputeMeter(fabric.clock, fabric.cluster.gpu);
+    if (parallel.costs) {
+      this.#meter.useFixedCosts();
+      fabric.useFreeLinks();
+    }
+    this.#holders = new StageHolders(schedulePlacement(parallel.schedule, parallel.pipeline), parallel.pipeline);
     const first = this.place.pipelineRank * ep;
     this.#ep = new EpGroup(fabric, Array.from({ length: ep }, (_, e) => first + e), fabric.cluster.gpusPerNode, c.experts);
     this.#world = new Group(fabric, Array.from({ length: worldSize(fabric.cluster) }, (_, r) => r), 'world');
@@ -116,14 +134,15 @@ export class RankTrainer {
     const dual = parallel.schedule === 'dualpipe';
     const block: BlockEnv = { c, nm: this.nm, scale: { tokens: training.batchSize * c.seqLen, sequences: training.batchSize },
       ep: this.#ep, meter: this.#meter, store: this.store, firstExpert: epRank * (c.experts / ep) };
-    const placement = schedulePlacement(parallel.schedule, parallel.pipeline);
+    const sequences = (pipe: number, mb: number) =>
+      microBatch(batch, N, dual ? mb + pipe * (N / 2) : mb).subarray(epRank * b * width, (epRank + 1) * b * width);
     const result = await executeProgram({
-      fabric: this.fabric, block, placement, pipelineRanks: parallel.pipeline, chunks: CHUNKS[parallel.schedule],
+      fabric: this.fabric, meter: this.#meter, holders: this.#holders,
       program: buildSchedule(parallel.schedule, parallel.pipeline, N)[pipelineRank],
-      stages: splitStages(c, placement.stages),
+      work: new ModelWork(block, splitStages(c, this.#holders.placement.stages), sequences),
       peer: (p) => p * ep + epRank,
-      sequences: (pipe, mb) => microBatch(batch, N, dual ? mb + pipe * (N / 2) : mb).subarray(epRank * b * width, (epRank + 1) * b * width),
       overlap: parallel.overlap,
+      costs: parallel.costs ? costsPs(parallel.costs) : null,
     });
     const loads = await this.#reduce(result.loads);
     beforeClip?.(this.store);
@@ -138,8 +157,19 @@ export class RankTrainer {
     const lr = this.#optimizer.step();
     updateGateBiases(this.store, loads, c.biasUpdateSpeed);
     this.#chargeOptimizer();
+    this.#postconditions(step);
     return { step, losses: result.losses, gradNorm, lr, peakLiveActivations: result.peakLiveActivations, loads,
       records: this.fabric.clock.takeRecords() };
+  }
+
+  /** Nothing of this step is left over: every message sent to this rank in it was taken, no activation is held. */
+  #postconditions(step: number): void {
+    const rank = this.fabric.rank;
+    const unclaimed = this.fabric.mailbox.unclaimedUpTo(step);
+    assert(unclaimed.length === 0, `rank ${rank}: ${unclaimed.length} message(s) of step ${step} were never taken: ` +
+      unclaimed.slice(0, 5).map((h) => `${h.tag} from rank ${h.src}`).join(', '));
+    const live = this.fabric.hbm.usedBy('activations');
+    assert(live === 0, `rank ${rank}: ${live} B of activations are still allocated at the end of step ${step}`);
   }
 
   /** EP all-reduce of replicated gradients and of loads; then the sums with the other pipeline ranks' copies. */
@@ -150,10 +180,10 @@ export class RankTrainer {
     const grads = this.#flatten(replicated);
     // The gradients are complete when the compute stream's last W ends.
     this.fabric.clock.waitFor('comm', { endPs: this.fabric.clock.now('compute') });
-    await allReduceSum(this.#ep.group, 'gradients', grads);
+    await allReduceSum(this.#ep.group, afterSchedule('gradients', 'reduce'), grads);
     this.#unflatten(replicated, grads);
     const flatLoads = concat(loadKeys.map((k) => loads.get(k)!));
-    await allReduceSum(this.#ep.group, 'loads', flatLoads);
+    await allReduceSum(this.#ep.group, afterSchedule('loads', 'reduce'), flatLoads);
     loadKeys.forEach((k, i) => loads.set(k, flatLoads.slice(i * this.o.model.experts, (i + 1) * this.o.model.experts)));
     for (const { pipelineRank, names } of this.#shared) {
       const keys = loadKeys.filter((k) => names.includes(`${k}.gate.weight`));
@@ -161,7 +191,7 @@ export class RankTrainer {
       const myLoads = concat(keys.map((k) => loads.get(k)!));
       const target = pipelineRank * this.place.ep + this.place.epRank;
       const tag = `pp-sum:${Math.min(pipelineRank, this.place.pipelineRank)}-${Math.max(pipelineRank, this.place.pipelineRank)}`;
-      const { received } = await this.fabric.exchange(`gradient sum with pipeline rank ${pipelineRank}`,
+      const { received } = await this.fabric.exchange(afterSchedule(`gradient sum with pipeline rank ${pipelineRank}`, 'reduce'),
         [{ target, tag: `${tag}:g:${this.place.pipelineRank}`, payload: bytes(mine) }, { target, tag: `${tag}:l:${this.place.pipelineRank}`, payload: bytes(myLoads) }],
         [{ source: target, tag: `${tag}:g:${pipelineRank}` }, { source: target, tag: `${tag}:l:${pipelineRank}` }]);
       const theirs = typed(received[0].payload, mine);
@@ -188,7 +218,7 @@ export class RankTrainer {
       for (let i = 0; i < g.length; i++) sum += g[i] * g[i];
     }
     const total = new Float64Array([sum]);
-    await allReduceSum(this.#world, 'gradient norm', total);
+    await allReduceSum(this.#world, afterSchedule('gradient norm', 'reduce'), total);
     return Math.sqrt(total[0]);
   }
 
@@ -261,8 +291,13 @@ export class RankTrainer {
     const elements = [...this.store.grads.values()].reduce((n, t) => n + t.size, 0);
     const bytesPerElement = this.nm.dtype === 'f64' ? 8 : 4;
     // The update needs every reduction done: it waits for the comm stream.
-    this.#meter.charge('optimizer', [{ endPs: this.fabric.clock.now('comm') }], computePs(this.fabric.cluster.gpu, { matmulFlops: 0, bytes: 10 * elements * bytesPerElement }));
+    this.#meter.charge(afterSchedule('optimizer', 'optimizer'), [{ endPs: this.fabric.clock.now('comm') }], computePs(this.fabric.cluster.gpu, { matmulFlops: 0, bytes: 10 * elements * bytesPerElement }));
   }
+}
+
+/** An op of the step outside the schedule: the reductions, the optimizer. */
+function afterSchedule(text: string, phase: Phase): OpName {
+  return { text, label: { sched: null, pass: null, phase, layer: null } };
 }
 
 function concat(parts: Float64Array[]): Float64Array {

@@ -164,7 +164,7 @@ class NodeProcess {
   /** GPU -> IB: the buffer goes back to the GPU's pool once the socket has taken the bytes. */
   #forwardIb(gpu: number, h: FabricHeader, buffer: ArrayBuffer): void {
     const client = this.#ibClients.get(nodeOf(this.#assignment!.cluster, h.dst))!;
-    const meta = { seq: h.seq, metadataBytes: h.metadataBytes };
+    const meta = { seq: h.seq, metadataBytes: h.metadataBytes, step: h.step };
     const giveBack = () => this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
     try {
       client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs, meta, crc: h.crc },
@@ -214,7 +214,7 @@ class NodeProcess {
     }
     const meta = h.meta ?? {};
     const header: FabricHeader = { src: h.src, dst: h.dst, tag: h.tag, seq: Number(meta.seq), bytes: h.bytes,
-      metadataBytes: Number(meta.metadataBytes ?? 0), outPs: h.outPs, egressEndPs: h.egressEndPs, crc: h.crc };
+      metadataBytes: Number(meta.metadataBytes ?? 0), step: Number(meta.step ?? 0), outPs: h.outPs, egressEndPs: h.egressEndPs, crc: h.crc };
     this.#gpuPorts[gpu].postMessage({ kind: 'data', header, buffer, pooled: !owned } satisfies PeerMessage, [buffer]);
   }
 

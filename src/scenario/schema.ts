@@ -12,7 +12,8 @@ import { MODEL_PRESET_NAMES, MODEL_PRESETS, modelConfigProblems, type ModelConfi
 import { CORPUS_BYTES_DEFAULT } from '../model/corpus.js';
 import { PRECISIONS } from '../model/numerics.js';
 import type { TrainerOptions } from '../model/trainer.js';
-import type { ParallelConfig } from '../pipeline/rank-trainer.js';
+import { costProblems } from '../pipeline/fixed-costs.js';
+import { EXPERT_GROUPS, type ParallelConfig } from '../pipeline/rank-trainer.js';
 import { SCHEDULE_KINDS } from '../pipeline/schedule-types.js';
 import { buildSchedule } from '../pipeline/schedules/index.js';
 import { MoemuError } from '../errors.js';
@@ -201,6 +202,7 @@ const rate = () => integer({ min: 1 }).optional();
 
 const gpuFields = {
   flopsPerS: rate(),
+  fp8FlopsPerS: rate(),
   hbmBytes: integer({ min: 1 }).optional(),
   hbmBytesPerS: rate(),
   sms: integer({ min: 1 }).optional(),
@@ -283,13 +285,30 @@ export const clusterSchema = clusterInputSchema
 
 // ---- parallel ---------------------------------------------------------------------------------------------------
 
-export const PARALLEL_DEFAULTS: Readonly<ParallelConfig> = Object.freeze({ schedule: 'dualpipe', pipeline: 2, overlap: true });
+export const PARALLEL_DEFAULTS: Readonly<ParallelConfig> = Object.freeze({
+  schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'per-node',
+});
+
+const costSchema = () => real({ above: 0 }).optional();
+
+/** Fixed-cost mode: every field a number of units (1 unit = 1 µs of virtual time); FB defaults to F + B. */
+const costsSchema = mapping({ F: costSchema(), B: costSchema(), W: costSchema(), FB: costSchema() })
+  .superRefine((c, ctx) => {
+    for (const p of costProblems(c)) {
+      if (p.message.startsWith('must be a number')) continue;   // the field's own schema said it
+      ctx.addIssue({ code: 'custom', path: [p.field], message: p.message });
+    }
+  })
+  .transform((c) => ({ F: c.F!, B: c.B!, W: c.W!, FB: c.FB ?? c.F! + c.B! }));
 
 const parallelSchema = mapping({
   schedule: oneOf(SCHEDULE_KINDS).default(PARALLEL_DEFAULTS.schedule),
   pipeline: integer({ min: 1 }).default(PARALLEL_DEFAULTS.pipeline),
   overlap: z.boolean({ error: mustBe('true or false') }).default(PARALLEL_DEFAULTS.overlap),
-}).transform((p): ParallelConfig => ({ schedule: p.schedule, pipeline: p.pipeline, overlap: p.overlap }));
+  costs: costsSchema.optional(),
+  expertGroups: oneOf(EXPERT_GROUPS).default(PARALLEL_DEFAULTS.expertGroups),
+}).transform((p): ParallelConfig => ({ schedule: p.schedule, pipeline: p.pipeline, overlap: p.overlap, costs: p.costs ?? null,
+  expertGroups: p.expertGroups }));
 
 /** The scenario's layout for `moemu run`: its parallel section, or the defaults when it has none. */
 export function parallelOf(s: Pick<Scenario, 'parallel'>): ParallelConfig {
@@ -298,8 +317,9 @@ export function parallelOf(s: Pick<Scenario, 'parallel'>): ParallelConfig {
 
 /**
  * What keeps a scenario from training on its cluster (DESIGN "Rank layout and data"), one problem per rule with
- * its YAML path: each pipeline rank owns whole nodes, the experts shard evenly over an EP group, every EP rank
- * gets whole sequences of every micro-batch, and the schedule accepts (P, N).
+ * its YAML path: each pipeline rank owns whole nodes, the model's expert groups are the nodes of an EP group
+ * (unless parallel.expertGroups is free), the experts shard evenly over an EP group, every EP rank gets whole
+ * sequences of every micro-batch, and the schedule accepts (P, N).
  */
 export function parallelProblems(s: Pick<Scenario, 'model' | 'training' | 'cluster'>, p: ParallelConfig): { path: string[]; message: string }[] {
   const problems: { path: string[]; message: string }[] = [];
@@ -309,6 +329,12 @@ export function parallelProblems(s: Pick<Scenario, 'model' | 'training' | 'clust
     return problems;
   }
   const ep = (nodes / p.pipeline) * gpusPerNode;
+  const epNodes = nodes / p.pipeline;
+  if (p.expertGroups === 'per-node' && s.model.groups !== epNodes) {
+    problems.push({ path: ['model', 'groups'], message: `must be the number of nodes of an EP group, ${epNodes} (cluster.nodes / ` +
+      `parallel.pipeline), so that node-limited routing limits nodes (DESIGN "Rank layout and data"), got ${s.model.groups}; ` +
+      'or set parallel.expertGroups: free to keep the model\'s groups' });
+  }
   if (s.model.experts % ep !== 0) {
     problems.push({ path: ['model', 'experts'], message: `must be a multiple of the EP group size ${ep} (nodes / pipeline × gpusPerNode), got ${s.model.experts}` });
   }

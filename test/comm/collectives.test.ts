@@ -9,7 +9,7 @@ import { Group } from '../../src/comm/group.js';
 import { CLUSTER_PRESETS, type ClusterConfig } from '../../src/fabric/cluster-config.js';
 import { psForBytes, psFromNs } from '../../src/fabric/virtual-time.js';
 import { Rng } from '../../src/tensor/rng.js';
-import { localFabric } from '../helpers/local-fabric.js';
+import { localFabric } from '../../src/fabric/local-fabric.js';
 
 function cfg(nodes: number, gpusPerNode: number): ClusterConfig {
   return { ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode };

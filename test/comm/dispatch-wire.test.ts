@@ -10,7 +10,7 @@ import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
 import { roundBf16 } from '../../src/tensor/bf16.js';
 import { dequantize, quantizeTiles } from '../../src/tensor/quantize.js';
 import { Rng } from '../../src/tensor/rng.js';
-import { localFabric } from '../helpers/local-fabric.js';
+import { localFabric } from '../../src/fabric/local-fabric.js';
 
 const nodes = 2, gpus = 2, world = 4, experts = 8, K = 3, T = 6, d = 32, tile = 8;
 
@@ -69,7 +69,7 @@ describe('dispatch wire formats', () => {
     const { eps, results } = await run({ kind: 'bf16' }, 5);
     const rng = new Rng(9);
     const ys = results.map((r) => { const y = new Float32Array(r.rows * d); rng.fillNormal(y, 1); return y; });
-    const outs = await Promise.all(eps.map((ep, r) => combine(ep, results[r].handle, ys[r], 'combine', { kind: 'bf16' })));
+    const outs = await Promise.all(eps.map((ep, r) => combine(ep, results[r].handle, ys[r], 'combine', { wire: { kind: 'bf16' } })));
     for (let origin = 0; origin < world; origin++) {
       for (let t = 0; t < T; t++) {
         for (let j = 0; j < d; j++) {

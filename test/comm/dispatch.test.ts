@@ -9,7 +9,7 @@ import { EpGroup } from '../../src/comm/ep-group.js';
 import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
 import { psForBytes, psFromNs } from '../../src/fabric/virtual-time.js';
 import { Rng } from '../../src/tensor/rng.js';
-import { localFabric } from '../helpers/local-fabric.js';
+import { localFabric } from '../../src/fabric/local-fabric.js';
 
 interface Case { nodes: number; gpus: number; experts: number; K: number; tokens: number }
 const CASES: Case[] = [
@@ -131,7 +131,7 @@ describe('dispatch and combine run on the comm stream while compute goes on', ()
       const other = f.clock.run('compute', 'attention', 50_000_000);                  // independent: goes on meanwhile
       const sent = await sending;
       const experts = f.clock.run('compute', 'experts', 2_000_000, { waitFor: [sent.op] });
-      const back = await combine(ep, sent.handle, sent.x, 'combine', undefined, [experts]);
+      const back = await combine(ep, sent.handle, sent.x, 'combine', { waitFor: [experts] });
       return { produce, sent: sent.op, other, experts, back: back.op };
     }));
     for (const r of results) {

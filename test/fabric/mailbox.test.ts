@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Mailbox, type Incoming } from '../../src/fabric/mailbox.js';
 
 function message(src: number, tag: string, n: number): Incoming {
-  return { header: { src, dst: 0, tag, seq: n, bytes: 1, metadataBytes: 0, outPs: 0, egressEndPs: 0 }, link: 'nvlink',
+  return { header: { src, dst: 0, tag, seq: n, bytes: 1, metadataBytes: 0, step: 0, outPs: 0, egressEndPs: 0 }, link: 'nvlink',
     payload: Uint8Array.of(n), release: () => undefined };
 }
 

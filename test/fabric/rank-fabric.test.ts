@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { CLUSTER_PRESETS, type ClusterConfig } from '../../src/fabric/cluster-config.js';
 import { psForBytes, psFromNs } from '../../src/fabric/virtual-time.js';
-import { localFabric } from '../helpers/local-fabric.js';
+import { localFabric } from '../../src/fabric/local-fabric.js';
 
 describe('RankFabric.exchange', () => {
   it('store-and-forward over IB then NVLink ends at both latencies plus both transfer times', async () => {

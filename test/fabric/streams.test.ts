@@ -116,14 +116,15 @@ describe('RankClock.record and waitFor', () => {
 });
 
 describe('RankClock records', () => {
-  it('carry rank, stream, name, bytes and step; takeRecords returns and clears', () => {
+  it('carry rank, stream, name, bytes, step and label; takeRecords returns and clears', () => {
     const clock = new RankClock(7);
     clock.setStep(4);
     clock.run('comm', 'dispatch', 10, { payloadBytes: 1024, metadataBytes: 32 });
-    clock.run('compute', 'F0.0', 20);
+    const label = { sched: { op: 'F', chunk: 0, mb: 0 }, pass: 'F', phase: 'attn', layer: 2 } as const;
+    clock.run('compute', { text: 'F0.0 L2 attn(F)', label }, 20);
     expect(clock.records()).toEqual([
-      { rank: 7, stream: 'comm', name: 'dispatch', startPs: 0, endPs: 10, payloadBytes: 1024, metadataBytes: 32, step: 4 },
-      { rank: 7, stream: 'compute', name: 'F0.0', startPs: 0, endPs: 20, payloadBytes: 0, metadataBytes: 0, step: 4 },
+      { rank: 7, stream: 'comm', name: 'dispatch', startPs: 0, endPs: 10, payloadBytes: 1024, metadataBytes: 32, step: 4, label: null },
+      { rank: 7, stream: 'compute', name: 'F0.0 L2 attn(F)', startPs: 0, endPs: 20, payloadBytes: 0, metadataBytes: 0, step: 4, label },
     ]);
     const taken = clock.takeRecords();
     expect(taken).toHaveLength(2);

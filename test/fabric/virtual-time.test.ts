@@ -99,7 +99,7 @@ describe('psForFlops', () => {
 });
 
 describe('computePs', () => {
-  const GPU: GpuConfig = { flopsPerS: 1e12, hbmBytes: 1e9, hbmBytesPerS: 1e9, sms: 4, commSms: 1 };
+  const GPU: GpuConfig = { flopsPerS: 1e12, fp8FlopsPerS: 2e12, hbmBytes: 1e9, hbmBytesPerS: 1e9, sms: 4, commSms: 1 };
 
   it('charges matmul FLOPs on the GEMM SMs and non-matmul bytes at HBM bandwidth', () => {
     // 3e6 FLOPs at 1e12 × 3/4 FLOP/s = 4 µs; 1000 bytes at 1e9 B/s = 1 µs.
@@ -108,14 +108,21 @@ describe('computePs', () => {
     expect(computePs({ ...GPU, commSms: 0 }, { matmulFlops: 3e6, bytes: 0 })).toBe(3_000_000);
   });
 
+  it('charges FP8 GEMM FLOPs at the FP8 peak, the rest at the BF16 peak', () => {
+    // 3e6 FP8 FLOPs at 2e12 × 3/4 = 2 µs; with 3e6 more at the BF16 peak, 4 µs more.
+    expect(computePs(GPU, { matmulFlops: 3e6, fp8Flops: 3e6, bytes: 0 })).toBe(2_000_000);
+    expect(computePs(GPU, { matmulFlops: 6e6, fp8Flops: 3e6, bytes: 0 })).toBe(6_000_000);
+    expect(codeOf(() => computePs({ ...GPU, fp8FlopsPerS: 0 }, { matmulFlops: 1, bytes: 0 }))).toBe('MOEMU_ERR_CONFIG');
+  });
+
   it('rounds each term up on its own, then adds', () => {
-    const gpu: GpuConfig = { flopsPerS: 3, hbmBytes: 1, hbmBytesPerS: 3, sms: 1, commSms: 0 };
+    const gpu: GpuConfig = { flopsPerS: 3, fp8FlopsPerS: 6, hbmBytes: 1, hbmBytesPerS: 3, sms: 1, commSms: 0 };
     // ceil(1e12/3) twice = 2 × 333_333_333_334, one more than ceil(2e12/3).
     expect(computePs(gpu, { matmulFlops: 1, bytes: 1 })).toBe(666_666_666_668);
   });
 
   it('matches the exact formula on H800 figures', () => {
-    const h800: GpuConfig = { flopsPerS: 989e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132, commSms: 20 };
+    const h800: GpuConfig = { flopsPerS: 989e12, fp8FlopsPerS: 1979e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132, commSms: 20 };
     const flops = 2n * 7168n * 2048n * 4096n;
     const bytes = 3n * 4096n * 7168n * 2n;
     const numerator = flops * 10n ** 12n * 132n;

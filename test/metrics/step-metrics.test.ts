@@ -4,7 +4,7 @@
 // expected figure is worked out in the test from the interval layout, plus the interval helpers on small cases.
 import { codeOf } from '../helpers/errors.js';
 import { describe, expect, it } from 'vitest';
-import type { OpRecord, StreamName } from '../../src/fabric/streams.js';
+import type { OpLabel, OpRecord, StreamName } from '../../src/fabric/streams.js';
 import { intersectionLength, lengthOf, unionOf } from '../../src/metrics/intervals.js';
 import { stepFigures } from '../../src/metrics/step-metrics.js';
 
@@ -12,9 +12,13 @@ import { stepFigures } from '../../src/metrics/step-metrics.js';
 const T0 = 5_000;
 
 function op(rank: number, stream: StreamName, name: string, start: number, end: number,
-  payloadBytes = 0, metadataBytes = 0): OpRecord {
-  return { rank, stream, name, startPs: T0 + start, endPs: T0 + end, payloadBytes, metadataBytes, step: 7 };
+  payloadBytes = 0, metadataBytes = 0, label: OpLabel | null = null): OpRecord {
+  return { rank, stream, name, startPs: T0 + start, endPs: T0 + end, payloadBytes, metadataBytes, step: 7, label };
 }
+
+/** A part of F&B op FB(0.3|1.1): what the metrics look at (never the name). */
+const FB_SCHED = { op: 'FB', f: { chunk: 0, mb: 3 }, b: { chunk: 1, mb: 1 } } as const;
+const inFb = (phase: OpLabel['phase'], pass: OpLabel['pass']): OpLabel => ({ sched: FB_SCHED, pass, phase, layer: 0 });
 
 // Times relative to T0. The span is [0, 1000) (rank 0's compute), so span = 1000 for every rank.
 //   rank 0: compute [0,1000); comm [200,400)                       → comm wholly under compute
@@ -29,9 +33,11 @@ const RECORDS: readonly OpRecord[] = [
   op(1, 'comm', 'a2a combine', 300, 500, 1000, 10),
   op(2, 'comm', 'send', 100, 300, 100, 1),
   op(2, 'comm', 'recv', 200, 600, 200, 2),
-  op(4, 'compute', 'FB(0.3|1.1)', 100, 500),
-  op(4, 'comm', 'FB(0.3|1.1) dispatch', 300, 600, 300, 3),
-  op(4, 'comm', 'send F1.0', 700, 1000, 400, 4),
+  op(4, 'compute', 'attn', 100, 500, 0, 0, inFb('attn', 'F')),
+  op(4, 'comm', 'dispatch', 300, 600, 300, 3, inFb('dispatch', 'F')),
+  // A p2p batch committed before the F&B op is labelled with it but is no part of its work; a name that looks
+  // like an F&B op's means nothing.
+  op(4, 'comm', 'FB(0.3|1.1) p2p', 700, 1000, 400, 4, { sched: FB_SCHED, pass: null, phase: 'p2p', layer: null }),
 ];
 const RANKS = [0, 1, 2, 3, 4];
 const SPAN = 1000;
@@ -99,7 +105,7 @@ describe('stepFigures', () => {
     });
   });
 
-  it('the F&B figure counts only FB( comm ops, and differs from the whole step', () => {
+  it('the F&B figure counts only ops labelled as parts of an F&B op, and differs from the whole step', () => {
     // compute [100,500); FB comm [300,600): hidden [300,500); other comm [700,1000): exposed.
     // C ∪ M = [100,600) ∪ [700,1000)
     expect(rank(4)).toMatchObject({
@@ -108,8 +114,11 @@ describe('stepFigures', () => {
       fbComputeBusyPs: 400, fbCommBusyPs: 300, fbHiddenCommPs: 200, fbOverlapEfficiency: 200 / 300,
       payloadBytes: 300 + 400, metadataBytes: 3 + 4,
     });
-    // ranks without FB( ops have no F&B figure even when they have comm
+    // ranks without F&B ops have no F&B figure even when they have comm
     expect(rank(0).fbOverlapEfficiency).toBeNull();
+    // an op named like an F&B op but not labelled as one is not counted
+    const named = stepFigures([op(0, 'compute', 'FB(0.3|1.1) attn(F)', 0, 10), op(0, 'comm', 'FB(0.3|1.1) dispatch(F)', 0, 10)], [0]);
+    expect(named.ranks[0]).toMatchObject({ fbComputeBusyPs: 0, fbCommBusyPs: 0, fbOverlapEfficiency: null });
   });
 
   it('cluster figures are sums, and its ratios are ratios of the sums', () => {

@@ -14,7 +14,7 @@ import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomTensor } from '../helpers/gradcheck.js';
 import { crit } from '../helpers/crit.js';
-import { localFabric } from '../helpers/local-fabric.js';
+import { localFabric } from '../../src/fabric/local-fabric.js';
 
 
 let dtype: 'f64' | 'f32' = 'f64';

@@ -11,7 +11,7 @@ import { trainLocal } from '../helpers/train-local.js';
 const training = { steps: 2, batchSize: 4, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95,
   eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
 const program = (model = MODEL_PRESETS.micro): TrainProgram => ({ kind: 'train', model, training, precision: 'fp32', seed: 2,
-  parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true } });
+  parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
 const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 };
 
 async function failure(run: Promise<unknown>): Promise<MoemuError> {

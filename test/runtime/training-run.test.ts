@@ -58,7 +58,7 @@ describe('training on a real cluster', () => {
     const training = { steps: 2, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9,
       beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
     const program: TrainProgram = { kind: 'train', model, training, precision: 'fp32', seed: 9,
-      parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true }, gradientsAtStep: 1, parameters: true };
+      parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' }, gradientsAtStep: 1, parameters: true };
     coordinator = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 2 }, ...RUNTIME_DEFAULTS,
       watchdogMs: 20_000, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);

@@ -19,12 +19,12 @@ export function dualPipeV(pp: number, microBatches: number): RankProgram[] {
 
 /** Direction 0 enters at rank 0, direction 1 at rank P-1; each rank's chunk c is stage r or P-1-r of pipe c. */
 export function dualPipePlacement(pp: number): Placement {
-  return { stages: pp, slot: (rank, chunk) => (chunk === 0 ? { pipe: 0, stage: rank } : { pipe: 1, stage: pp - 1 - rank }) };
+  return { stages: pp, chunks: 2, slot: (rank, chunk) => (chunk === 0 ? { pipe: 0, stage: rank } : { pipe: 1, stage: pp - 1 - rank }) };
 }
 
 /** One pipe of 2P stages: rank r's chunk 0 is stage r, its chunk 1 is stage 2P-1-r. */
 export function dualPipeVPlacement(pp: number): Placement {
-  return { stages: 2 * pp, slot: (rank, chunk) => ({ pipe: 0, stage: chunk === 0 ? rank : 2 * pp - 1 - rank }) };
+  return { stages: 2 * pp, chunks: 2, slot: (rank, chunk) => ({ pipe: 0, stage: chunk === 0 ? rank : 2 * pp - 1 - rank }) };
 }
 
 /** The first `ranksWanted` ranks of DualPipe(pp, microBatches). */
@@ -43,76 +43,144 @@ function chunkOfPhase(pp: number, rank: number, phase: 0 | 1): number {
   return rank >= pp / 2 ? 1 - phase : phase;
 }
 
-/** The 8 steps of FACTS §5 for one rank (H = P/2, h = min(r, P-1-r)). */
+/**
+ * DualPipe's chunk-level operations on one rank, in phases (FACTS §5 "Communication"): each queues its receives,
+ * commits, computes and queues its sends, unless told not to; `recvForward`/`sendForward`/`sendBackward` queue one
+ * transfer on their own. Which transfers cross a pipe's end or stay on the rank is decided later
+ * (src/pipeline/p2p-batches.ts), as DualPipe drops them in its _recv_ and _send_ helpers.
+ */
+class PhaseProgram {
+  readonly builder: ProgramBuilder;
+
+  constructor(private readonly pp: number, readonly rank: number) {
+    this.builder = new ProgramBuilder(rank, 2);
+  }
+
+  chunk(phase: 0 | 1): number {
+    return chunkOfPhase(this.pp, this.rank, phase);
+  }
+
+  forwardChunk(phase: 0 | 1, { recv = true, send = true } = {}): void {
+    const c = this.chunk(phase);
+    if (recv) this.builder.recv('F', c);
+    this.builder.commit();
+    this.builder.forward(c);
+    if (send) this.builder.send('F', c);
+  }
+
+  backwardChunk(phase: 0 | 1, { zb = false, recv = true, send = true } = {}): void {
+    const c = this.chunk(phase);
+    if (recv) this.builder.recv('B', c);
+    this.builder.commit();
+    this.builder.backward(c, zb);
+    if (send) this.builder.send('B', c);
+  }
+
+  forwardBackwardChunk(phase0: 0 | 1, phase1: 0 | 1, { recv0 = true } = {}): void {
+    const [c0, c1] = [this.chunk(phase0), this.chunk(phase1)];
+    if (recv0) this.builder.recv('F', c0);
+    this.builder.recv('B', c1);
+    this.builder.commit();
+    this.builder.forwardBackward(c0, c1);
+    this.builder.send('F', c0);
+    this.builder.send('B', c1);
+  }
+
+  weightChunk(): void {
+    this.builder.commit();
+    this.builder.weight();
+  }
+
+  recvForward(phase: 0 | 1): void {
+    this.builder.recv('F', this.chunk(phase));
+  }
+
+  sendForward(phase: 0 | 1): void {
+    this.builder.send('F', this.chunk(phase));
+  }
+
+  sendBackward(phase: 0 | 1): void {
+    this.builder.send('B', this.chunk(phase));
+  }
+}
+
+/** The 8 steps of FACTS §5 for one rank (H = P/2, h = min(r, P-1-r)), with DualPipe's exact batching. */
 function dualPipeRank(pp: number, microBatches: number, rank: number): RankProgram {
   const halfRanks = pp / 2;                                // H
   const halfRank = Math.min(rank, pp - 1 - rank);          // h
   const halfMicroBatches = microBatches / 2;               // N/2, micro-batches per direction
-  const phase0 = chunkOfPhase(pp, rank, 0);
-  const phase1 = chunkOfPhase(pp, rank, 1);
-  const program = new ProgramBuilder(rank, 2);
+  const middle = isMiddleRank(pp, rank);
+  const p = new PhaseProgram(pp, rank);
 
   // step 1: nF0
   const step1 = 2 * (halfRanks - halfRank - 1);
-  for (let i = 0; i < step1; i++) program.forward(phase0);
+  for (let i = 0; i < step1; i++) p.forwardChunk(0);
 
-  // step 2: nF0F1
+  // step 2: nF0F1 — the next F0's input is received one op ahead; the middle ranks send F0 at once and hold
+  // back their last F1 output, the others send each F0 output after the F1 that follows it
   const step2 = halfRank + 1;
+  p.recvForward(0);
   for (let i = 0; i < step2; i++) {
-    program.forward(phase0);
-    program.forward(phase1);
+    p.forwardChunk(0, { recv: false, send: middle });
+    p.recvForward(0);
+    p.forwardChunk(1, { send: !middle || i < step2 - 1 });
+    if (!middle) p.sendForward(0);
   }
 
   // step 3: nB1W1F1 (zero bubble: the backward defers its weight grads, the W runs it right away)
   const step3 = halfRanks - halfRank - 1;
   for (let i = 0; i < step3; i++) {
-    program.backward(phase1, true);
-    program.weight();
-    program.forward(phase1);
+    p.backwardChunk(1, { zb: true });
+    p.recvForward(1);
+    p.weightChunk();
+    p.forwardChunk(1, { recv: false });
   }
 
   // step 4 (main): nF0B1F1B0 — on the middle ranks the first F0/B1 pair is not overlapped
   const step4 = halfMicroBatches - pp + halfRank + 1;
   for (let i = 0; i < step4; i++) {
-    if (i === 0 && isMiddleRank(pp, rank)) {
-      program.forward(phase0);
-      program.backward(phase1);
+    if (i === 0 && middle) {
+      p.forwardChunk(0, { recv: false, send: false });
+      p.sendForward(1);
+      p.backwardChunk(1, { send: false });
+      p.sendForward(0);
+      p.sendBackward(1);
     } else {
-      program.forwardBackward(phase0, phase1);
+      p.forwardBackwardChunk(0, 1, { recv0: i > 0 });
     }
-    program.forwardBackward(phase1, phase0);
+    p.forwardBackwardChunk(1, 0);
   }
 
   // step 5: nB1F1B0
   const step5 = halfRanks - halfRank - 1;
   for (let i = 0; i < step5; i++) {
-    program.backward(phase1);
-    program.forwardBackward(phase1, phase0);
+    p.backwardChunk(1);
+    p.forwardBackwardChunk(1, 0);
   }
 
   // step 6: nB1B0 — weight-grad deferral switches on at iteration (h+1)//2: before B1 if h is odd, before B0 if even
   const step6 = halfRank + 1;
   const deferFrom = Math.floor(step6 / 2);
-  let defer = false;
+  let zb = false;
   for (let i = 0; i < step6; i++) {
-    if (i === deferFrom && halfRank % 2 === 1) defer = true;
-    program.backward(phase1, defer);
-    if (i === deferFrom && halfRank % 2 === 0) defer = true;
-    program.backward(phase0, defer);
+    if (i === deferFrom && halfRank % 2 === 1) zb = true;
+    p.backwardChunk(1, { zb });
+    if (i === deferFrom && halfRank % 2 === 0) zb = true;
+    p.backwardChunk(0, { zb });
   }
 
   // step 7: nWB0 (zero bubble)
   const step7 = halfRanks - halfRank - 1;
   for (let i = 0; i < step7; i++) {
-    program.weight();
-    program.backward(phase0, true);
+    p.weightChunk();
+    p.backwardChunk(0, { zb: true });
   }
 
   // step 8: nW
   const step8 = halfRank + 1;
-  for (let i = 0; i < step8; i++) program.weight();
+  for (let i = 0; i < step8; i++) p.weightChunk();
 
-  return program.finish(halfMicroBatches);
+  return p.builder.finish(halfMicroBatches);
 }
 
 function checkDualPipe(pp: number, microBatches: number): void {

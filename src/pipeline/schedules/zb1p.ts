@@ -7,8 +7,12 @@
 // tail at the end, where 1F1B's cool-down bubbles were. So rank r holds at most (P-r) + r = P activations (an
 // activation lives until its W), 1F1B's peak (rank 0's), and with F = Bz = W the bubble is (P-1)(F+B-2W) on every
 // rank (test/pipeline). Any P ≥ 1 and N ≥ 1 work: the min()s below shorten the steps when N < P.
+// This is the op order the ZB-H1 authors generate (sail-sg/zero-bubble-pipeline-parallelism,
+// zbpp_light/auto_schedule.py: min(P−r−1, N) warm-up forwards, then F B with a W after B_k iff k ≥ r, the held W's
+// last; their loop body F B W is this one's Bz W F rotated), compared op for op in test/pipeline/zb1p.test.ts.
+// Communication is batched as for 1F1B (one-f-one-b.ts megatronSteps).
 import { ProgramBuilder, type RankProgram } from '../schedule-types.js';
-import { checkOneChunkSchedule } from './one-f-one-b.js';
+import { checkOneChunkSchedule, withMegatronBatching } from './one-f-one-b.js';
 
 export function zb1p(pp: number, microBatches: number): RankProgram[] {
   checkOneChunkSchedule('zb1p', pp, microBatches);
@@ -51,7 +55,7 @@ export function zb1p(pp: number, microBatches: number): RankProgram[] {
     const tail = program.deferredCount;
     for (let i = 0; i < tail; i++) program.weight();
 
-    programs.push(program.finish(microBatches));
+    programs.push(withMegatronBatching(program.finish(microBatches)));
   }
   return programs;
 }

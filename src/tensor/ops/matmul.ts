@@ -29,8 +29,9 @@ export interface MatmulOptions {
   accumulate?: boolean;
 }
 
-/** FLOPs (2mnk) of every matmul since the last reset: what the virtual-time cost model charges for GEMMs. */
-export const matmulCounter = { flops: 0, calls: 0 };
+/** FLOPs (2mnk) of every matmul since the last reset: what the virtual-time cost model charges for GEMMs.
+ * `fp8Flops` counts the part done by FP8 GEMMs (also in `flops`), which run at the GPU's FP8 peak. */
+export const matmulCounter = { flops: 0, fp8Flops: 0, calls: 0 };
 
 /** out = op(a)·op(b) for the form ('nn': a·b, 'nt': a·bᵀ, 'tn': aᵀ·b); with accumulate, out += that. */
 export function matmul(form: MatmulForm, a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
@@ -39,9 +40,10 @@ export function matmul(form: MatmulForm, a: Tensor, b: Tensor, options: MatmulOp
   if (out.dtype !== a.dtype || out.size !== m * n) {
     throw moemuError('MOEMU_ERR_SHAPE', `matmul: out is ${out.dtype} [${out.shape}], expected ${a.dtype} [${m}, ${n}]`);
   }
-  matmulCounter.flops += 2 * m * n * k;
-  matmulCounter.calls += 1;
   const precision = options.precision ?? 'exact';
+  matmulCounter.flops += 2 * m * n * k;
+  if (precision === 'fp8') matmulCounter.fp8Flops += 2 * m * n * k;
+  matmulCounter.calls += 1;
   const accumulate = options.accumulate ?? false;
   if (precision !== 'exact' && a.dtype !== 'f32') {
     throw moemuError('MOEMU_ERR_DTYPE', `matmul: ${precision} GEMMs are emulated on f32 tensors, got ${a.dtype}`);
@@ -109,6 +111,7 @@ export function matmulFp8Rows(a: Fp8Tiles, w: Tensor, fp8: Fp8GemmOptions): Tens
   if (w.dtype !== 'f32') throw moemuError('MOEMU_ERR_DTYPE', `matmulFp8Rows: the weight must be f32, got ${w.dtype}`);
   const n = w.rows;
   matmulCounter.flops += 2 * a.rows * n * a.cols;
+  matmulCounter.fp8Flops += 2 * a.rows * n * a.cols;
   matmulCounter.calls += 1;
   const qw = quantizeBlocks(w.data as Float32Array, n, a.cols, fp8.tile);
   const out = Tensor.zeros('f32', [a.rows, n]);

@@ -1,8 +1,11 @@
 // Many ranks in one thread: RankFabrics wired by a transport that delivers straight into the target's mailbox
-// (after a copy, as the real channels do). For fast tests of collectives and virtual time without processes.
-import type { ClusterConfig } from '../../src/fabric/cluster-config.js';
-import type { FabricHeader } from '../../src/fabric/protocol.js';
-import { RankFabric, type Transport } from '../../src/fabric/rank-fabric.js';
+// (after a copy, as the real channels do). `moemu schedule --costs` runs its ranks on one; tests use it for fast
+// runs of collectives, layers and whole training steps without processes. Virtual time is exact here too, except
+// that compute counted by the kernels is shared by all ranks of the thread (fixed-cost mode does not count it).
+import { assert } from '../errors.js';
+import type { ClusterConfig } from './cluster-config.js';
+import type { FabricHeader } from './protocol.js';
+import { RankFabric, type Transport } from './rank-fabric.js';
 
 export interface SentMessage { link: 'nvlink' | 'ib'; header: FabricHeader }
 
@@ -25,7 +28,7 @@ export function localFabric(cluster: ClusterConfig, watchdogMs = 2000): LocalFab
     outstanding += 1;
     let released = false;
     queueMicrotask(() => fabrics[header.dst].mailbox.deliver({ header, link, payload: copy, release: () => {
-      if (released) throw new Error('released twice');
+      assert(!released, `a message to rank ${header.dst} (${header.tag}) was released twice`);
       released = true;
       outstanding -= 1;
     } }));

@@ -1,0 +1,56 @@
+// What a rank's fabric reports to an observer (the checkers of test/checkers/, `moemu run --check`): every message
+// as its exchange posts it and as its receiver takes it, with the virtual times the link model gave it. The fabric
+// only emits these; what they must satisfy is the checkers' business (STYLE habit 18).
+import type { OpLabel } from './streams.js';
+
+export interface MessageEvent {
+  step: number;
+  src: number;
+  dst: number;
+  link: 'nvlink' | 'ib';
+  tag: string;
+  seq: number;
+  bytes: number;
+  metadataBytes: number;
+  /** The link model's sender half: first byte out, last byte out. */
+  outPs: number;
+  egressEndPs: number;
+  /** CRC-32 of the payload bytes: the same value at both ends means the same tensor arrived. */
+  crc: number;
+  /** The exchange that posted (or took) it, and that op's label. */
+  op: string;
+  label: OpLabel | null;
+}
+
+/** `postedPs`: when the exchange could post it (its start, or later for a store-and-forward row). */
+export interface SentEvent extends MessageEvent { postedPs: number }
+
+/** `postedPs`: when the receiving exchange started; `donePs`: when the message was fully received. */
+export interface ReceivedEvent extends MessageEvent { postedPs: number; donePs: number }
+
+export interface FabricObserver {
+  sent(event: SentEvent): void;
+  received(event: ReceivedEvent): void;
+}
+
+/** Collects a rank's events per step (what a program returns to its caller in check mode). */
+export class MessageLog implements FabricObserver {
+  sentEvents: SentEvent[] = [];
+  receivedEvents: ReceivedEvent[] = [];
+
+  sent(event: SentEvent): void {
+    this.sentEvents.push(event);
+  }
+
+  received(event: ReceivedEvent): void {
+    this.receivedEvents.push(event);
+  }
+
+  /** The events since the last call, cleared (once per step). */
+  take(): { sent: SentEvent[]; received: ReceivedEvent[] } {
+    const taken = { sent: this.sentEvents, received: this.receivedEvents };
+    this.sentEvents = [];
+    this.receivedEvents = [];
+    return taken;
+  }
+}
