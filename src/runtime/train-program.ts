@@ -4,6 +4,7 @@
 import { moemuError, MoemuError } from '../errors.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
 import type { HbmSnapshot } from '../fabric/hbm.js';
+import { MessageLog, type ReceivedEvent, type SentEvent } from '../fabric/observer.js';
 import type { OpRecord } from '../fabric/streams.js';
 import { rankStepSummary, type RankStepSummary } from '../metrics/step-metrics.js';
 import { loadImbalance } from '../model/bias-update.js';
@@ -18,6 +19,8 @@ export interface TrainProgram extends RankTrainerOptions {
   gradientsAtStep?: number;
   parameters?: boolean;
   records?: boolean;
+  /** `moemu run --check`: every op record and every message sent and taken, per step, for the checkers. */
+  check?: boolean;
 }
 
 export interface TrainStepResult {
@@ -34,6 +37,8 @@ export interface TrainStepResult {
   /** The step's global expert loads of this rank's MoE layers (with `records`, for tests). */
   loads?: Record<string, number[]>;
   records?: OpRecord[];
+  /** With `check`: the messages this rank sent and took in the step. */
+  messages?: { sent: SentEvent[]; received: ReceivedEvent[] };
 }
 
 export interface TrainRankResult {
@@ -51,6 +56,17 @@ export interface TrainProgress { step: number; steps: number; wallMs: number }
 
 export async function runTrainProgram(fabric: RankFabric, p: TrainProgram,
                                       report: (progress: TrainProgress) => void = () => undefined): Promise<TrainRankResult> {
+  const log = p.check ? new MessageLog() : null;
+  fabric.observe(log);
+  try {
+    return await trainSteps(fabric, p, log, report);
+  } finally {
+    fabric.observe(null);
+  }
+}
+
+async function trainSteps(fabric: RankFabric, p: TrainProgram, log: MessageLog | null,
+                          report: (progress: TrainProgress) => void): Promise<TrainRankResult> {
   const trainer = new RankTrainer(fabric, p);
   const steps: TrainStepResult[] = [];
   let gradients: Record<string, number[]> | undefined;
@@ -61,7 +77,8 @@ export async function runTrainProgram(fabric: RankFabric, p: TrainProgram,
     steps.push({ step, losses: r.losses, gradNorm: r.gradNorm, lr: r.lr, peakLiveActivations: r.peakLiveActivations,
       loadImbalance: loadImbalance(r.loads),
       summary: rankStepSummary(fabric.rank, r.records), wallMs: performance.now() - started,
-      ...(p.records ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) } : {}) });
+      ...(p.records || p.check ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) } : {}),
+      ...(log ? { messages: log.take() } : {}) });
     if (fabric.rank === 0) report({ step, steps: p.training.steps, wallMs: steps[steps.length - 1].wallMs });
   }
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,

@@ -29,12 +29,13 @@ const CLUSTER_KEYS = [
   'overlapEfficiency', 'fbOverlapEfficiency', 'bubbleFraction', 'computeUtilisation',
 ];
 
-/** The small run: 2 nodes × 2 GPUs, DualPipe over 2 pipeline ranks × EP 2, 4 micro-batches of 2 sequences. */
+/** The small run: 2 nodes × 2 GPUs, DualPipe over 2 pipeline ranks × EP 2, 4 micro-batches of 2 sequences; an EP
+ * group is one node, so the model has one expert group (DESIGN "Rank layout and data"). */
 const SMALL = {
   name: 'run-small',
   seed: 1,
   precision: 'fp32',
-  model: { preset: 'micro' },
+  model: { preset: 'micro', groups: 1, topGroups: 1 },
   training: { steps: 2, batchSize: 8, microBatches: 4 },
   cluster: { preset: 'scaled', nodes: 2, gpusPerNode: 2 },
   parallel: { schedule: 'dualpipe', pipeline: 2 },
@@ -169,7 +170,7 @@ describe('moemu run: a small scenario', () => {
     first = metrics;
     expect(metrics.version).toBe(1);
     expect(metrics.config.name).toBe(SMALL.name);
-    expect(metrics.config.parallel).toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: true });
+    expect(metrics.config.parallel).toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'per-node' });
     expect(metrics.ranks.map((r) => r.rank)).toEqual([0, 1, 2, 3]);
     expect(metrics.summary.steps).toBe(2);
     expect(metrics.steps.map((s) => s.step)).toEqual([1, 2]);
@@ -224,21 +225,24 @@ describe('moemu run: a small scenario', () => {
     expect(metrics.config.training.steps).toBe(1);
     expect(metrics.config.training.warmupSteps).toBe(1);   // min(default 3, steps)
     expect(metrics.config.parallel.overlap).toBe(false);
-    expect(metrics.config.parallel).toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: false });
+    expect(metrics.config.parallel).toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: false, costs: null, expertGroups: 'per-node' });
   }, TEST_TIMEOUT_MS);
 });
 
 describe('moemu run: layouts that do not fit are refused before anything starts', () => {
-  const cases: { title: string; file: string; changes: { training?: object; cluster?: object; parallel?: object }; paths: string[] }[] = [
+  const cases: { title: string; file: string; changes: { model?: object; training?: object; cluster?: object; parallel?: object };
+    paths: string[] }[] = [
     { title: '3 nodes with 2 pipeline ranks -> parallel.pipeline', file: 'nodes3.yaml',
       changes: { cluster: { preset: 'scaled', nodes: 3, gpusPerNode: 2 } }, paths: ['parallel.pipeline'] },
     { title: 'batchSize 6 in 2 micro-batches with EP 4 -> training.batchSize', file: 'batch6.yaml',
-      changes: { training: { steps: 1, batchSize: 6, microBatches: 2 }, cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 2 },
-        parallel: { schedule: '1f1b', pipeline: 2 } }, paths: ['training.batchSize'] },
+      changes: { model: { preset: 'micro', groups: 2 }, training: { steps: 1, batchSize: 6, microBatches: 2 },
+        cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 2 }, parallel: { schedule: '1f1b', pipeline: 2 } }, paths: ['training.batchSize'] },
+    { title: 'EP groups of 2 nodes and a model with 1 expert group -> model.groups', file: 'groups.yaml',
+      changes: { cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 1 } }, paths: ['model.groups'] },
     { title: 'DualPipe with 2 micro-batches on 2 pipeline ranks -> training.microBatches', file: 'dualpipe-n2.yaml',
       changes: { training: { steps: 1, batchSize: 8, microBatches: 2 } }, paths: ['training.microBatches'] },
     { title: 'EP 16 with 8 experts and batchSize 8 -> two lines, model.experts and training.batchSize', file: 'ep16.yaml',
-      changes: { cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 4 }, parallel: { schedule: '1f1b', pipeline: 1 } },
+      changes: { model: { preset: 'micro' }, cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 4 }, parallel: { schedule: '1f1b', pipeline: 1 } },
       paths: ['model.experts', 'training.batchSize'] },
   ];
 

@@ -1,0 +1,174 @@
+// Nothing happens before what it depends on, judged from the op records' labels and the messages' virtual times:
+//  - a pipeline message leaves no earlier than the end of the pass that produced its tensor on the sender (the
+//    forward for an activation, the input-gradient backward for a gradient);
+//  - within one pass of one micro-batch on a rank, each op starts no earlier than the one before it ended (each
+//    phase consumes the previous phase's output);
+//  - weight-gradient work starts after the backward work it needs: the same phase of the same layer, or for the
+//    stage's own weights (heads, embedding) the whole backward;
+//  - a pass that consumes a received tensor starts no earlier than that tensor was received;
+//  - a two-hop dispatch forwards a row no earlier than its IB message arrived, and a combine sends a node's
+//    partial sum over IB no earlier than the rows it sums arrived (tags of src/comm/dispatch.ts and combine.ts).
+import type { ReceivedEvent } from '../../src/fabric/observer.js';
+import { unitOf, type OpRecord, type Pass } from '../../src/fabric/streams.js';
+import { StageHolders } from '../../src/pipeline/p2p-batches.js';
+import { parsePpTag, ppTag, type PpTag } from '../../src/pipeline/pp-tags.js';
+import { schedulePlacement } from '../../src/pipeline/schedules/index.js';
+import type { CheckInput, PipelineLayout, RankStepTrace, Violation } from './types.js';
+
+export function checkCausality(input: CheckInput): Violation[] {
+  const out: Violation[] = [];
+  const holders = input.pipeline ? layoutHolders(input.pipeline) : null;
+  for (const t of input.traces) {
+    const v = (what: string) => out.push({ checker: 'causality', rank: t.rank, step: t.step, what });
+    const passes = passesOf(t.records);
+    checkChains(passes, v);
+    checkWeights(passes, v);
+    if (input.pipeline && holders) {
+      checkPipelineSends(t, input.pipeline, holders, passes, v);
+      checkPipelineInputs(t, input.pipeline, holders, passes, v);
+      checkTwoHop(t, input.pipeline, v);
+    }
+  }
+  return out;
+}
+
+type Report = (what: string) => void;
+
+/** A rank's labelled records per (pass, chunk, micro-batch), in the order they were issued; p2p batches and the
+ * work after the schedule belong to no pass. */
+function passesOf(records: readonly OpRecord[]): Map<string, OpRecord[]> {
+  const passes = new Map<string, OpRecord[]>();
+  for (const r of records) {
+    if (!r.label || r.label.phase === 'p2p') continue;
+    const unit = unitOf(r.label);
+    if (!unit || r.label.pass === null) continue;
+    const k = passKey(r.label.pass, unit.chunk, unit.mb);
+    passes.set(k, [...(passes.get(k) ?? []), r]);
+  }
+  return passes;
+}
+
+function passKey(pass: Pass, chunk: number, mb: number): string {
+  return `${pass}:${chunk}.${mb}`;
+}
+
+function endOf(records: readonly OpRecord[] | undefined): number | null {
+  if (!records || records.length === 0) return null;
+  return Math.max(...records.map((r) => r.endPs));
+}
+
+function checkChains(passes: Map<string, OpRecord[]>, v: Report): void {
+  for (const [k, records] of passes) {
+    if (k.startsWith('W:')) continue;
+    for (let i = 1; i < records.length; i++) {
+      const [prev, cur] = [records[i - 1], records[i]];
+      if (cur.startPs < prev.endPs) v(`${cur.name} starts at ${cur.startPs} ps, before ${prev.name} (its input) ended at ${prev.endPs} ps`);
+    }
+  }
+}
+
+function checkWeights(passes: Map<string, OpRecord[]>, v: Report): void {
+  for (const [k, records] of passes) {
+    if (!k.startsWith('W:')) continue;
+    const backward = passes.get(`B:${k.slice(2)}`) ?? [];
+    const backwardEnd = endOf(backward);
+    for (const w of records) {
+      const same = backward.find((b) => b.label!.phase === w.label!.phase && b.label!.layer === w.label!.layer && w.label!.layer !== null);
+      const needEnd = same ? same.endPs : backwardEnd;
+      // A stage without blocks has no backward op: its weight work needs only the received gradient (below).
+      if (needEnd !== null && w.startPs < needEnd) v(`${w.name} starts at ${w.startPs} ps, before the backward work it needs ended at ${needEnd} ps`);
+    }
+  }
+}
+
+function layoutHolders(p: PipelineLayout): StageHolders {
+  return new StageHolders(schedulePlacement(p.kind, p.pipelineRanks), p.pipelineRanks);
+}
+
+/** The local chunk of pipeline rank `q` that holds (pipe, stage), or null. */
+function chunkHolding(holders: StageHolders, q: number, pipe: number, stage: number): number | null {
+  for (let c = 0; c < holders.placement.chunks; c++) {
+    const s = holders.slot(q, c);
+    if (s.pipe === pipe && s.stage === stage) return c;
+  }
+  return null;
+}
+
+/** The sender's pass that produced a pipeline tensor: the forward of the stage before (act), or the backward of
+ * the stage after (grad). */
+function producer(tag: PpTag, holders: StageHolders, q: number): { pass: Pass; chunk: number } | null {
+  const stage = tag.kind === 'act' ? tag.stage - 1 : tag.stage + 1;
+  const chunk = chunkHolding(holders, q, tag.pipe, stage);
+  return chunk === null ? null : { pass: tag.kind === 'act' ? 'F' : 'B', chunk };
+}
+
+function checkPipelineSends(t: RankStepTrace, p: PipelineLayout, holders: StageHolders, passes: Map<string, OpRecord[]>, v: Report): void {
+  const q = Math.floor(t.rank / p.ep);
+  for (const m of t.sent) {
+    const tag = parsePpTag(m.tag);
+    if (!tag) continue;
+    const from = producer(tag, holders, q);
+    if (!from) {
+      v(`sent ${m.tag}, a tensor pipeline rank ${q} holds no stage to produce`);
+      continue;
+    }
+    const ready = readyAt(t, holders, q, passes, tag, 2 * holders.placement.stages);
+    if (ready === null) v(`sent ${m.tag} with no ${from.pass} of chunk ${from.chunk} micro-batch ${tag.mb} before it`);
+    else if (m.outPs < ready) {
+      v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before the ${from.pass} of chunk ${from.chunk} micro-batch ` +
+        `${tag.mb} that produced it ended at ${ready} ps`);
+    }
+  }
+}
+
+/** When a pipeline tensor this rank sends existed: the end of the pass that produced it; for a pass with no op of
+ * its own (a stage without blocks passes its input on) the time its own input arrived, or was produced here. */
+function readyAt(t: RankStepTrace, holders: StageHolders, q: number, passes: Map<string, OpRecord[]>, tag: PpTag,
+                 depth: number): number | null {
+  const from = producer(tag, holders, q);
+  if (!from || depth === 0) return null;
+  const end = endOf(passes.get(passKey(from.pass, from.chunk, tag.mb)));
+  if (end !== null) return end;
+  const { pipe, stage } = holders.slot(q, from.chunk);
+  const input: PpTag = { kind: tag.kind, pipe, stage, mb: tag.mb };
+  const arrived = t.received.find((r) => r.tag === ppTag(input));
+  if (arrived) return arrived.donePs;
+  const first = tag.kind === 'act' ? stage === 0 : stage === holders.placement.stages - 1;
+  return first ? null : readyAt(t, holders, q, passes, input, depth - 1);
+}
+
+function checkPipelineInputs(t: RankStepTrace, p: PipelineLayout, holders: StageHolders, passes: Map<string, OpRecord[]>, v: Report): void {
+  const q = Math.floor(t.rank / p.ep);
+  for (const m of t.received) {
+    const tag = parsePpTag(m.tag);
+    if (!tag) continue;
+    const chunk = chunkHolding(holders, q, tag.pipe, tag.stage);
+    if (chunk === null) {
+      v(`received ${m.tag}, for a stage pipeline rank ${q} does not hold`);
+      continue;
+    }
+    // A backward with no op of its own (a stage without blocks) hands the gradient to its weight work.
+    const pass = passes.get(passKey(tag.kind === 'act' ? 'F' : 'B', chunk, tag.mb)) ?? (tag.kind === 'grad' ? passes.get(passKey('W', chunk, tag.mb)) : undefined);
+    const first = pass?.[0];
+    if (first && first.startPs < m.donePs) {
+      v(`${first.name} starts at ${first.startPs} ps, before its input ${m.tag} was received at ${m.donePs} ps`);
+    }
+  }
+}
+
+/** Dispatch forwards `X:fwd:o` rows that came as `X:ib` from origin o; combine sends `X:ib` to origin d once the
+ * `X:fwd:d` partials from its node peers arrived. o and d are EP ranks of the sender's group. */
+function checkTwoHop(t: RankStepTrace, p: PipelineLayout, v: Report): void {
+  const base = Math.floor(t.rank / p.ep) * p.ep;
+  const received = new Map<string, ReceivedEvent[]>();
+  for (const m of t.received) received.set(m.tag, [...(received.get(m.tag) ?? []), m]);
+  for (const m of t.sent) {
+    const fwd = /^(.*):fwd:(\d+)$/.exec(m.tag);
+    let needs: ReceivedEvent[] = [];
+    if (fwd) needs = (received.get(`${fwd[1]}:ib`) ?? []).filter((r) => r.src === base + Number(fwd[2]));
+    else if (m.tag.endsWith(':ib')) needs = received.get(`${m.tag.slice(0, -':ib'.length)}:fwd:${m.dst - base}`) ?? [];
+    for (const r of needs) {
+      if (m.outPs < r.donePs) v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before the rows it carries arrived in ${r.tag} at ${r.donePs} ps`);
+    }
+  }
+}
