@@ -13,8 +13,9 @@ import { StageHolders } from './p2p-batches.js';
 import type { ScheduleKind } from './schedule-types.js';
 import { buildSchedule, schedulePlacement } from './schedules/index.js';
 
-export interface FixedCostRank { rank: number; busy: number; bubble: number; peakActivations: number }
-export interface FixedCostRun { makespan: number; ranks: FixedCostRank[]; records: OpRecord[][] }
+/** Figures in cost units, and exactly in picoseconds. */
+export interface FixedCostRank { rank: number; busy: number; bubble: number; peakActivations: number; busyPs: number; bubblePs: number }
+export interface FixedCostRun { makespan: number; makespanPs: number; ranks: FixedCostRank[]; records: OpRecord[][] }
 
 /** Watchdog for the in-thread run: every wait is on another rank of this thread, so a stall is a bug. */
 const WATCHDOG_MS = 10_000;
@@ -39,8 +40,9 @@ export async function runFixedCosts(kind: ScheduleKind, pp: number, microBatches
   const ranks = records.map((own, r) => {
     // Ops of one stream never overlap, so their durations add up to the time the stream is busy.
     const busyPs = own.filter((o) => o.stream === 'compute').reduce((t, o) => t + o.endPs - o.startPs, 0);
-    return { rank: r, busy: busyPs / COST_UNIT_PS, bubble: (endPs - startPs - busyPs) / COST_UNIT_PS,
-      peakActivations: results[r].peakLiveActivations };
+    const bubblePs = endPs - startPs - busyPs;
+    return { rank: r, busy: busyPs / COST_UNIT_PS, bubble: bubblePs / COST_UNIT_PS, peakActivations: results[r].peakLiveActivations,
+      busyPs, bubblePs };
   });
-  return { makespan: (endPs - startPs) / COST_UNIT_PS, ranks, records };
+  return { makespan: (endPs - startPs) / COST_UNIT_PS, makespanPs: endPs - startPs, ranks, records };
 }

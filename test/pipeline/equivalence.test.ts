@@ -2,7 +2,8 @@
 // DualPipe's own example checks it (FACTS §5): one step's losses micro-batch by micro-batch (bit-identical at
 // EP = 1, where every sum has the model's order; relative difference < 1e-6 otherwise), every parameter's gradient
 // after all reductions within 1 − 2Σxy/Σ(x²+y²) < 1e-10, and the parameters after 3 steps within 1e-8; each rank
-// holds at most as many live activations as its schedule's count (src/pipeline/unit-cost.ts). A routing
+// holds as many live activations as its schedule's count (test/helpers/schedule-oracle.ts), and every run passes
+// the checkers of test/checkers/ (test/helpers/train-local.ts). A routing
 // decision that flips between the two runs (a near-tie) is detected from the step's expert loads and named.
 // The ranks run in this thread over a local fabric (real exchanges through their mailboxes, no processes); the
 // runtime test runs one layout on a real cluster.
@@ -14,7 +15,7 @@ import { ReferenceTrainer, type StepReport } from '../../src/model/trainer.js';
 import { microBatchLosses } from '../../src/metrics/training-metrics.js';
 import type { ScheduleKind } from '../../src/pipeline/schedule-types.js';
 import { buildSchedule } from '../../src/pipeline/schedules/index.js';
-import { peakLiveActivations } from '../../src/pipeline/unit-cost.js';
+import { peakLiveActivations } from '../helpers/schedule-oracle.js';
 import type { TrainRankResult } from '../../src/runtime/train-program.js';
 import { trainLocal } from '../helpers/train-local.js';
 import { crit } from '../helpers/crit.js';

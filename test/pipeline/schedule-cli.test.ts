@@ -76,13 +76,49 @@ describe('moemu schedule', () => {
     });
   }
 
+  interface CostJson {
+    makespan: number; costs: Record<string, number>; stages: number; readme: { formula: string; bubble: number; on: string };
+    ranks: { rank: number; busy: number; bubble: number; peakActivations: number; ops: unknown[] }[];
+  }
+
   it('--unit-cost max with json: DualPipe P=4 N=8, the worst rank is the README\'s (PP/2−1)(max(F,B)+B−3W) = 1', () => {
     const run = moemu('schedule', '--kind', 'dualpipe', '--pp', '4', '--micro-batches', '8', '--format', 'json', '--unit-cost', 'max');
     expect(run.code).toBe(EXIT_CODES.ok);
-    const parsed = JSON.parse(run.stdout) as { unitCost: { formulaBubble: number; ranks: { bubble: number; peakActivations: number }[] } };
-    expect(parsed.unitCost.formulaBubble).toBe(1);
-    expect(Math.max(...parsed.unitCost.ranks.map((r) => r.bubble))).toBe(1);
-    expect(Math.max(...parsed.unitCost.ranks.map((r) => r.peakActivations))).toBe(4 + 1);   // PP + 1 (FACTS §5)
+    const parsed = JSON.parse(run.stdout) as CostJson;
+    expect(parsed.readme).toEqual({ formula: '(PP/2−1)(F&B+B−3W)', bubble: 1, on: 'the worst rank' });
+    expect(Math.max(...parsed.ranks.map((r) => r.bubble))).toBe(1);
+    expect(Math.max(...parsed.ranks.map((r) => r.peakActivations))).toBe(4 + 1);   // PP + 1 (FACTS §5)
+  });
+
+  it('--costs with json: makespan, and per rank busy, bubble = makespan − busy and peak activations', () => {
+    const run = moemu('schedule', '--kind', '1f1b', '--pp', '4', '--micro-batches', '8', '--format', 'json', '--costs', 'F=1.5,B=2,W=0.5');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    const parsed = JSON.parse(run.stdout) as CostJson;
+    expect(parsed.costs).toEqual({ F: 1.5, B: 2, W: 0.5, FB: 3.5 });
+    // 1F1B: every rank busy N(F+B) = 28, bubble (PP−1)(F+B) = 10.5; rank r holds PP−r activations.
+    expect(parsed.makespan).toBe(38.5);
+    expect(parsed.ranks.map((r) => [r.busy, r.bubble, r.peakActivations])).toEqual([[28, 10.5, 4], [28, 10.5, 3], [28, 10.5, 2], [28, 10.5, 1]]);
+    for (const r of parsed.ranks) expect(r.bubble).toBe(parsed.makespan - r.busy);
+  });
+
+  it('--comm with json: each rank\'s timeline is its ops, the same objects, with the batches committed between them', () => {
+    const run = moemu('schedule', '--kind', 'dualpipe', '--pp', '4', '--micro-batches', '8', '--format', 'json', '--comm');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    const parsed = JSON.parse(run.stdout) as { ranks: { ops: { op: string }[]; timeline: { op: string; batch?: unknown[] }[] }[] };
+    for (const r of parsed.ranks) {
+      expect(r.timeline.filter((e) => e.op !== 'COMM')).toEqual(r.ops);
+      for (const e of r.timeline.filter((x) => x.op === 'COMM')) expect(e.batch!.length).toBeGreaterThan(0);
+    }
+    // FACTS §5: rank 0 runs F0.2 → commit {recv F1.0 ← 1} → F1.0 → commit {send F0.2 → 1} → B1.0z.
+    const t0 = parsed.ranks[0].timeline;
+    const at = t0.findIndex((e) => JSON.stringify(e) === JSON.stringify({ op: 'F', chunk: 0, mb: 2 }));
+    expect(t0.slice(at, at + 5)).toEqual([
+      { op: 'F', chunk: 0, mb: 2 },
+      { op: 'COMM', batch: [{ kind: 'recv', what: 'F', peer: 1, chunk: 1, mb: 0 }] },
+      { op: 'F', chunk: 1, mb: 0 },
+      { op: 'COMM', batch: [{ kind: 'send', what: 'F', peer: 1, chunk: 0, mb: 2 }] },
+      { op: 'B', chunk: 1, mb: 0, zb: true },
+    ]);
   });
 
   const refused: [string, string[], string, string][] = [
@@ -95,6 +131,12 @@ describe('moemu schedule', () => {
     ['an unknown kind', ['--kind', 'gpipe', '--pp', '4', '--micro-batches', '8'], '--kind', 'dualpipev'],
     ['a non-integer --pp', ['--kind', '1f1b', '--pp', '2.5', '--micro-batches', '8'], '--pp', 'whole number'],
     ['an unknown format', ['--kind', '1f1b', '--pp', '2', '--micro-batches', '8', '--format', 'csv'], '--format', 'compact'],
+    ['costs without W', ['--kind', '1f1b', '--pp', '2', '--micro-batches', '8', '--costs', 'F=1,B=2'], '--costs', 'W is missing'],
+    ['a W dearer than B', ['--kind', 'zb1p', '--pp', '2', '--micro-batches', '8', '--costs', 'F=1,B=2,W=3'], '--costs', 'W must be ≤ B'],
+    ['a negative cost', ['--kind', 'zb1p', '--pp', '2', '--micro-batches', '8', '--costs', 'F=-1,B=2,W=1'], '--costs', 'F must be a number > 0'],
+    ['a malformed cost', ['--kind', 'zb1p', '--pp', '2', '--micro-batches', '8', '--costs', 'F:1'], '--costs', 'F=…,B=…,W=…'],
+    ['--costs and --unit-cost together', ['--kind', 'zb1p', '--pp', '2', '--micro-batches', '8', '--costs', 'F=1,B=2,W=1', '--unit-cost', 'sum'],
+      '--unit-cost', 'give one of them'],
   ];
   for (const [what, args, option, rule] of refused) {
     it(`${what} -> exit 2 naming ${option} and the rule`, () => {

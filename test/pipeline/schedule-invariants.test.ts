@@ -1,13 +1,15 @@
 // Goal: every schedule kind, on every valid (P, N) tried, gives each (chunk, micro-batch) exactly one forward and
 // one backward, in that order on its rank; every deferred backward (Bz) gets exactly one later W; the per-rank
-// counts of F&B and W are those of FACTS §5; and the unit-cost simulator runs every op (no deadlock).
+// counts of F&B and W are those of FACTS §5; and its p2p batches complete even if every batch is a rendezvous
+// (no deadlock), every send matched by a receive and every receive by a send.
 // Method: one shared suite, runScheduleInvariants(kind, cases) (STYLE habit 15), run for each kind.
 import { describe, expect, it } from 'vitest';
 import { MoemuError } from '../../src/errors.js';
 import { formatOp } from '../../src/pipeline/format.js';
 import type { Op, RankProgram, ScheduleKind } from '../../src/pipeline/schedule-types.js';
+import { resolveTimeline, StageHolders } from '../../src/pipeline/p2p-batches.js';
 import { buildSchedule, schedulePlacement } from '../../src/pipeline/schedules/index.js';
-import { simulateUnitCost } from '../../src/pipeline/unit-cost.js';
+import { rendezvousDeadlocks } from '../helpers/schedule-oracle.js';
 
 interface Case { pp: number; microBatches: number }
 
@@ -76,13 +78,17 @@ function checkRank(kind: ScheduleKind, c: Case, program: RankProgram): void {
 export function runScheduleInvariants(kind: ScheduleKind, cases: readonly Case[]): void {
   describe(`${kind} invariants`, () => {
     for (const c of cases) {
-      it(`P=${c.pp} N=${c.microBatches}: one F and one B per (chunk, mb), F before B, Bz before its W, FACTS counts; unit-cost run completes`, () => {
+      it(`P=${c.pp} N=${c.microBatches}: one F and one B per (chunk, mb), F before B, Bz before its W, FACTS counts; batches complete as rendezvous`, () => {
         const programs = buildSchedule(kind, c.pp, c.microBatches);
         expect(programs.map((p) => p.rank)).toEqual([...Array(c.pp).keys()]);
         for (const program of programs) checkRank(kind, c, program);
-        const run = simulateUnitCost(programs, schedulePlacement(kind, c.pp));
-        const opsTotal = programs.reduce((n, p) => n + p.ops.length, 0);
-        expect(run.ranks.reduce((n, r) => n + r.ops.length, 0)).toBe(opsTotal);
+        const holders = new StageHolders(schedulePlacement(kind, c.pp), c.pp);
+        const timelines = programs.map((p) => resolveTimeline(p, holders));
+        expect(timelines.map((t) => t.filter((e) => e.op !== 'COMM'))).toEqual(programs.map((p) => p.ops));
+        expect(rendezvousDeadlocks(timelines)).toEqual([]);
+        const sends = timelines.flat().flatMap((e) => (e.op === 'COMM' ? e.batch.filter((t) => t.kind === 'send') : []));
+        const recvs = timelines.flat().flatMap((e) => (e.op === 'COMM' ? e.batch.filter((t) => t.kind === 'recv') : []));
+        expect(sends.length).toBe(recvs.length);
       });
     }
   });
