@@ -21,7 +21,8 @@ export interface FabricHeader {
  * same turn of the event loop, else in one 'return' message per turn. */
 export type PeerMessage =
   | { kind: 'data'; header: FabricHeader; buffer: ArrayBuffer; pooled?: boolean; returns?: ArrayBuffer[] }
-  | { kind: 'return'; buffers: ArrayBuffer[] };
+  | { kind: 'return'; buffers: ArrayBuffer[] }
+  | { kind: 'credit?' };   // the sender's window to this GPU is full: hand back what is held (gpu-worker.ts)
 
 /** GPU thread -> node main thread. */
 export type GpuToNode =

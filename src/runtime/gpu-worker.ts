@@ -9,6 +9,7 @@ import { BufferPool, sizeClass } from '../fabric/buffer-pool.js';
 import { gpuOf, nodeOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import { payloadCrc32 } from '../fabric/ib-frame.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError } from '../fabric/protocol.js';
+import type { Incoming } from '../fabric/mailbox.js';
 import { RankFabric, waitingText, type Transport, type Waiting } from '../fabric/rank-fabric.js';
 import { SendWindow } from '../fabric/send-window.js';
 import { runProgram } from './programs.js';
@@ -32,6 +33,9 @@ export interface GpuInit {
 
 const NO_BUFFERS: ArrayBuffer[] = [];
 
+/** A pooled NVLink buffer delivered to this rank; `message` is null once it went back. */
+interface HeldDelivery { buffer: ArrayBuffer; message: Incoming | null }
+
 export default function gpuMain(init: GpuInit): Promise<void> {
   return new Promise((resolve) => new GpuRank(init, resolve));
 }
@@ -46,6 +50,9 @@ class GpuRank {
   readonly #ibWindow: SendWindow;
   readonly #pendingReturns: ArrayBuffer[][];
   readonly #flushScheduled: boolean[];
+  /** Per NVLink peer: its pooled buffers delivered here and not yet handed back, oldest first. */
+  readonly #held: HeldDelivery[][];
+  readonly #heldBytes: number[];
   /** init.spinUs once this thread has a core of its own, else 0 (see spin.ts). */
   readonly #spinUs: number;
 
@@ -57,6 +64,8 @@ class GpuRank {
     this.#ibWindow = new SendWindow({ bytesMax: init.ibWindowBytes, watchdogMs, rank, link: 'the node\'s IB path' });
     this.#pendingReturns = init.peerPorts.map(() => []);
     this.#flushScheduled = init.peerPorts.map(() => false);
+    this.#held = init.peerPorts.map(() => []);
+    this.#heldBytes = init.peerPorts.map(() => 0);
     this.#spinUs = init.spinUs > 0 && pinOwnCore(init.rank) ? init.spinUs : 0;
     this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(), watchdogMs: init.watchdogMs,
       spinUs: this.#spinUs });
@@ -81,6 +90,7 @@ class GpuRank {
         if (!window.canReserve(bytes)) {
           this.#takeArrived(peer);
           if (this.#spinUs > 0 && !window.canReserve(bytes)) this.#pollUntil(() => window.canReserve(bytes));
+          if (!window.canReserve(bytes)) peerPorts[peer]!.postMessage({ kind: 'credit?' } satisfies PeerMessage);
         }
         const waiting = window.reserve(bytes);
         return waiting ? waiting.then(post) : post();
@@ -141,6 +151,7 @@ class GpuRank {
 
   #onPeer(port: MessagePort, m: PeerMessage): void {
     const peer = this.init.peerPorts.indexOf(port);
+    if (m.kind === 'credit?') return this.#onCreditWanted(peer);
     const returned = m.kind === 'data' ? m.returns ?? [] : m.buffers;
     for (const buffer of returned) {
       this.#pool.release(buffer);
@@ -149,15 +160,52 @@ class GpuRank {
     if (m.kind === 'data') this.#deliverNvlink(peer, m.header, m.buffer);
   }
 
+  /** A delivery's buffer goes back to its sender when the program releases it, or when the sender asks for credit
+   * (#onCreditWanted). */
   #deliverNvlink(peer: number, header: FabricHeader, buffer: ArrayBuffer): void {
-    const payload = new Uint8Array(buffer, 0, header.bytes);
-    const release = () => {
-      this.#pendingReturns[peer].push(buffer);
-      if (this.#flushScheduled[peer]) return;
-      this.#flushScheduled[peer] = true;
-      setImmediate(() => this.#flushReturns(peer));
-    };
-    this.#fabric.mailbox.deliver({ header, link: 'nvlink', payload, release });
+    const held: HeldDelivery = { buffer, message: null };
+    const message: Incoming = { header, link: 'nvlink', payload: new Uint8Array(buffer, 0, header.bytes), release: () => {
+      if (held.message === null) return;   // copied out: its buffer went back already
+      this.#unhold(peer, held);
+      this.#giveBack(peer, buffer);
+    } };
+    held.message = message;
+    this.#held[peer].push(held);
+    this.#heldBytes[peer] += buffer.byteLength;
+    this.#fabric.mailbox.deliver(message);
+  }
+
+  /**
+   * The peer's send window is full and it waits for buffers this rank holds. This runs between two turns of the
+   * event loop, so the program is waiting, not working: every buffer still held belongs to a message not yet
+   * received, or received by an exchange that waits for other messages, and none will come back until that
+   * wait ends. So they are copied out and returned now — credit never depends on the receiving program, and two
+   * GPUs that send each other more than a window in one exchange cannot deadlock. In a plain stream the receiver
+   * holds nothing when asked, and nothing is copied.
+   */
+  #onCreditWanted(peer: number): void {
+    while (this.#held[peer].length > 0) this.#copyOut(peer, this.#held[peer][0]);
+  }
+
+  #copyOut(peer: number, held: HeldDelivery): void {
+    const message = held.message!;
+    message.payload = message.payload.slice();
+    this.#unhold(peer, held);
+    this.#giveBack(peer, held.buffer);
+  }
+
+  #unhold(peer: number, held: HeldDelivery): void {
+    const list = this.#held[peer];
+    list.splice(list.indexOf(held), 1);
+    this.#heldBytes[peer] -= held.buffer.byteLength;
+    held.message = null;
+  }
+
+  #giveBack(peer: number, buffer: ArrayBuffer): void {
+    this.#pendingReturns[peer].push(buffer);
+    if (this.#flushScheduled[peer]) return;
+    this.#flushScheduled[peer] = true;
+    setImmediate(() => this.#flushReturns(peer));
   }
 
   /** Returns that found no data message to ride on within this turn of the event loop go back on their own. */
