@@ -41,3 +41,13 @@ export function fp8Options(numerics: Numerics, blockOperand: Fp8GemmOptions['blo
 export function momentsInBf16(numerics: Numerics): boolean {
   return numerics.precision === 'bf16' || numerics.precision === 'fp8';
 }
+
+/** Bytes per element of the dtype a run's activations are held in: bf16 and fp8 runs compute on f32 storage but
+ * emulate BF16 activations (FACTS §6: only the GEMM operands are FP8). */
+export function activationBytes(numerics: Numerics): number {
+  switch (numerics.precision) {
+    case 'fp64': return 8;
+    case 'fp32': return 4;
+    default: return 2;
+  }
+}

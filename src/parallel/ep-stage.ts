@@ -4,6 +4,7 @@
 // forward continues exactly where the previous stage's stopped, so a pipeline computes what the model computes.
 import { embeddingBackwardWeight, embeddingForward } from '../model/embedding.js';
 import { hasMoe, isMoeLayer } from '../model/config.js';
+import { activationBytes } from '../model/numerics.js';
 import {
   addTo, headBackwardInput, headForward, mtpInputBackward, mtpInputForward,
   type HeadSaved, type ModelContext, type MtpInputSaved, type WeightWork,
@@ -120,7 +121,7 @@ export class EpStageRun {
 
   /** Bytes of the activations this micro-batch keeps on this stage until its backward (and W) ran. */
   savedBytes(): number {
-    return retainedBytes([...this.blocks.flatMap((b) => b.savedRoots()), this.#inputTokens, this.#head, this.#mtp]);
+    return retainedBytes([...this.blocks.flatMap((b) => b.savedRoots()), this.#inputTokens, this.#head, this.#mtp], activationBytes(this.env.nm));
   }
 
   // ---- backward: prologue; per block from the last, beforeBlockBackward and the block's phases; epilogue -----

@@ -121,3 +121,22 @@ describe('expert-parallel MoE forward in bf16 and fp8 (FP8 dispatch, bf16 combin
     }
   }
 });
+
+describe('the backward combine counts the gate-value gradients as metadata', () => {
+  it('fp32, EP 2 on one node: every message\'s payload is exactly its rows × d floats', async () => {
+    dtype = 'f32';
+    const c: ModelConfig = { ...MODEL_PRESETS.micro, hidden: 8, experts: 16, topK: 4, groups: 1, topGroups: 1, expertHidden: 4, seqLen: 4 };
+    const { u, lf, ranks, local, slice, outs, nm, scale } = await runBoth(c, 'fp32', 1, 2);
+    const dy = random(u.shape as number[], 9);
+    await Promise.all(lf.fabrics.map((f, r) =>
+      epMoeBackwardInput(new EpGroup(f, ranks, 2, c.experts, 'ep-back'), c, nm, local(r), outs[r].saved, slice(dy, r), scale)));
+    const messages = lf.log.filter((m) => m.header.tag.includes('combine dx'));
+    expect(messages.length).toBeGreaterThan(0);
+    for (const { header } of messages) {
+      // ep-rows.ts layout: an 8-byte header, then per row d + K f32 columns, a token index and a mask (i32).
+      const rows = (header.bytes - 8) / (4 * (c.hidden + c.topK) + 8);
+      expect(Number.isInteger(rows)).toBe(true);
+      expect(header.bytes - header.metadataBytes).toBe(rows * c.hidden * 4);
+    }
+  });
+});

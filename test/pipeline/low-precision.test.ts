@@ -1,0 +1,84 @@
+// Goal: low precision is priced (DESIGN "Numerics", FACTS §2, §3, §6). Pipeline activations and gradients travel
+// in the run's storage dtype — bf16 halves the bytes of an fp32 run; fp8 sends activations as E4M3 codes with one
+// f32 scale per 1×T tile, (1 + 4/T)/4 of fp32, and gradients as bf16 —; FP8 GEMMs are charged at the FP8 peak,
+// half the BF16 GEMM time on the same shapes; the gate-value gradients of the backward combine are metadata; saved
+// activations count at the emulated dtype's size.
+// Method: one DualPipe step of the micro model on a local fabric in each precision, the pipeline messages counted
+// from the fabric's own message log; a SwiGLU layer timed by the compute meter in bf16 and fp8 against the cost
+// model's closed form (DESIGN "Virtual time").
+import { describe, expect, it } from 'vitest';
+import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
+import { ComputeMeter } from '../../src/fabric/compute-meter.js';
+import { RankClock } from '../../src/fabric/streams.js';
+import { MODEL_PRESETS } from '../../src/model/config.js';
+import { numericsFor, type Precision } from '../../src/model/numerics.js';
+import { swigluForwardLayer } from '../../src/model/swiglu.js';
+import { parsePpTag } from '../../src/pipeline/pp-tags.js';
+import { Rng } from '../../src/tensor/rng.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { trainLocal } from '../helpers/train-local.js';
+
+const model = { ...MODEL_PRESETS.micro };
+
+async function pipelineBytes(precision: Precision): Promise<{ act: number; grad: number; messages: number }> {
+  const training = { steps: 1, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95,
+    eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
+  const results = await trainLocal({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 }, { kind: 'train', model, training, precision,
+    seed: 5, parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
+  const out = { act: 0, grad: 0, messages: 0 };
+  for (const r of results) {
+    for (const m of r.steps[0].messages!.sent) {
+      const tag = parsePpTag(m.tag);
+      if (!tag) continue;
+      out[tag.kind] += m.bytes;
+      out.messages += 1;
+    }
+  }
+  return out;
+}
+
+describe('pipeline p2p carries the storage dtype', () => {
+  it('bf16 halves the activations and gradients of fp32; fp8 sends activations at (1 + 4/T)/4 and gradients at 1/2', async () => {
+    const [fp32, bf16, fp8] = [await pipelineBytes('fp32'), await pipelineBytes('bf16'), await pipelineBytes('fp8')];
+    const T = model.fp8Tile;
+    // DualPipe on 2 ranks: each of the 4 micro-batches crosses its direction's one stage boundary once forward
+    // and once backward, a [b·T_seq, d] tensor with b = batch / N / EP = 2 sequences.
+    const tensors = 4;
+    const elements = 2 * model.seqLen * model.hidden;
+    expect(fp32).toEqual({ act: tensors * elements * 4, grad: tensors * elements * 4, messages: 2 * tensors });
+    expect(bf16).toEqual({ act: fp32.act / 2, grad: fp32.grad / 2, messages: 2 * tensors });
+    expect(fp8).toEqual({ act: (fp32.act * (1 + 4 / T)) / 4, grad: fp32.grad / 2, messages: 2 * tensors });
+  }, 60_000);
+});
+
+describe('FP8 GEMMs are charged at the FP8 peak', () => {
+  it('a SwiGLU layer (three linear GEMMs) takes half as long in fp8 as in bf16 on the same shapes', () => {
+    const gpu = CLUSTER_PRESETS.scaled.gpu;
+    const [N, d, F] = [256, 64, 128];
+    const rng = new Rng(7);
+    const t = (shape: number[]) => {
+      const x = new Tensor('f32', shape);
+      rng.fillNormal(x.data, 0.5);
+      return x;
+    };
+    const x = t([N, d]);
+    const w = { w1: t([F, d]), w2: t([d, F]), w3: t([F, d]) };
+    const charge = (precision: Precision) => {
+      const meter = new ComputeMeter(new RankClock(0), gpu);
+      swigluForwardLayer(numericsFor(precision, { fp8Tile: 32, fp8Accumulation: 32 }), w, x);
+      const op = meter.charge('swiglu');
+      return op.endPs - op.startPs;
+    };
+    const [bf16, fp8] = [charge('bf16'), charge('fp8')];
+    // Both: the three GEMMs' 2·N·d·F FLOPs each on the GEMM SMs, plus the same SwiGLU bytes at HBM bandwidth.
+    const flops = 3n * 2n * BigInt(N * d * F);
+    const gemmPs = (peak: number) => {
+      const num = flops * 10n ** 12n * BigInt(gpu.sms);
+      const den = BigInt(peak) * BigInt(gpu.sms - gpu.commSms);
+      return Number((num + den - 1n) / den);
+    };
+    expect(bf16 - gemmPs(gpu.flopsPerS)).toBe(fp8 - gemmPs(gpu.fp8FlopsPerS));
+    expect(gpu.fp8FlopsPerS / gpu.flopsPerS).toBeCloseTo(1979 / 989, 9);
+    expect(gemmPs(gpu.fp8FlopsPerS) / gemmPs(gpu.flopsPerS)).toBeCloseTo(0.5, 3);
+  });
+});
