@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   MOEMU_ERR_PEER_LOST: 'faultNotRecovered',
   MOEMU_ERR_LINK: 'faultNotRecovered',
   MOEMU_ERR_EXPECTATION: 'expectationFailed',
+  MOEMU_ERR_CHECK: 'expectationFailed',
   MOEMU_ERR_NONFINITE: 'expectationFailed',
   MOEMU_ERR_INTERNAL: 'internal',
 } as const satisfies Record<string, ErrorClass>;

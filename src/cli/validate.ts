@@ -63,7 +63,9 @@ export function layoutSummary(loaded: LoadedScenario): string {
   const { parallel: p, cluster } = loaded.scenario;
   if (!p) return '';
   const ep = (cluster.nodes / p.pipeline) * cluster.gpusPerNode;
-  return `, ${p.schedule} over ${p.pipeline} pipeline rank${p.pipeline === 1 ? '' : 's'} × EP ${ep}${p.overlap ? '' : ', overlap off'}`;
+  const costs = p.costs ? `, fixed op costs F ${p.costs.F} B ${p.costs.B} W ${p.costs.W} F&B ${p.costs.FB} µs` : '';
+  const groups = p.expertGroups === 'free' ? ', expert groups free (not one per node)' : '';
+  return `, ${p.schedule} over ${p.pipeline} pipeline rank${p.pipeline === 1 ? '' : 's'} × EP ${ep}${p.overlap ? '' : ', overlap off'}${costs}${groups}`;
 }
 
 /** `2 nodes × 4 GPUs (scaled)`; nodes and gpusPerNode show in the counts, other fields the file sets are named. */

@@ -38,6 +38,13 @@ export class ComputeMeter {
     this.#budgetPs = costPs;
   }
 
+  /** Fixed-cost mode: what the current op left uncharged (it ran no compute op of its own: a stage with no
+   * blocks) becomes one op now, so every op costs exactly its fixed cost. */
+  settleOp(name: OpName, waitFor: readonly VEvent[] = []): void {
+    if (!this.#fixed || this.#budgetPs === 0) return;
+    this.charge(name, waitFor);
+  }
+
   /** One compute op for the work since the last charge, after `waitFor`; `fixedPs` replaces the cost model (in
    * fixed-cost mode the op's budget does). */
   charge(name: OpName, waitFor: readonly VEvent[] = [], fixedPs?: Ps): OpRecord {

@@ -6,7 +6,8 @@ import type { HbmSnapshot } from '../fabric/hbm.js';
 import { PS_PER_S, type Ps } from '../fabric/virtual-time.js';
 import { stepFiguresOf, type ClusterFigures, type RankFigures, type RankStepSummary } from './step-metrics.js';
 
-export const METRICS_VERSION = 1;
+/** 2: op records carry labels (F&B figures from them), `departures`, parallel.costs and expertGroups in the config. */
+export const METRICS_VERSION = 2;
 
 /** A micro-batch's loss terms from one rank: `main`/`mtp` on the output stage, `balance` per MoE block. */
 export interface LossPartsIn { main: number | null; mtp: number | null; balance: [string, number][] }
@@ -35,6 +36,8 @@ export interface RunShape {
   tokensPerStep: number;
   mtpWeight: number;
   gpusPerNode: number;
+  /** Where the run departs from DESIGN's rules on purpose (a scenario's parallel.expertGroups: free), in words. */
+  departures?: readonly string[];
 }
 
 export interface Losses { main: number; mtp: number; balance: number; total: number }
@@ -62,6 +65,7 @@ export function trainingMetrics(config: unknown, shape: RunShape, runs: readonly
   return {
     version: METRICS_VERSION,
     config,
+    departures: [...(shape.departures ?? [])],
     ranks: ordered.map((r) => ({
       rank: r.rank, node: Math.floor(r.rank / shape.gpusPerNode), gpu: r.rank % shape.gpusPerNode,
       pipelineRank: r.pipelineRank, epRank: r.epRank,

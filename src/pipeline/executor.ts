@@ -106,19 +106,16 @@ class Executor {
   async #compute(op: Op): Promise<void> {
     const waits = this.#lastCommit ? [this.#lastCommit] : [];
     const ref = { text: formatOp(op), sched: op as ScheduleOpRef };
-    const costs = this.env.costs;
     switch (op.op) {
       case 'F': {
-        if (costs) this.env.meter.beginOp(costs.F);
         const stage = this.#start(op, ref);
-        this.#afterForward(op, stage, await stage.forward(this.#input('F', op), waits));
+        await this.#costing(ref, 'F', waits, async () => this.#afterForward(op, stage, await stage.forward(this.#input('F', op), waits)));
         return;
       }
       case 'B': {
-        if (costs) this.env.meter.beginOp(op.zb ? costs.B - costs.W : costs.B);
         const stage = this.#stageOf(op);
         stage.assign(ref);
-        this.#afterBackward(op, await stage.backward(this.#input('B', op), waits, op.zb === true));
+        await this.#costing(ref, 'B', waits, async () => this.#afterBackward(op, await stage.backward(this.#input('B', op), waits, op.zb === true)));
         if (op.zb) this.#deferred.push({ chunk: op.chunk, mb: op.mb });
         else this.#release(op);
         return;
@@ -129,11 +126,10 @@ class Executor {
           throw moemuError('MOEMU_ERR_INTERNAL', `${formatOp(op)}: the oldest deferred backward is ` +
             `${oldest ? `B${oldest.chunk}.${oldest.mb}z` : 'none'}`, { rank: this.env.fabric.rank });
         }
-        if (costs) this.env.meter.beginOp(costs.W);
         this.env.fabric.clock.waitFor('compute', ...waits);
         const stage = this.#stageOf(op);
         stage.assign(ref);
-        stage.weights();
+        await this.#costing(ref, 'W', waits, async () => stage.weights());
         this.#release(op);
         return;
       }
@@ -144,20 +140,33 @@ class Executor {
         const input = this.#input('F', op.f);
         const dOut = this.#input('B', op.b);
         if (this.env.overlap) {
-          if (costs) this.env.meter.beginOp(costs.FB);
-          const out = await this.env.work.overlapped({ stage: fStage, input, waitFor: waits }, { stage: bStage, dOut, waitFor: waits });
-          this.#afterForward(op.f, fStage, out.forward);
-          this.#afterBackward(op.b, out.backward);
+          await this.#costing(ref, 'FB', waits, async () => {
+            const out = await this.env.work.overlapped({ stage: fStage, input, waitFor: waits }, { stage: bStage, dOut, waitFor: waits });
+            this.#afterForward(op.f, fStage, out.forward);
+            this.#afterBackward(op.b, out.backward);
+          });
         } else {
-          if (costs) this.env.meter.beginOp(costs.F);
-          this.#afterForward(op.f, fStage, await fStage.forward(input, waits));
-          if (costs) this.env.meter.beginOp(costs.B);
-          this.#afterBackward(op.b, await bStage.backward(dOut, waits, false));
+          await this.#costing(ref, 'F', waits, async () => this.#afterForward(op.f, fStage, await fStage.forward(input, waits)));
+          await this.#costing(ref, 'B', waits, async () => this.#afterBackward(op.b, await bStage.backward(dOut, waits, false)));
         }
         this.#release(op.b);
         return;
       }
     }
+  }
+
+  /** Runs one pass (or a whole F&B) of `ref`; in fixed-cost mode it costs exactly its fixed cost (a deferred
+   * backward B − W), whatever compute ops it ran. */
+  async #costing(ref: { text: string; sched: ScheduleOpRef }, part: 'F' | 'B' | 'W' | 'FB', waits: readonly VEvent[],
+                 run: () => Promise<void>): Promise<void> {
+    const costs = this.env.costs;
+    if (costs) {
+      const zb = ref.sched.op === 'B' && ref.sched.zb === true;
+      this.env.meter.beginOp(part === 'B' && zb ? costs.B - costs.W : costs[part]);
+    }
+    await run();
+    const pass = part === 'FB' ? 'F' : part;
+    this.env.meter.settleOp({ text: `${ref.text} (${part}: no work)`, label: { sched: ref.sched, pass, phase: 'stage', layer: null } }, waits);
   }
 
   #start(x: ChunkMb, ref: { text: string; sched: ScheduleOpRef }): PipelineStage {

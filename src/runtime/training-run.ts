@@ -18,6 +18,8 @@ export interface TrainingRunOptions {
   /** Each step rank 0 has finished, while the run goes on. */
   onProgress?: (progress: TrainProgress) => void;
   startupTimeoutMs?: number;
+  /** Every rank returns all its op records and messages, for the checkers (`moemu run --check`). */
+  check?: boolean;
 }
 
 export interface TrainingRun {
@@ -49,7 +51,8 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
     onListening: options.onListening, onProgress: (_rank, progress) => options.onProgress?.(progress as TrainProgress) });
   try {
     const startupMs = performance.now() - started;
-    const program: TrainProgram = { kind: 'train', model: s.model, training: s.training, precision: s.precision, seed: s.seed, parallel };
+    const program: TrainProgram = { kind: 'train', model: s.model, training: s.training, precision: s.precision, seed: s.seed, parallel,
+      check: options.check ?? false };
     const trainStarted = performance.now();
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
     const trainMs = performance.now() - trainStarted;
@@ -59,7 +62,7 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
     const metrics = trainingMetrics(config, {
       pipeOffset: parallel.schedule === 'dualpipe' ? s.training.microBatches / 2 : 0,
       microBatches: s.training.microBatches, tokensPerStep: s.training.batchSize * s.model.seqLen,
-      mtpWeight: s.model.mtpWeight, gpusPerNode }, results);
+      mtpWeight: s.model.mtpWeight, gpusPerNode, departures: departures(s) }, results);
     const virtualS = metrics.summary.virtualTimePs / 1e12;
     // A step's wall time is its slowest rank's; set-up (building the ranks' parameters and corpus) is not a step.
     const stepsMs = results[0].steps.map((_, i) => Math.max(...results.map((r) => r.steps[i].wallMs)));
@@ -70,6 +73,15 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   } finally {
     await coordinator.shutdown();
   }
+}
+
+/** What metrics.json says about the run's departures from DESIGN "Rank layout and data". */
+function departures(s: Scenario): string[] {
+  const p = parallelOf(s);
+  const epNodes = s.cluster.nodes / p.pipeline;
+  if (p.expertGroups !== 'free' || s.model.groups === epNodes) return [];
+  return [`parallel.expertGroups: free — the model's ${s.model.groups} expert groups are kept although an EP group has ` +
+    `${epNodes} node(s): node-limited routing (topGroups ${s.model.topGroups}) then limits groups, not nodes`];
 }
 
 function round(ms: number): number {

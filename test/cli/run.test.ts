@@ -154,11 +154,12 @@ describe('moemu run: a small scenario', () => {
   it('micro on 2 nodes × 2 GPUs with DualPipe: exit 0, one line per step, metrics.json and wall.json', async () => {
     const file = scenarioFile('small.yaml', SMALL);
     const out = join(work, 'out-a');
-    const run = await moemu(['run', file, '--out', out], RUN_TIMEOUT_MS);
+    const run = await moemu(['run', file, '--out', out, '--check'], RUN_TIMEOUT_MS);
     expect(run.stderr).toBe('');
     expect(run.signal).toBeNull();
     expect(run.code).toBe(EXIT_CODES.ok);
     expect(run.leftovers).toEqual([]);
+    expect(run.stdout).toMatch(/^checked \d+ ops and \d+ messages: no message before its data/m);
     expect(count(run.stdout, /^step 1\/2 /gm)).toBe(1);
     expect(count(run.stdout, /^step 2\/2 /gm)).toBe(1);
     expect(count(run.stdout, /^step /gm)).toBe(2);
@@ -168,7 +169,7 @@ describe('moemu run: a small scenario', () => {
     firstBytes = readFileSync(join(dir, 'metrics.json'), 'utf8');
     const metrics = JSON.parse(firstBytes) as MetricsFile;
     first = metrics;
-    expect(metrics.version).toBe(1);
+    expect(metrics.version).toBe(2);
     expect(metrics.config.name).toBe(SMALL.name);
     expect(metrics.config.parallel).toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'per-node' });
     expect(metrics.ranks.map((r) => r.rank)).toEqual([0, 1, 2, 3]);
@@ -194,7 +195,7 @@ describe('moemu run: a small scenario', () => {
     expect(wall.stepsMs).toHaveLength(2);
   }, TEST_TIMEOUT_MS);
 
-  it('the same command again: metrics.json byte-identical, wall.json a valid record of its own', async (context) => {
+  it('the same command again, unchecked: metrics.json byte-identical (checking only observes), wall.json a valid record of its own', async (context) => {
     if (first === undefined) context.skip();
     const out = join(work, 'out-b');
     const run = await moemu(['run', join(work, 'small.yaml'), '--out', out], RUN_TIMEOUT_MS);
@@ -255,14 +256,17 @@ describe('moemu run: layouts that do not fit are refused before anything starts'
     paths.forEach((p, i) => expect(lines[i]).toContain(`: ${p}: `));
   }, TEST_TIMEOUT_MS);
 
-  it('scenarios/default.yaml has no parallel section and the defaults (dualpipe, 2 ranks) do not fit its 2 micro-batches', async () => {
+  it('a scenario with no parallel section whose defaults (dualpipe, 2 ranks) do not fit its 2 micro-batches', async () => {
+    const { parallel: _parallel, ...noParallel } = SMALL;
+    const file = scenarioFile('no-parallel.yaml', { ...noParallel, training: { steps: 1, batchSize: 8, microBatches: 2 } });
     // --external: had the coordinator started, it would print a join line and wait for nodes instead of exiting.
     for (const extra of [[], ['--external']]) {
-      const out = join(work, `out-default${extra.join('')}`);
-      const run = await moemu(['run', join(ROOT, 'scenarios/default.yaml'), '--out', out, ...extra], REFUSAL_TIMEOUT_MS);
+      const out = join(work, `out-defaults${extra.join('')}`);
+      const run = await moemu(['run', file, '--out', out, ...extra], REFUSAL_TIMEOUT_MS);
       const lines = expectRefused(run, out);
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toContain('scenarios/default.yaml: training.microBatches: ');
+      expect(lines[0]).toContain('no-parallel.yaml: training.microBatches: ');
+      expect(lines[0]).toContain('the file has no parallel section');
       expect(run.stdout).not.toMatch(/moemu node --join/);
     }
   }, TEST_TIMEOUT_MS);
@@ -285,5 +289,48 @@ describe('moemu run: bad flags', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(flag);
     expect(run.stdout).toBe('');
+  }, TEST_TIMEOUT_MS);
+});
+
+describe('moemu run --check: every shipped scenario trains on its cluster and keeps every invariant', () => {
+  const files = readdirSync(join(ROOT, 'scenarios')).filter((f) => f.endsWith('.yaml')).sort();
+
+  it('there are scenarios to run', () => {
+    expect(files.length).toBeGreaterThanOrEqual(7);
+  });
+
+  for (const file of files) it(`scenarios/${file}, one step`, async () => {
+    const out = join(work, 'shipped', file);
+    const run = await moemu(['run', join(ROOT, 'scenarios', file), '--steps', '1', '--check', '--out', out], RUN_TIMEOUT_MS);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    expect(run.leftovers).toEqual([]);
+    expect(count(run.stdout, /^step 1\/1 /gm)).toBe(1);
+    expect(run.stdout).toMatch(/^checked \d+ ops and \d+ messages: no message before its data/m);
+  }, TEST_TIMEOUT_MS);
+});
+
+describe('parallel.costs: fixed op costs on a real cluster reproduce the DualPipe README bubbles', () => {
+  // 4 node processes of 1 GPU, 4 pipeline ranks, EP 1; F = 1, B = 2, W = 1 µs, links free. README (FACTS §5),
+  // PP = 4: 1F1B (PP−1)(F+B) = 9 on every rank; DualPipe (PP/2−1)(F&B+B−3W) = 2 on every rank with F&B = F+B = 3,
+  // and 1 on the worst rank with F&B = max(F, B) = 2.
+  const base = { ...SMALL, name: 'fixed', model: { preset: 'micro', groups: 1, topGroups: 1 },
+    training: { steps: 1, batchSize: 8, microBatches: 8 }, cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 1 } };
+  const cases: { title: string; parallel: object; bubbles: (b: number[]) => void }[] = [
+    { title: '1f1b: 9 µs on every rank', parallel: { schedule: '1f1b', pipeline: 4, costs: { F: 1, B: 2, W: 1 } },
+      bubbles: (b) => expect(b).toEqual([9e6, 9e6, 9e6, 9e6]) },
+    { title: 'dualpipe, F&B = F+B: 2 µs on every rank', parallel: { schedule: 'dualpipe', pipeline: 4, costs: { F: 1, B: 2, W: 1, FB: 3 } },
+      bubbles: (b) => expect(b).toEqual([2e6, 2e6, 2e6, 2e6]) },
+    { title: 'dualpipe, F&B = max(F, B): 1 µs on the worst rank', parallel: { schedule: 'dualpipe', pipeline: 4, costs: { F: 1, B: 2, W: 1, FB: 2 } },
+      bubbles: (b) => expect(Math.max(...b)).toBe(1e6) },
+  ];
+  for (const { title, parallel, bubbles } of cases) it(title, async () => {
+    const file = scenarioFile(`fixed-${title.split(':')[0].replace(/[^a-z0-9]+/g, '-')}.yaml`, { ...base, parallel });
+    const out = join(work, 'fixed', title.replace(/[^a-z0-9]+/gi, '-'));
+    const run = await moemu(['run', file, '--check', '--out', out], RUN_TIMEOUT_MS);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(EXIT_CODES.ok);
+    const metrics = readJson<{ steps: { ranks: { bubblePs: number }[] }[] }>(join(out, 'fixed', 'metrics.json'));
+    bubbles(metrics.steps[0].ranks.map((r) => r.bubblePs));
   }, TEST_TIMEOUT_MS);
 });

@@ -5,6 +5,8 @@
 // 2. The same scenario run twice writes byte-identical metrics.json.
 // 3. One layout (DualPipe, 2 pipeline ranks × EP 2 over NVLink) on real processes equals the single-process
 //    model: losses per micro-batch, gradients and parameters after 2 steps.
+// Every run but one is checked by test/checkers/; the unchecked one's metrics.json equals a checked one's (the
+// checkers only observe).
 // Runs the built code (dist/): node processes and GPU threads load compiled JavaScript.
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS } from '../../dist/src/fabric/cluster-config.js';
@@ -16,6 +18,7 @@ import { microBatchLosses } from '../../src/metrics/training-metrics.js';
 import { MODEL_PRESETS } from '../../src/model/config.js';
 import { ReferenceTrainer, type StepReport } from '../../src/model/trainer.js';
 import { crit } from '../helpers/crit.js';
+import { checkTraining, formatViolation, trainingLayout } from '../checkers/index.js';
 
 let coordinator: Coordinator | null = null;
 afterEach(async () => { await coordinator?.shutdown(); coordinator = null; });
@@ -25,9 +28,14 @@ describe('training on a real cluster', () => {
     const base = loadScenario('scenarios/dualpipe.yaml');
     const scenario = (overlap: boolean) => ({ ...base, training: { ...base.training, steps: 1, warmupSteps: 1 },
       parallel: { ...base.parallel!, overlap } });
-    const on = await runTraining(scenario(true), { file: 'scenarios/dualpipe.yaml' });
-    const off = await runTraining(scenario(false), { file: 'scenarios/dualpipe.yaml' });
+    const on = await runTraining(scenario(true), { file: 'scenarios/dualpipe.yaml', check: true });
+    const off = await runTraining(scenario(false), { file: 'scenarios/dualpipe.yaml', check: true });
     const again = await runTraining(scenario(true), { file: 'scenarios/dualpipe.yaml' });
+    for (const run of [on, off]) {
+      const s = scenario(run === on);
+      const violations = checkTraining(run.results, trainingLayout(s.parallel, s.training.microBatches, s.cluster));
+      expect(violations.map(formatViolation)).toEqual([]);
+    }
 
     const figures = (run: typeof on) => {
       const s = run.metrics.steps[0];
@@ -58,10 +66,12 @@ describe('training on a real cluster', () => {
     const training = { steps: 2, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9,
       beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
     const program: TrainProgram = { kind: 'train', model, training, precision: 'fp32', seed: 9,
-      parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' }, gradientsAtStep: 1, parameters: true };
-    coordinator = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 2 }, ...RUNTIME_DEFAULTS,
-      watchdogMs: 20_000, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
+      parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' }, gradientsAtStep: 1, parameters: true,
+      check: true };
+    const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 2 };
+    coordinator = await Coordinator.start({ cluster, ...RUNTIME_DEFAULTS, watchdogMs: 20_000, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
+    expect(checkTraining(results, trainingLayout(program.parallel, training.microBatches, cluster)).map(formatViolation)).toEqual([]);
 
     const trainer = new ReferenceTrainer({ model, training, precision: 'fp32', seed: 9 });
     const grads = new Map<string, Float64Array>();
