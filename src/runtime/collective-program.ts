@@ -10,6 +10,7 @@ import { moemuError } from '../errors.js';
 import { computePs } from '../fabric/virtual-time.js';
 import type { HbmKind } from '../fabric/hbm.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
+import { MessageLog, type ReceivedEvent, type SentEvent } from '../fabric/observer.js';
 import type { OpRecord } from '../fabric/streams.js';
 import { worldSize } from '../fabric/cluster-config.js';
 import { Rng, seedFor } from '../tensor/rng.js';
@@ -27,7 +28,8 @@ export type CollectiveStep =
   | { op: 'stream'; source: number; target: number; bytes: number; count: number; sendBuffers?: boolean }
   | { op: 'ping-pong'; a: number; b: number; bytes: number; count: number };
 
-export interface CollectiveProgram { kind: 'collectives'; seed: number; steps: CollectiveStep[] }
+/** `check`: the result also holds every message sent and taken, for the checkers of test/checkers/. */
+export interface CollectiveProgram { kind: 'collectives'; seed: number; steps: CollectiveStep[]; check?: boolean }
 
 export interface CollectiveResult {
   rank: number;
@@ -38,6 +40,7 @@ export interface CollectiveResult {
   hbmPeakBytes: number;
   unclaimed: number;          // messages that arrived but were never received (must be 0)
   wallMs: number[];           // per 'stream' / 'ping-pong' step on its receiving side: the emulator's own speed
+  messages?: { sent: SentEvent[]; received: ReceivedEvent[] };
 }
 
 export async function runCollectiveProgram(fabric: RankFabric, program: CollectiveProgram): Promise<CollectiveResult> {
@@ -45,10 +48,17 @@ export async function runCollectiveProgram(fabric: RankFabric, program: Collecti
   const p2p = new P2p(fabric);
   const result: CollectiveResult = { rank: fabric.rank, records: [], bytesChecked: 0, mismatches: [], allReduce: [],
     hbmPeakBytes: 0, unclaimed: 0, wallMs: [] };
-  for (let s = 0; s < program.steps.length; s++) {
-    fabric.clock.setStep(s);
-    await runStep(fabric, world, p2p, program.seed, s, program.steps[s], result);
+  const log = program.check ? new MessageLog() : null;
+  fabric.observe(log);
+  try {
+    for (let s = 0; s < program.steps.length; s++) {
+      fabric.clock.setStep(s);
+      await runStep(fabric, world, p2p, program.seed, s, program.steps[s], result);
+    }
+  } finally {
+    fabric.observe(null);
   }
+  if (log) result.messages = log.take();
   result.records = fabric.clock.takeRecords();
   result.hbmPeakBytes = fabric.hbm.peakBytes;
   result.unclaimed = fabric.mailbox.unclaimed;

@@ -9,6 +9,7 @@ import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS, type ClusterConfig } from '../../dist/src/fabric/cluster-config.js';
 import { psForBytes, psFromNs } from '../../dist/src/fabric/virtual-time.js';
 import { Rng, seedFor } from '../../dist/src/tensor/rng.js';
+import { formatViolation, runCheckers } from '../checkers/index.js';
 
 const coordinators: Coordinator[] = [];
 afterEach(async () => {
@@ -40,8 +41,12 @@ async function start(c: ClusterConfig, watchdogMs = 10_000): Promise<Coordinator
   return coordinator;
 }
 
+/** Every run is checked (test/checkers/: clocks never go back, every byte sent is received as it left). */
 async function run(c: Coordinator, program: CollectiveProgram): Promise<CollectiveResult[]> {
-  return (await c.run(program)).map((r) => r.result as CollectiveResult);
+  const results = (await c.run({ ...program, check: true })).map((r) => r.result as CollectiveResult);
+  const traces = results.map((r) => ({ rank: r.rank, step: 0, records: r.records, sent: r.messages!.sent, received: r.messages!.received }));
+  expect(runCheckers({ traces, pipeline: null }).map(formatViolation)).toEqual([]);
+  return results;
 }
 
 function randomSizes(world: number, seed: number, bytesMax: number): number[][] {
