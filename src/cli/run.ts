@@ -101,9 +101,7 @@ function withOverrides(scenario: Scenario, flags: RunFlags, file: string): Scena
     }
     parallel.overlap = flags.overlap === 'on';
   }
-  // Back to the file's form: costs absent, not null.
-  const raw = { ...scenario, training, parallel: flags.overlap === undefined && scenario.parallel === undefined ? undefined
-    : { ...parallel, costs: parallel.costs ?? undefined } };
+  const raw = { ...scenario, training, parallel: flags.overlap === undefined ? scenario.parallel : parallel };
   return resolveScenario(raw, { file: `${file} with command-line overrides`, defaultName: scenario.name }).scenario;
 }
 

@@ -305,7 +305,7 @@ const parallelSchema = mapping({
   schedule: oneOf(SCHEDULE_KINDS).default(PARALLEL_DEFAULTS.schedule),
   pipeline: integer({ min: 1 }).default(PARALLEL_DEFAULTS.pipeline),
   overlap: z.boolean({ error: mustBe('true or false') }).default(PARALLEL_DEFAULTS.overlap),
-  costs: costsSchema.optional(),
+  costs: costsSchema.nullable().optional(),   // null: the cost model (what a resolved scenario holds)
   expertGroups: oneOf(EXPERT_GROUPS).default(PARALLEL_DEFAULTS.expertGroups),
 }).transform((p): ParallelConfig => ({ schedule: p.schedule, pipeline: p.pipeline, overlap: p.overlap, costs: p.costs ?? null,
   expertGroups: p.expertGroups }));

@@ -96,9 +96,10 @@ describe('validate: good scenarios', () => {
     const run = moemu('validate', join(ROOT, 'scenarios/default.yaml'), join(ROOT, 'scenarios/cluster-4x4.yaml'));
     expect(run.code).toBe(EXIT_CODES.ok);
     const [defaultLine, clusterLine] = run.stdout.trim().split('\n');
-    expect(defaultLine).toMatch(/, 2 nodes × 4 GPUs \(scaled\)$/);
-    // 4 pipeline ranks over 4 nodes of 4 GPUs: each pipeline rank one node, EP = 4
-    expect(clusterLine).toMatch(/cluster-4x4\.yaml: cluster-4x4 — .*, 4 nodes × 4 GPUs \(scaled\), zb1p over 4 pipeline ranks × EP 4$/);
+    // 2 pipeline ranks over 8 nodes of 1 GPU: EP = 4
+    expect(defaultLine).toMatch(/, 8 nodes × 1 GPU \(scaled\), zb1p over 2 pipeline ranks × EP 4$/);
+    // 2 pipeline ranks over 4 nodes of 4 GPUs: each pipeline rank two nodes, EP = 8
+    expect(clusterLine).toMatch(/cluster-4x4\.yaml: cluster-4x4 — .*, 4 nodes × 4 GPUs \(scaled\), zb1p over 2 pipeline ranks × EP 8$/);
   });
 
   it('the cluster summary names its preset and the other fields the file sets; one node or GPU is singular', () => {

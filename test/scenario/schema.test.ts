@@ -27,13 +27,13 @@ const RUNTIME = { host: '127.0.0.1', watchdogMs: 30000, heartbeatMs: 500, frameB
 
 /** The `scaled` preset of docs/scenarios.md: H800 (FACTS §2) with links and HBM bandwidth ÷ 1000. */
 const SCALED_CLUSTER = { nodes: 2, gpusPerNode: 4,
-  gpu: { flopsPerS: 11785714286, hbmBytes: 80e9, hbmBytesPerS: 3.35e9, sms: 132, commSms: 20 },
+  gpu: { flopsPerS: 11785714286, fp8FlopsPerS: 23583345371, hbmBytes: 80e9, hbmBytesPerS: 3.35e9, sms: 132, commSms: 20 },
   nvlink: { egressBytesPerS: 160e6, ingressBytesPerS: 160e6, latencyNs: 1000 },
   ib: { egressBytesPerS: 50e6, ingressBytesPerS: 50e6, latencyNs: 3000 }, ...RUNTIME };
 
 /** The `h800` preset: FACTS §2 as it is (one node of 8 H800s; latencies are moemu's assumptions). */
 const H800_CLUSTER = { nodes: 1, gpusPerNode: 8,
-  gpu: { flopsPerS: 989e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132, commSms: 20 },
+  gpu: { flopsPerS: 989e12, fp8FlopsPerS: 1979e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132, commSms: 20 },
   nvlink: { egressBytesPerS: 160e9, ingressBytesPerS: 160e9, latencyNs: 1000 },
   ib: { egressBytesPerS: 50e9, ingressBytesPerS: 50e9, latencyNs: 3000 }, ...RUNTIME };
 
@@ -57,11 +57,18 @@ describe('scenario: the examples in scenarios/', () => {
     for (const file of EXAMPLES) expect(doc, file).toContain(`| \`${file}\` |`);
   });
 
-  it('cluster-4x4.yaml is the tiny model on 4 nodes × 4 GPUs of the scaled preset', () => {
+  it('cluster-4x4.yaml is the tiny model on 4 nodes × 4 GPUs of the scaled preset, one expert group per node of an EP group', () => {
     const scenario = loadScenario(join(SCENARIOS_DIR, 'cluster-4x4.yaml'));
-    expect(scenario.model).toEqual(MODEL_PRESETS.tiny);
+    expect(scenario.model).toEqual({ ...MODEL_PRESETS.tiny, groups: 2, topGroups: 1 });
     expect(scenario.cluster).toEqual({ ...SCALED_CLUSTER, nodes: 4, gpusPerNode: 4 });
-    expect(scenario.cluster.nodes).toBe(scenario.model.groups);   // one node per expert group
+    expect(scenario.cluster.nodes / scenario.parallel!.pipeline).toBe(scenario.model.groups);
+  });
+
+  it.each(EXAMPLES)('%s has a parallel section whose EP groups have one node per expert group, or says it departs', (file) => {
+    const { model, cluster, parallel } = loadScenario(join(SCENARIOS_DIR, file));
+    expect(parallel).toBeDefined();
+    if (parallel!.expertGroups === 'per-node') expect(cluster.nodes / parallel!.pipeline).toBe(model.groups);
+    else expect(cluster.nodes / parallel!.pipeline).not.toBe(model.groups);
   });
 
   it.each(EXAMPLES)('%s parses and its model passes the config rules', (file) => {
@@ -91,7 +98,7 @@ describe('scenario: defaults', () => {
     const { cluster } = parseScenario('cluster: {preset: h800, heartbeatMs: 100, gpu: {sms: 100}}\n', 'x.yaml');
     // ClusterConfig's fields, then RuntimeConfig's, in the declared order (metrics.json echoes them).
     expect(Object.keys(cluster)).toEqual(['nodes', 'gpusPerNode', 'gpu', 'nvlink', 'ib', 'host', 'watchdogMs', 'heartbeatMs', 'frameBytesMax']);
-    expect(Object.keys(cluster.gpu)).toEqual(['flopsPerS', 'hbmBytes', 'hbmBytesPerS', 'sms', 'commSms']);
+    expect(Object.keys(cluster.gpu)).toEqual(['flopsPerS', 'fp8FlopsPerS', 'hbmBytes', 'hbmBytesPerS', 'sms', 'commSms']);
     expect(Object.keys(cluster.ib)).toEqual(['egressBytesPerS', 'ingressBytesPerS', 'latencyNs']);
     const typed: ClusterConfig & RuntimeConfig = cluster;
     expect(typed).not.toHaveProperty('preset');
@@ -281,6 +288,12 @@ const RULES: [string, string, string][] = [
   ['batch not whole sequences per EP rank', 'training: {batchSize: 8, microBatches: 4}\nparallel: {schedule: 1f1b, pipeline: 2}\n', 'training.batchSize'],
   ['DualPipe with too few micro-batches', 'training: {batchSize: 32, microBatches: 2}\nparallel: {schedule: dualpipe, pipeline: 2}\n', 'training.microBatches'],
   ['DualPipe with an odd pipeline', 'cluster: {nodes: 3, gpusPerNode: 1}\ntraining: {batchSize: 12, microBatches: 12}\nparallel: {schedule: dualpipe, pipeline: 3}\n', 'parallel.pipeline'],
+  ['expert groups that are not the nodes of an EP group', 'model: {groups: 4}\ncluster: {nodes: 2}\nparallel: {schedule: 1f1b, pipeline: 1}\n', 'model.groups'],
+  ['an unknown expertGroups', 'parallel: {expertGroups: some}\n', 'parallel.expertGroups'],
+  ['fixed costs without B', 'parallel: {costs: {F: 1, W: 1}}\n', 'parallel.costs.B'],
+  ['fixed costs with W above B', 'parallel: {costs: {F: 1, B: 1, W: 2}}\n', 'parallel.costs.W'],
+  ['a zero fixed cost', 'parallel: {costs: {F: 0, B: 2, W: 1}}\n', 'parallel.costs.F'],
+  ['an unknown fixed cost', 'parallel: {costs: {F: 1, B: 2, W: 1, Bz: 1}}\n', 'parallel.costs.Bz'],
   ['a list at the top level', '- a\n- b\n', '(top level)'],
   ['a scalar at the top level', 'hello\n', '(top level)'],
   ['nothing but a comment', '# nothing\n', '(top level)'],
