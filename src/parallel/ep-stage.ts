@@ -121,7 +121,8 @@ export class EpStageRun {
 
   /** Bytes of the activations this micro-batch keeps on this stage until its backward (and W) ran. */
   savedBytes(): number {
-    return retainedBytes([...this.blocks.flatMap((b) => b.savedRoots()), this.#inputTokens, this.#head, this.#mtp], activationBytes(this.env.nm));
+    return retainedBytes([...this.blocks.flatMap((b) => b.savedRoots()), this.#inputTokens, this.#head, this.#mtp],
+      { storage: this.env.nm.dtype, bytes: activationBytes(this.env.nm) });
   }
 
   // ---- backward: prologue; per block from the last, beforeBlockBackward and the block's phases; epilogue -----

@@ -13,6 +13,7 @@ import { RankClock } from '../../src/fabric/streams.js';
 import { MODEL_PRESETS } from '../../src/model/config.js';
 import { numericsFor, type Precision } from '../../src/model/numerics.js';
 import { swigluForwardLayer } from '../../src/model/swiglu.js';
+import { retainedBytes } from '../../src/parallel/retained-bytes.js';
 import { parsePpTag } from '../../src/pipeline/pp-tags.js';
 import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
@@ -81,4 +82,28 @@ describe('FP8 GEMMs are charged at the FP8 peak', () => {
     expect(gpu.fp8FlopsPerS / gpu.flopsPerS).toBeCloseTo(1979 / 989, 9);
     expect(gemmPs(gpu.fp8FlopsPerS) / gemmPs(gpu.flopsPerS)).toBeCloseTo(0.5, 3);
   });
+});
+
+describe('saved activations count at the emulated dtype', () => {
+  it('f32 values of a bf16 or fp8 run count 2 bytes each; codes, indices and f64 bookkeeping their own size', () => {
+    const roots = [{ x: new Float32Array(10), ids: new Int32Array(4) }, [new Uint8Array(3), new Float64Array(2)], null];
+    expect(retainedBytes(roots)).toBe(40 + 16 + 3 + 16);
+    expect(retainedBytes(roots, { storage: 'f32', bytes: 2 })).toBe(20 + 16 + 3 + 16);
+    expect(retainedBytes(roots, { storage: 'f64', bytes: 8 })).toBe(40 + 16 + 3 + 16);
+  });
+
+  it('a bf16 step holds fewer activation bytes than the same fp32 step', async () => {
+    const peak = async (precision: Precision) => {
+      const training = { steps: 1, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95,
+        eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
+      const results = await trainLocal({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 }, { kind: 'train', model, training, precision,
+        seed: 5, parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
+      return results.map((r) => r.hbm.byKind.activations.peak);
+    };
+    const [fp32, bf16] = [await peak('fp32'), await peak('bf16')];
+    fp32.forEach((bytes, r) => {
+      expect(bf16[r]).toBeLessThan(0.75 * bytes);
+      expect(bf16[r]).toBeGreaterThan(0.5 * bytes);   // indices and routing bookkeeping keep their size
+    });
+  }, 60_000);
 });
