@@ -73,9 +73,16 @@ class Executor {
 
   async run(): Promise<ExecutorResult> {
     const timeline = resolveTimeline(this.env.program, this.env.holders);
+    // The compute op each entry comes before (a batch is labelled with it), from the end.
+    const nextOps: (Op | null)[] = new Array(timeline.length);
+    for (let i = timeline.length - 1, next: Op | null = null; i >= 0; i--) {
+      nextOps[i] = next;
+      const e = timeline[i];
+      if (e.op !== 'COMM') next = e;
+    }
     for (let i = 0; i < timeline.length; i++) {
       const entry = timeline[i];
-      const next = timeline.slice(i + 1).find((e): e is Op => e.op !== 'COMM') ?? null;
+      const next = nextOps[i];
       const what = entry.op === 'COMM' ? `p2p before ${next ? formatOp(next) : 'the end of the step'}` : formatOp(entry);
       try {
         if (entry.op === 'COMM') await this.#commit(entry, next);
