@@ -52,6 +52,7 @@ export async function executeProgram(env: ExecutorEnv): Promise<ExecutorResult> 
   return new Executor(env).run();
 }
 
+/** A tensor and the op it is ready after (for a received one, its batch). */
 interface Produced { tensor: Tensor; event: VEvent | null }
 
 class Executor {
@@ -61,7 +62,7 @@ class Executor {
   /** Outputs computed and not yet sent, by `what:chunk:mb`. */
   readonly #outputs = new Map<string, Produced>();
   /** Inputs received (or handed over locally) and not yet used, by tag. */
-  readonly #inputs = new Map<string, Tensor>();
+  readonly #inputs = new Map<string, Produced>();
   #lastCommit: OpRecord | null = null;
   #peakLive = 0;
   readonly #losses: MicroBatchLoss[] = [];
@@ -83,7 +84,7 @@ class Executor {
     for (let i = 0; i < timeline.length; i++) {
       const entry = timeline[i];
       const next = nextOps[i];
-      const what = entry.op === 'COMM' ? `p2p before ${next ? formatOp(next) : 'the end of the step'}` : formatOp(entry);
+      const what = entry.op === 'COMM' ? batchName(next) : formatOp(entry);
       try {
         if (entry.op === 'COMM') await this.#commit(entry, next);
         else await this.#compute(entry);
@@ -104,7 +105,6 @@ class Executor {
       `${this.#deferred.map((x) => `B${x.chunk}.${x.mb}z`).join(', ')} at the end of the step`);
     assert(this.#live.size === 0, `rank ${rank}: activations of chunk.micro-batch ${[...this.#live.keys()].join(', ')} ` +
       'are still live at the end of the step');
-    assert(this.#outputs.size === 0, `rank ${rank}: outputs ${[...this.#outputs.keys()].join(', ')} were never sent`);
     assert(this.#inputs.size === 0, `rank ${rank}: inputs ${[...this.#inputs.keys()].join(', ')} were never used`);
   }
 
@@ -116,13 +116,15 @@ class Executor {
     switch (op.op) {
       case 'F': {
         const stage = this.#start(op, ref);
-        await this.#costing(ref, 'F', waits, async () => this.#afterForward(op, stage, await stage.forward(this.#input('F', op), waits)));
+        const input = this.#input('F', op, waits);
+        await this.#costing(ref, 'F', waits, async () => this.#afterForward(op, stage, await stage.forward(input.tensor, input.waits)));
         return;
       }
       case 'B': {
         const stage = this.#stageOf(op);
         stage.assign(ref);
-        await this.#costing(ref, 'B', waits, async () => this.#afterBackward(op, await stage.backward(this.#input('B', op), waits, op.zb === true)));
+        const dOut = this.#input('B', op, waits);
+        await this.#costing(ref, 'B', waits, async () => this.#afterBackward(op, await stage.backward(dOut.tensor, dOut.waits, op.zb === true)));
         if (op.zb) this.#deferred.push({ chunk: op.chunk, mb: op.mb });
         else this.#release(op);
         return;
@@ -144,17 +146,18 @@ class Executor {
         const fStage = this.#start(op.f, ref);
         const bStage = this.#stageOf(op.b);
         bStage.assign(ref);
-        const input = this.#input('F', op.f);
-        const dOut = this.#input('B', op.b);
+        const input = this.#input('F', op.f, waits);
+        const dOut = this.#input('B', op.b, waits);
         if (this.env.overlap) {
           await this.#costing(ref, 'FB', waits, async () => {
-            const out = await this.env.work.overlapped({ stage: fStage, input, waitFor: waits }, { stage: bStage, dOut, waitFor: waits });
+            const out = await this.env.work.overlapped({ stage: fStage, input: input.tensor, waitFor: input.waits },
+              { stage: bStage, dOut: dOut.tensor, waitFor: dOut.waits });
             this.#afterForward(op.f, fStage, out.forward);
             this.#afterBackward(op.b, out.backward);
           });
         } else {
-          await this.#costing(ref, 'F', waits, async () => this.#afterForward(op.f, fStage, await fStage.forward(input, waits)));
-          await this.#costing(ref, 'B', waits, async () => this.#afterBackward(op.b, await bStage.backward(dOut, waits, false)));
+          await this.#costing(ref, 'F', waits, async () => this.#afterForward(op.f, fStage, await fStage.forward(input.tensor, input.waits)));
+          await this.#costing(ref, 'B', waits, async () => this.#afterBackward(op.b, await bStage.backward(dOut.tensor, dOut.waits, false)));
         }
         this.#release(op.b);
         return;
@@ -213,7 +216,8 @@ class Executor {
     if (holder === null) return;
     assert(out.tensor !== null, `rank ${this.#me}: ${what} of chunk ${x.chunk} micro-batch ${x.mb} produced nothing to pass on`);
     if (holder === this.#me) {
-      this.#inputs.set(this.#tag(what, pipe, to, x.mb), this.env.work.decode(this.env.work.encode(out.tensor, what).payload, what));
+      const local = this.env.work.decode(this.env.work.encode(out.tensor, what).payload, what);
+      this.#inputs.set(this.#tag(what, pipe, to, x.mb), { tensor: local, event: out.event });
     } else {
       this.#outputs.set(`${what}:${x.chunk}:${x.mb}`, { tensor: out.tensor, event: out.event });
     }
@@ -225,16 +229,17 @@ class Executor {
     this.#live.delete(key(x));
   }
 
-  /** What a forward (backward) of `x` takes in: the received or handed-over tensor, or nothing at its pipe's
-   * input (output) end. */
-  #input(what: CommWhat, x: ChunkMb): Tensor | null {
+  /** What a forward (backward) of `x` takes in — the received or handed-over tensor, or nothing at its pipe's
+   * input (output) end — and what it must wait for: the op's own waits and, for a tensor handed over on this rank
+   * (DualPipeV's turn, no batch between), the op that produced it. */
+  #input(what: CommWhat, x: ChunkMb, waits: readonly VEvent[]): { tensor: Tensor | null; waits: VEvent[] } {
     const { pipe, stage } = this.env.holders.slot(this.#me, x.chunk);
-    if (this.env.holders.holder(pipe, what === 'F' ? stage - 1 : stage + 1) === null) return null;
+    if (this.env.holders.holder(pipe, what === 'F' ? stage - 1 : stage + 1) === null) return { tensor: null, waits: [...waits] };
     const t = this.#tag(what, pipe, stage, x.mb);
-    const tensor = this.#inputs.get(t);
-    if (!tensor) throw moemuError('MOEMU_ERR_INTERNAL', `nothing arrived under ${t}`, { rank: this.env.fabric.rank });
+    const input = this.#inputs.get(t);
+    if (!input) throw moemuError('MOEMU_ERR_INTERNAL', `nothing arrived under ${t}`, { rank: this.env.fabric.rank });
     this.#inputs.delete(t);
-    return tensor;
+    return { tensor: input.tensor, waits: input.event ? [...waits, input.event] : [...waits] };
   }
 
   /** The tag of what stage `stage` of `pipe` takes in for micro-batch `mb`. */
@@ -261,11 +266,10 @@ class Executor {
       }
     }
     const label = { sched: next as ScheduleOpRef | null, pass: null, phase: 'p2p' as const, layer: null };
-    const text = `p2p before ${next ? formatOp(next) : 'the end of the step'}`;
-    const { received, op } = await this.env.fabric.exchange({ text, label }, sends, recvs, { waitFor });
+    const { received, op } = await this.env.fabric.exchange({ text: batchName(next), label }, sends, recvs, { waitFor });
+    const taken = batch.batch.filter((b) => b.kind === 'recv');
     received.forEach((m, i) => {
-      const item = batch.batch.filter((b) => b.kind === 'recv')[i];
-      this.#inputs.set(recvs[i].tag, this.env.work.decode(m.payload, item.what));
+      this.#inputs.set(recvs[i].tag, { tensor: this.env.work.decode(m.payload, taken[i].what), event: op });
       m.release();
     });
     this.#lastCommit = op;
@@ -285,6 +289,11 @@ class Executor {
     const to = item.kind === 'recv' ? stage : item.what === 'F' ? stage + 1 : stage - 1;
     return this.#tag(item.what, pipe, to, item.mb);
   }
+}
+
+/** A batch is named for the op it comes before. */
+function batchName(next: Op | null): string {
+  return `p2p before ${next ? formatOp(next) : 'the end of the step'}`;
 }
 
 function key(x: ChunkMb): string {

@@ -5,7 +5,10 @@
 //    phase consumes the previous phase's output);
 //  - weight-gradient work starts after the backward work it needs: the same phase of the same layer, or for the
 //    stage's own weights (heads, embedding) the whole backward;
-//  - a pass that consumes a received tensor starts no earlier than that tensor was received;
+//  - a pass that consumes a received tensor starts no earlier than that tensor was received, and one that takes it
+//    from a stage on the same rank (DualPipeV's turn) no earlier than the pass that produced it ended;
+//  - an expert-parallel message (dispatch, combine) leaves no earlier than the op before its exchange in the pass
+//    ended (the op whose output it carries);
 //  - a two-hop dispatch forwards a row no earlier than its IB message arrived, and a combine sends a node's
 //    partial sum over IB no earlier than the rows it sums arrived (tags of src/comm/dispatch.ts and combine.ts).
 import type { ReceivedEvent } from '../../src/fabric/observer.js';
@@ -23,9 +26,11 @@ export function checkCausality(input: CheckInput): Violation[] {
     const passes = passesOf(t.records);
     checkChains(passes, v);
     checkWeights(passes, v);
+    checkPassMessages(t, passes, v);
     if (input.pipeline && holders) {
       checkPipelineSends(t, input.pipeline, holders, passes, v);
       checkPipelineInputs(t, input.pipeline, holders, passes, v);
+      checkLocalInputs(t, input.pipeline, holders, passes, v);
       checkTwoHop(t, input.pipeline, v);
     }
   }
@@ -63,6 +68,27 @@ function checkChains(passes: Map<string, OpRecord[]>, v: Report): void {
     for (let i = 1; i < records.length; i++) {
       const [prev, cur] = [records[i - 1], records[i]];
       if (cur.startPs < prev.endPs) v(`${cur.name} starts at ${cur.startPs} ps, before ${prev.name} (its input) ended at ${prev.endPs} ps`);
+    }
+  }
+}
+
+/** A message sent by a pass's comm op carries what the pass's previous op produced. */
+function checkPassMessages(t: RankStepTrace, passes: Map<string, OpRecord[]>, v: Report): void {
+  for (const m of t.sent) {
+    const label = m.label;
+    if (!label || label.phase === 'p2p' || label.pass === null) continue;
+    const unit = unitOf(label);
+    if (!unit) continue;
+    const records = passes.get(passKey(label.pass, unit.chunk, unit.mb)) ?? [];
+    const at = records.findIndex((r) => r.stream === 'comm' && r.label!.phase === label.phase && r.label!.layer === label.layer &&
+      r.startPs <= m.postedPs && m.postedPs <= r.endPs);
+    if (at < 0) {
+      v(`${m.tag} was sent by no comm op of its pass`);
+      continue;
+    }
+    const before = records[at - 1];
+    if (before && m.outPs < before.endPs) {
+      v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before ${before.name} (whose output it carries) ended at ${before.endPs} ps`);
     }
   }
 }
@@ -152,6 +178,26 @@ function checkPipelineInputs(t: RankStepTrace, p: PipelineLayout, holders: Stage
     const first = pass?.[0];
     if (first && first.startPs < m.donePs) {
       v(`${first.name} starts at ${first.startPs} ps, before its input ${m.tag} was received at ${m.donePs} ps`);
+    }
+  }
+}
+
+/** At DualPipeV's turn a stage's input comes from the rank's other chunk, with no batch between: the consuming
+ * pass starts after the producing one ended. */
+function checkLocalInputs(t: RankStepTrace, p: PipelineLayout, holders: StageHolders, passes: Map<string, OpRecord[]>, v: Report): void {
+  const q = Math.floor(t.rank / p.ep);
+  for (let c = 0; c < holders.placement.chunks; c++) {
+    const { pipe, stage } = holders.slot(q, c);
+    for (const pass of ['F', 'B'] as const) {
+      const from = chunkHolding(holders, q, pipe, pass === 'F' ? stage - 1 : stage + 1);
+      if (from === null) continue;
+      for (let mb = 0; mb < p.microBatches; mb++) {
+        const first = passes.get(passKey(pass, c, mb))?.[0];
+        const end = endOf(passes.get(passKey(pass, from, mb)));
+        if (first && end !== null && first.startPs < end) {
+          v(`${first.name} starts at ${first.startPs} ps, before chunk ${from}'s ${pass} of micro-batch ${mb}, which hands it its input on this rank, ended at ${end} ps`);
+        }
+      }
     }
   }
 }
