@@ -6,7 +6,11 @@ import type { FabricHeader } from './protocol.js';
 export interface Incoming {
   header: FabricHeader;
   link: 'nvlink' | 'ib';
+  /** Until `taken`, the channel may replace it by a copy (to return its buffer early: gpu-worker.ts credit), so
+   * read it from here, not from a view saved before the exchange returned. */
   payload: Uint8Array;
+  /** Set when an exchange has returned the message to its program: from then on only `release` frees it. */
+  taken?: boolean;
   /** Hands the payload's buffer back to its pool; the payload must not be used afterwards. */
   release(): void;
 }

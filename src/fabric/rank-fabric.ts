@@ -147,6 +147,7 @@ export class RankFabric {
     }
     // A send-only op (the common p2p case) skips the receive path: no promise, no sorting.
     const received = recvs.length === 0 ? [] : await this.#receive(name, recvs);
+    for (const r of received) r.taken = true;
     const donePs = new Array<number>(received.length).fill(startPs);
     if (received.length > 0) {
       const indexed = received.map((r, index) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq, r, index }));

@@ -52,7 +52,6 @@ class GpuRank {
   readonly #flushScheduled: boolean[];
   /** Per NVLink peer: its pooled buffers delivered here and not yet handed back, oldest first. */
   readonly #held: HeldDelivery[][];
-  readonly #heldBytes: number[];
   /** init.spinUs once this thread has a core of its own, else 0 (see spin.ts). */
   readonly #spinUs: number;
 
@@ -65,7 +64,6 @@ class GpuRank {
     this.#pendingReturns = init.peerPorts.map(() => []);
     this.#flushScheduled = init.peerPorts.map(() => false);
     this.#held = init.peerPorts.map(() => []);
-    this.#heldBytes = init.peerPorts.map(() => 0);
     this.#spinUs = init.spinUs > 0 && pinOwnCore(init.rank) ? init.spinUs : 0;
     this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(), watchdogMs: init.watchdogMs,
       spinUs: this.#spinUs });
@@ -171,20 +169,21 @@ class GpuRank {
     } };
     held.message = message;
     this.#held[peer].push(held);
-    this.#heldBytes[peer] += buffer.byteLength;
     this.#fabric.mailbox.deliver(message);
   }
 
   /**
-   * The peer's send window is full and it waits for buffers this rank holds. This runs between two turns of the
-   * event loop, so the program is waiting, not working: every buffer still held belongs to a message not yet
-   * received, or received by an exchange that waits for other messages, and none will come back until that
-   * wait ends. So they are copied out and returned now — credit never depends on the receiving program, and two
-   * GPUs that send each other more than a window in one exchange cannot deadlock. In a plain stream the receiver
-   * holds nothing when asked, and nothing is copied.
+   * The peer's send window is full and it waits for buffers this rank holds. Every held message no exchange has
+   * returned yet — still waiting in the mailbox, or received by an exchange that waits for other messages — will
+   * not come back until this rank's program gets past a wait, and that wait may be on this very peer. So those are
+   * copied out (the mailbox keeps the copy: `Incoming.payload`) and their buffers returned now: credit never
+   * depends on the receiving program, and two GPUs that send each other more than a window in one exchange cannot
+   * deadlock. A message already returned to the program is released by it. The request is handled between two
+   * turns of the event loop, or during this rank's own sends and polls (#takeArrived); in a plain stream the
+   * receiver holds nothing untaken when asked and copies nothing.
    */
   #onCreditWanted(peer: number): void {
-    while (this.#held[peer].length > 0) this.#copyOut(peer, this.#held[peer][0]);
+    for (const held of [...this.#held[peer]]) if (!held.message!.taken) this.#copyOut(peer, held);
   }
 
   #copyOut(peer: number, held: HeldDelivery): void {
@@ -197,7 +196,6 @@ class GpuRank {
   #unhold(peer: number, held: HeldDelivery): void {
     const list = this.#held[peer];
     list.splice(list.indexOf(held), 1);
-    this.#heldBytes[peer] -= held.buffer.byteLength;
     held.message = null;
   }
 
