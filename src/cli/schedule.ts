@@ -72,7 +72,8 @@ export async function scheduleText(flags: ScheduleFlags): Promise<string> {
     `op costs: F ${costs.F}, B ${costs.B}, W ${costs.W}, Bz ${round(costs.B - costs.W)}, F&B ${costs.FB} (µs of virtual time); ` +
       `free links; ${stages} stages; run on the executor`,
     ...run.ranks.map((r) => `rank ${r.rank}: busy ${r.busy}, bubble ${r.bubble}, peak activations ${r.peakActivations}`),
-    `makespan ${run.makespan}; README bubble ${readmeFormula(kind)} = ${readme.bubble} (${readme.on})`,
+    `makespan ${run.makespan}; README bubble ${readmeFormula(kind)} = ${readme.bubble} ` +
+      `(${readme.on ?? 'the README states it for F = 1, B = 2, W = 1 only'})`,
   ].join('\n');
 }
 
@@ -116,13 +117,18 @@ function scheduleJsonWith(kind: ScheduleKind, pp: number, microBatches: number, 
   return { ...base, ranks, ...(run && costs ? { costs, stages, makespan: run.makespan, readme: { formula: readmeFormula(kind), ...readmeBubble(kind, stages, costs) } } : {}) };
 }
 
-/** The bubble column of the DualPipe README (FACTS §5), PP = stages; exact on every rank when F&B = F + B, on the
- * worst rank otherwise (DualPipe, DualPipeV). */
-function readmeBubble(kind: ScheduleKind, pp: number, c: OpCosts): { bubble: number; on: 'every rank' | 'the worst rank' } {
+/** The bubble column of the DualPipe README (FACTS §5), PP = stages, and where the README states it holds: for its
+ * unit costs (F = 1, B = 2, W = 1) on every rank, or for DualPipe(V) with F&B = max(F, B) on the worst rank. For
+ * other costs it is only the formula (docs/pipeline.md "Fixed-cost mode": DualPipe's batching departs from it). */
+function readmeBubble(kind: ScheduleKind, pp: number, c: OpCosts): { bubble: number; on: 'every rank' | 'the worst rank' | null } {
+  const unit = c.F === UNIT_COSTS.sum.F && c.B === UNIT_COSTS.sum.B && c.W === UNIT_COSTS.sum.W;
   switch (kind) {
-    case '1f1b': return { bubble: round((pp - 1) * (c.F + c.B)), on: 'every rank' };
-    case 'zb1p': return { bubble: round((pp - 1) * (c.F + c.B - 2 * c.W)), on: 'every rank' };
-    default: return { bubble: round((pp / 2 - 1) * (c.FB + c.B - 3 * c.W)), on: c.FB === c.F + c.B ? 'every rank' : 'the worst rank' };
+    case '1f1b': return { bubble: round((pp - 1) * (c.F + c.B)), on: unit ? 'every rank' : null };
+    case 'zb1p': return { bubble: round((pp - 1) * (c.F + c.B - 2 * c.W)), on: unit ? 'every rank' : null };
+    default: {
+      const on = !unit ? null : c.FB === c.F + c.B ? 'every rank' : c.FB === Math.max(c.F, c.B) ? 'the worst rank' : null;
+      return { bubble: round((pp / 2 - 1) * (c.FB + c.B - 3 * c.W)), on };
+    }
   }
 }
 
