@@ -3,7 +3,7 @@
 // after exchange, so a message that arrived early but belongs to a later exchange waits behind one that arrived
 // later. (2) A forwarder posts its NVLink forwards origin by origin, in program order, so a forward whose IB
 // message arrived early may queue on the egress behind one whose message arrived later. Against these, an
-// arrival-ordered bound: every egress serves sends in the order they could be posted and every ingress serves
+// arrival-ordered replay: every egress serves sends in the order they could be posted and every ingress serves
 // messages in the order they arrived, the sends' post times held fixed. Replayed from the messages a real run of
 // scenarios/dualpipe.yaml and cluster-4x4.yaml (one step each) reports in check mode; the run's own figures come
 // from the same run.
@@ -86,11 +86,11 @@ async function linkOrder(file: string): Promise<string[]> {
   const received = steps.flatMap((s) => s.messages!.received);
   const replayed = replay(sent, received, { nvlink: scenario.cluster.nvlink, ib: scenario.cluster.ib });
   let busy = 0;
-  let bound = 0;
+  let replayBusy = 0;
   for (const s of steps) {
     const own = (m: { src: number; dst: number }, side: 'src' | 'dst') => m[side] === s.rank;
     busy += commBusy(s.records!, sent.filter((m) => own(m, 'src')), received.filter((m) => own(m, 'dst')), null);
-    bound += commBusy(s.records!, sent.filter((m) => own(m, 'src')), received.filter((m) => own(m, 'dst')), replayed);
+    replayBusy += commBusy(s.records!, sent.filter((m) => own(m, 'src')), received.filter((m) => own(m, 'dst')), replayed);
   }
   const shift = (m: ReceivedEvent) => m.donePs - replayed.donePs.get(key(m))!;
   const later = received.filter((m) => shift(m) > 0);
@@ -104,8 +104,8 @@ async function linkOrder(file: string): Promise<string[]> {
   const metricsBusy = run.metrics.steps[0].cluster.commBusyPs;
   return [
     `link order (${file}, one step, ${ranks} ranks, ${received.length} messages):`,
-    `  comm busy per rank: ${ms(busy / ranks)} as modelled (metrics.json: ${ms(metricsBusy / ranks)}), ${ms(bound / ranks)} with ` +
-      `arrival-ordered ports: the model adds ${signed((busy - bound) / ranks / 1e9)} ms (${signed((busy / bound - 1) * 100)} %)`,
+    `  comm busy per rank: ${ms(busy / ranks)} as modelled (metrics.json: ${ms(metricsBusy / ranks)}), ${ms(replayBusy / ranks)} with ` +
+      `arrival-ordered ports: the model adds ${signed((busy - replayBusy) / ranks / 1e9)} ms (${signed((busy / replayBusy - 1) * 100)} %)`,
     `  messages received later than in arrival order: ${later.length} of ${received.length} (${signed(sumOf(later) / ranks / 1e9)} ms ` +
       `per rank); earlier: ${earlier.length} (${signed(sumOf(earlier) / ranks / 1e9)} ms per rank)`,
     `  forwards leaving later than post order allows: ${forwards.filter((m) => m.egressEndPs > replayed.egressEndPs.get(key(m))!).length} of ` +

@@ -70,7 +70,7 @@ export function epMoeGate(c: ModelConfig, nm: Numerics, p: EpMoeParams, u: Tenso
 
 export function epMoeDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, u: Tensor, gate: GateSaved,
                               waitFor: readonly VEvent[] = [], name: OpName = 'dispatch'): Promise<DispatchResult> {
-  return dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK, wire: activationWire(nm), waitFor }, name);
+  return dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK, wire: dispatchWire(nm), waitFor }, name);
 }
 
 export interface EpMoeExpertsForward { expertOut: Tensor; experts: (LocalExpertSaved | null)[]; shared: { y: Tensor; saved: SwigluSaved } }
@@ -100,7 +100,7 @@ export function epMoeExperts(c: ModelConfig, nm: Numerics, p: EpMoeParams, u: Te
 
 export function epMoeCombine(ep: EpGroup, nm: Numerics, sent: DispatchResult, expertOut: Tensor,
                              waitFor: readonly VEvent[] = [], name: OpName = 'combine'): Promise<CombineResult> {
-  return combine(ep, sent.handle, expertOut.data, name, { wire: gradientWire(nm), waitFor });
+  return combine(ep, sent.handle, expertOut.data, name, { wire: bf16Wire(nm), waitFor });
 }
 
 /** y = routed + shared(u). */
@@ -126,7 +126,7 @@ export function expertLoads(c: ModelConfig, gate: GateSaved): Float64Array {
 
 export function epMoeGradDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, s: EpMoeSaved, dy: Tensor,
                                   waitFor: readonly VEvent[] = [], name: OpName = 'dispatch dy'): Promise<DispatchResult> {
-  return dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d: c.hidden, K: c.topK, wire: gradientWire(nm),
+  return dispatch(ep, { x: dy.data, topk: s.gate.chosen, weights: s.gate.weights.data, d: c.hidden, K: c.topK, wire: bf16Wire(nm),
     cached: true, waitFor }, name);
 }
 
@@ -180,7 +180,7 @@ export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics
     rows.data.set(mlp.dWeightRows.data.subarray(r * K, (r + 1) * K), r * (d + K) + d);
   }
   // The gate-value gradients are metadata (DeepEP returns them beside the rows), not tensor data.
-  const back = await combine(ep, { ...s.handle, d: d + K }, rows.data, name, { wire: gradientWire(nm), waitFor, metadataColumns: K });
+  const back = await combine(ep, { ...s.handle, d: d + K }, rows.data, name, { wire: bf16Wire(nm), waitFor, metadataColumns: K });
   const T = s.handle.tokens;
   const routedDx = allocateLike(back.out, T * d);
   const dWeights = allocateLike(back.out, T * K);
@@ -216,12 +216,13 @@ export function epMoeBackwardWeight(nm: Numerics, s: EpMoeSaved, f: EpMoeWeightI
   });
 }
 
-/** FACTS §3: FP8 dispatch in FP8 mode; combine and all backward communication in bf16 (BF16 and FP8 modes).
- * Pipeline activations and gradients travel the same way (DESIGN "Numerics": the wire carries the storage bytes). */
-export function activationWire(nm: Numerics): RowWire {
-  return nm.precision === 'fp8' ? { kind: 'fp8', tile: nm.fp8Tile } : gradientWire(nm);
+/** FACTS §3: dispatch in FP8 in fp8 runs (bf16 in bf16 runs); pipeline activations travel the same way (DESIGN
+ * "Numerics": the wire carries the storage bytes). */
+export function dispatchWire(nm: Numerics): RowWire {
+  return nm.precision === 'fp8' ? { kind: 'fp8', tile: nm.fp8Tile } : bf16Wire(nm);
 }
 
-export function gradientWire(nm: Numerics): RowWire {
+/** FACTS §3: combine and all backward communication (pipeline gradients too) in bf16 in bf16 and fp8 runs. */
+export function bf16Wire(nm: Numerics): RowWire {
   return nm.precision === 'bf16' || nm.precision === 'fp8' ? { kind: 'bf16' } : NATIVE;
 }

@@ -10,7 +10,7 @@ import type { EpBlockRun } from '../parallel/ep-block.js';
 import type { EpStageRun } from '../parallel/ep-stage.js';
 import type { Tensor } from '../tensor/tensor.js';
 
-export interface ChunkOutput { tensor: Tensor | null; event: VEvent | null }
+import type { ChunkOutput } from './stage-work.js';
 
 // input [T, d] (or the tokens, on the input stage) -> output [T, d] (or the losses, on the output stage)
 export async function runForward(stage: EpStageRun, input: Tensor | null, waitFor: readonly VEvent[]): Promise<ChunkOutput> {

@@ -3,8 +3,9 @@
 // storage dtype — f32/f64 as they are, bf16 in bf16 runs, and in fp8 runs activations as E4M3 with one f32 scale
 // per 1×T tile and gradients as bf16 (DESIGN "Numerics", FACTS §3: all backward communication is bf16).
 import { decodeRowBlock, encodeRowBlock, type RowWire } from '../comm/ep-rows.js';
+import { assert } from '../errors.js';
 import type { BlockEnv, OpRef } from '../parallel/ep-block.js';
-import { activationWire, gradientWire } from '../parallel/ep-moe.js';
+import { dispatchWire, bf16Wire } from '../parallel/ep-moe.js';
 import { EpStageRun } from '../parallel/ep-stage.js';
 import { Tensor } from '../tensor/tensor.js';
 import { runBackward, runForward, runOverlapped, runWeights } from './chunk.js';
@@ -46,7 +47,7 @@ export class ModelWork implements StageWork {
   /** `sequences(pipe, mb)`: this EP rank's sequences [b, T+2] of micro-batch `mb` of pipe `pipe`. */
   constructor(private readonly env: BlockEnv, private readonly stages: readonly StageSpec[],
               private readonly sequences: (pipe: number, mb: number) => Int32Array) {
-    this.#wires = { F: activationWire(env.nm), B: gradientWire(env.nm) };
+    this.#wires = { F: dispatchWire(env.nm), B: bf16Wire(env.nm) };
   }
 
   start(slot: StageSlot, mb: number, op: OpRef): PipelineStage {
@@ -71,6 +72,6 @@ export class ModelWork implements StageWork {
 }
 
 function modelStage(stage: PipelineStage): ModelStage {
-  if (!(stage instanceof ModelStage)) throw new TypeError('ModelWork runs only its own stages');
+  assert(stage instanceof ModelStage, 'ModelWork runs only its own stages');
   return stage;
 }

@@ -110,6 +110,22 @@ describe('checkers', async () => {
     expect(whats(lostMessage, 'bytes').some((w) => w === `message ${gone.seq} (${gone.tag}, ${gone.bytes} B) on link ${gone.link} rank ${gone.src} → rank 3 was never received`)).toBe(true);
   });
 
+  it('an expert-parallel message leaving before the op whose output it carries ended is named', () => {
+    const bad = copy(clean);
+    const t = traceOf(bad, 0);
+    const m = t.sent.find((x) => x.label?.phase === 'dispatch' && x.label.pass === 'F' && !/:fwd:/.test(x.tag))!;
+    for (const e of [m, receiptOf(bad, m)]) e.outPs = 0;
+    expect(whats(bad, 'causality').some((w) => w.startsWith(`${m.tag} left for rank ${m.dst} at 0 ps, before `) &&
+      w.includes('attn(F) (whose output it carries)'))).toBe(true);
+  });
+
+  it('a message received before it finished leaving is named', () => {
+    const bad = copy(clean);
+    const r = traceOf(bad, 1).received[0];
+    r.donePs = r.egressEndPs - 1;
+    expect(whats(bad, 'clocks').some((w) => w.startsWith(`message ${r.tag} from rank ${r.src} was received at ${r.donePs} ps`))).toBe(true);
+  });
+
   it('pipeline tensors taken out of order are named', () => {
     const bad = copy(clean);
     const t = bad.traces.find((x) => x.received.filter((m) => parsePpTag(m.tag) && m.src === x.received.find((y) => parsePpTag(y.tag))!.src).length >= 2)!;
@@ -118,6 +134,24 @@ describe('checkers', async () => {
     (t.received as ReceivedEvent[])[a.i] = b.m;
     (t.received as ReceivedEvent[])[b.i] = a.m;
     expect(whats(bad, 'pipeline').some((w) => w.startsWith(`its pipeline receive 0 from rank ${a.m.src} took ${b.m.tag}`))).toBe(true);
+  });
+});
+
+describe('checkers at DualPipeV\'s turn', async () => {
+  // DualPipeV over 2 pipeline ranks: rank 1 holds stages 1 and 2 and hands stage 1's output to stage 2 itself.
+  const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 };
+  const program = { ...PROGRAM, model: { ...MODEL_PRESETS.micro, groups: 1, topGroups: 1 },
+    training: { ...PROGRAM.training, batchSize: 4 }, parallel: { ...PROGRAM.parallel, schedule: 'dualpipev' as const } };
+  const { fabrics } = localFabric(cluster, 20_000);
+  const results = await Promise.all(fabrics.map((f) => runTrainProgram(f, { ...program, check: true })));
+  const clean: CheckInput = { traces: tracesOfTraining(results), pipeline: trainingLayout(program.parallel, program.training.microBatches, cluster) };
+
+  it('a pass starting before the pass on the same rank that hands it its input ended is named', () => {
+    expect(runCheckers(clean)).toEqual([]);
+    const bad = copy(clean);
+    const first = traceOf(bad, 1).records.find((r) => r.label?.pass === 'F' && r.label.phase !== 'p2p' && unitOf(r.label)?.chunk === 1)!;
+    first.startPs = 0;
+    expect(whats(bad, 'causality').some((w) => w.startsWith(`${first.name} starts at 0 ps, before chunk 0's F of micro-batch 0, which hands it its input on this rank`))).toBe(true);
   });
 });
 
@@ -146,6 +180,34 @@ describe('step postconditions', () => {
     const error = await runOne([{ op: 'F', chunk: 0, mb: 0 }]) as { code: string; message: string };
     expect(error.code).toBe('MOEMU_ERR_INTERNAL');
     expect(error.message).toContain('activations of chunk.micro-batch 0:0 are still live at the end of the step');
+  });
+
+  it('the executor: an input received and never used', async () => {
+    const { fabrics } = localFabric({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 });
+    const holders = new StageHolders(schedulePlacement('1f1b', 2), 2);
+    const programs: RankProgram[] = [
+      { rank: 0, ops: [{ op: 'F', chunk: 0, mb: 0 }], steps: [{ op: 'F', chunk: 0, mb: 0 }, { op: 'SEND', what: 'F', chunk: 0 }, { op: 'COMMIT' }] },
+      { rank: 1, ops: [], steps: [{ op: 'RECV', what: 'F', chunk: 0 }, { op: 'COMMIT' }] },
+    ];
+    const errors = await Promise.allSettled(fabrics.map((fabric, r) => {
+      const meter = new ComputeMeter(fabric.clock, fabric.cluster.gpu);
+      meter.useFixedCosts();
+      return executeProgram({ fabric, meter, program: programs[r], holders, work: new CostWork(meter), peer: (p) => p, overlap: true,
+        costs: { F: 1, B: 2, W: 1, FB: 3 } });
+    }));
+    const rejected = errors[1] as PromiseRejectedResult;
+    expect(rejected.reason.code).toBe('MOEMU_ERR_INTERNAL');
+    expect(rejected.reason.message).toContain('inputs pp:act:0:1:0 were never used');
+  });
+
+  it('the trainer: activation bytes still allocated at the end of the step', async () => {
+    const { fabrics } = localFabric({ ...CLUSTER_PRESETS.scaled, nodes: 1, gpusPerNode: 1 }, 20_000);
+    fabrics[0].hbm.alloc('activations', 'a leak', 1024);
+    const program = { ...PROGRAM, model: { ...MODEL_PRESETS.micro, groups: 1, topGroups: 1 }, training: { ...PROGRAM.training, batchSize: 4 },
+      parallel: { ...PROGRAM.parallel, schedule: '1f1b' as const, pipeline: 1 } };
+    const error = await runTrainProgram(fabrics[0], program).catch((e: unknown) => e) as { code: string; message: string };
+    expect(error.code).toBe('MOEMU_ERR_INTERNAL');
+    expect(error.message).toContain('1024 B of activations are still allocated at the end of step 1');
   });
 
   it('the trainer: a message of the step nobody took', async () => {

@@ -17,93 +17,105 @@ const CLI = join(resolve('.'), 'dist/src/cli/main.js');
 interface Transfer { kind: 'send' | 'recv'; what: 'F' | 'B'; peer: number; chunk: number; mb: number }
 type Entry = { op: 'COMM'; batch: Transfer[] } | { op: string; [k: string]: unknown };
 
+/** One rank of DualPipe as FACTS §5 describes it: queued transfers, commits, computes; `entries` is what it did. */
+class FactsRank {
+  readonly entries: (Transfer[] | 'op')[] = [];
+  readonly #queue: Transfer[] = [];
+  readonly #counts = new Map<string, number>();
+
+  /** `ranks`: of the DualPipe whose schedule runs; `lastRank`: where chunk 0's pipe ends (DualPipe) or turns
+   * (DualPipeV, whose rank P−1 is DualPipe(2P)'s middle rank). */
+  constructor(readonly rank: number, private readonly ranks: number, private readonly lastRank: number) {}
+
+  chunkOf(phase: number): number {
+    return this.rank >= this.ranks / 2 ? 1 - phase : phase;
+  }
+
+  /** Activations of chunk 0 go to r+1 and of chunk 1 to r−1, gradients the other way; null when dropped. */
+  neighbour(kind: 'send' | 'recv', what: 'F' | 'B', chunk: number): number | null {
+    const later = (what === 'F') === (kind === 'send');
+    const peer = this.rank + (chunk === 0 ? (later ? 1 : -1) : (later ? -1 : 1));
+    return peer < 0 || peer > this.lastRank ? null : peer;
+  }
+
+  transfer(kind: 'send' | 'recv', what: 'F' | 'B', phase: number): void {
+    const chunk = this.chunkOf(phase);
+    const peer = this.neighbour(kind, what, chunk);
+    if (peer === null) return;
+    const k = `${kind}${what}${chunk}`;
+    const mb = this.#counts.get(k) ?? 0;
+    this.#counts.set(k, mb + 1);
+    this.#queue.push({ kind, what, peer, chunk, mb });
+  }
+
+  commit(): void {
+    if (this.#queue.length > 0) this.entries.push(this.#queue.splice(0));
+  }
+
+  forward(phase: number, recv = true, send = true): void {
+    if (recv) this.transfer('recv', 'F', phase);
+    this.commit();
+    this.entries.push('op');
+    if (send) this.transfer('send', 'F', phase);
+  }
+
+  backward(phase: number, recv = true, send = true): void {
+    if (recv) this.transfer('recv', 'B', phase);
+    this.commit();
+    this.entries.push('op');
+    if (send) this.transfer('send', 'B', phase);
+  }
+
+  forwardBackward(phase0: number, phase1: number, recv0 = true): void {
+    if (recv0) this.transfer('recv', 'F', phase0);
+    this.transfer('recv', 'B', phase1);
+    this.commit();
+    this.entries.push('op');
+    this.transfer('send', 'F', phase0);
+    this.transfer('send', 'B', phase1);
+  }
+
+  weight(): void {
+    this.commit();
+    this.entries.push('op');
+  }
+}
+
 /** Rank `rank` of DualPipe(P, N) — or, with `v`, of DualPipeV(P, N), which runs the ops of DualPipe(2P, 2N). */
 function derive(P: number, N: number, rank: number, v: boolean): (Transfer[] | 'op')[] {
-  const ranks = v ? 2 * P : P;           // of the DualPipe whose schedule runs
+  const ranks = v ? 2 * P : P;
   const chunks = v ? 2 * N : N;
   const H = ranks / 2;
   const h = Math.min(rank, ranks - 1 - rank);
   const middle = rank === H - 1 || rank === H;
-  const chunkOf = (phase: number) => (rank >= H ? 1 - phase : phase);
-  const lastRank = v ? P - 1 : ranks - 1;   // the rank where chunk 0's pipe ends (DualPipe) or turns (DualPipeV)
-
-  /** The neighbour a transfer of `chunk` goes to or comes from, or null when dropped. */
-  const neighbour = (kind: 'send' | 'recv', what: 'F' | 'B', chunk: number): number | null => {
-    const later = (what === 'F') === (kind === 'send');   // towards the stage after this one
-    const step = chunk === 0 ? (later ? 1 : -1) : (later ? -1 : 1);
-    const peer = rank + step;
-    if (peer < 0) return null;                 // rank 0: chunk 0's first stage, chunk 1's last
-    if (peer > lastRank) return null;          // the last rank: the pipe's other end, or DualPipeV's turn
-    return peer;
-  };
-
-  const queue: Transfer[] = [];
-  const entries: (Transfer[] | 'op')[] = [];
-  const counts = new Map<string, number>();
-  const transfer = (kind: 'send' | 'recv', what: 'F' | 'B', phase: number) => {
-    const chunk = chunkOf(phase);
-    const peer = neighbour(kind, what, chunk);
-    if (peer === null) return;
-    const k = `${kind}${what}${chunk}`;
-    const mb = counts.get(k) ?? 0;
-    counts.set(k, mb + 1);
-    queue.push({ kind, what, peer, chunk, mb });
-  };
-  const commit = () => {
-    if (queue.length > 0) entries.push(queue.splice(0));
-  };
-  const compute = () => { entries.push('op'); };
-  const forwardChunk = (phase: number, recv = true, send = true) => {
-    if (recv) transfer('recv', 'F', phase);
-    commit(); compute();
-    if (send) transfer('send', 'F', phase);
-  };
-  const backwardChunk = (phase: number, recv = true, send = true) => {
-    if (recv) transfer('recv', 'B', phase);
-    commit(); compute();
-    if (send) transfer('send', 'B', phase);
-  };
-  const forwardBackwardChunk = (phase0: number, phase1: number, recv0 = true) => {
-    if (recv0) transfer('recv', 'F', phase0);
-    transfer('recv', 'B', phase1);
-    commit(); compute();
-    transfer('send', 'F', phase0);
-    transfer('send', 'B', phase1);
-  };
-  const weightChunk = () => { commit(); compute(); };
-
-  for (let i = 0; i < 2 * (H - h - 1); i++) forwardChunk(0);                                   // step 1
-  transfer('recv', 'F', 0);                                                                      // step 2
+  const r = new FactsRank(rank, ranks, v ? P - 1 : ranks - 1);
+  for (let i = 0; i < 2 * (H - h - 1); i++) r.forward(0);                                      // step 1
+  r.transfer('recv', 'F', 0);                                                                    // step 2
   for (let i = 0; i < h + 1; i++) {
-    forwardChunk(0, false, middle);
-    transfer('recv', 'F', 0);
-    forwardChunk(1, true, !middle || i < h);
-    if (!middle) transfer('send', 'F', 0);
+    r.forward(0, false, middle);
+    r.transfer('recv', 'F', 0);
+    r.forward(1, true, !middle || i < h);
+    if (!middle) r.transfer('send', 'F', 0);
   }
-  for (let i = 0; i < H - h - 1; i++) {                                                          // step 3
-    backwardChunk(1);
-    transfer('recv', 'F', 1);
-    weightChunk();
-    forwardChunk(1, false);
-  }
+  for (let i = 0; i < H - h - 1; i++) { r.backward(1); r.transfer('recv', 'F', 1); r.weight(); r.forward(1, false); }  // step 3
   for (let i = 0; i < chunks / 2 - ranks + h + 1; i++) {                                         // step 4
     if (i === 0 && middle) {
-      forwardChunk(0, false, false);
-      transfer('send', 'F', 1);
-      backwardChunk(1, true, false);
-      transfer('send', 'F', 0);
-      transfer('send', 'B', 1);
+      r.forward(0, false, false);
+      r.transfer('send', 'F', 1);
+      r.backward(1, true, false);
+      r.transfer('send', 'F', 0);
+      r.transfer('send', 'B', 1);
     } else {
-      forwardBackwardChunk(0, 1, i > 0);
+      r.forwardBackward(0, 1, i > 0);
     }
-    forwardBackwardChunk(1, 0);
+    r.forwardBackward(1, 0);
   }
-  for (let i = 0; i < H - h - 1; i++) { backwardChunk(1); forwardBackwardChunk(1, 0); }          // step 5
-  for (let i = 0; i < h + 1; i++) { backwardChunk(1); backwardChunk(0); }                        // step 6
-  for (let i = 0; i < H - h - 1; i++) { weightChunk(); backwardChunk(0); }                       // step 7
-  for (let i = 0; i < h + 1; i++) weightChunk();                                                 // step 8
-  commit();
-  return entries;
+  for (let i = 0; i < H - h - 1; i++) { r.backward(1); r.forwardBackward(1, 0); }                // step 5
+  for (let i = 0; i < h + 1; i++) { r.backward(1); r.backward(0); }                              // step 6
+  for (let i = 0; i < H - h - 1; i++) { r.weight(); r.backward(0); }                             // step 7
+  for (let i = 0; i < h + 1; i++) r.weight();                                                    // step 8
+  r.commit();
+  return r.entries;
 }
 
 function timelines(kind: 'dualpipe' | 'dualpipev', P: number, N: number): Entry[][] {

@@ -104,14 +104,27 @@ class PhaseProgram {
   }
 }
 
-/** The 8 steps of FACTS §5 for one rank (H = P/2, h = min(r, P-1-r)), with DualPipe's exact batching. */
-function dualPipeRank(pp: number, microBatches: number, rank: number): RankProgram {
-  const halfRanks = pp / 2;                                // H
-  const halfRank = Math.min(rank, pp - 1 - rank);          // h
-  const halfMicroBatches = microBatches / 2;               // N/2, micro-batches per direction
-  const middle = isMiddleRank(pp, rank);
-  const p = new PhaseProgram(pp, rank);
+/** The counts that shape one rank's schedule (FACTS §5 notation). */
+interface RankShape {
+  halfRanks: number;          // H = P/2
+  halfRank: number;           // h = min(r, P-1-r)
+  halfMicroBatches: number;   // N/2, micro-batches per direction
+  middle: boolean;
+}
 
+/** The 8 steps of FACTS §5 for one rank, with DualPipe's exact batching. */
+function dualPipeRank(pp: number, microBatches: number, rank: number): RankProgram {
+  const shape: RankShape = { halfRanks: pp / 2, halfRank: Math.min(rank, pp - 1 - rank), halfMicroBatches: microBatches / 2,
+    middle: isMiddleRank(pp, rank) };
+  const p = new PhaseProgram(pp, rank);
+  warmUpSteps(p, shape);
+  mainStep(p, pp, shape);
+  coolDownSteps(p, shape);
+  return p.builder.finish(shape.halfMicroBatches);
+}
+
+/** Steps 1–3: forwards of both phases, then the first zero-bubble backwards of phase 1. */
+function warmUpSteps(p: PhaseProgram, { halfRanks, halfRank, middle }: RankShape): void {
   // step 1: nF0
   const step1 = 2 * (halfRanks - halfRank - 1);
   for (let i = 0; i < step1; i++) p.forwardChunk(0);
@@ -135,8 +148,10 @@ function dualPipeRank(pp: number, microBatches: number, rank: number): RankProgr
     p.weightChunk();
     p.forwardChunk(1, { recv: false });
   }
+}
 
-  // step 4 (main): nF0B1F1B0 — on the middle ranks the first F0/B1 pair is not overlapped
+/** Step 4 (main): nF0B1F1B0 — on the middle ranks the first F0/B1 pair is not overlapped. */
+function mainStep(p: PhaseProgram, pp: number, { halfRank, halfMicroBatches, middle }: RankShape): void {
   const step4 = halfMicroBatches - pp + halfRank + 1;
   for (let i = 0; i < step4; i++) {
     if (i === 0 && middle) {
@@ -150,7 +165,10 @@ function dualPipeRank(pp: number, microBatches: number, rank: number): RankProgr
     }
     p.forwardBackwardChunk(1, 0);
   }
+}
 
+/** Steps 5–8: the last backwards, zero bubble from the middle of step 6 on, and the held-back W's. */
+function coolDownSteps(p: PhaseProgram, { halfRanks, halfRank }: RankShape): void {
   // step 5: nB1F1B0
   const step5 = halfRanks - halfRank - 1;
   for (let i = 0; i < step5; i++) {
@@ -179,8 +197,6 @@ function dualPipeRank(pp: number, microBatches: number, rank: number): RankProgr
   // step 8: nW
   const step8 = halfRank + 1;
   for (let i = 0; i < step8; i++) p.weightChunk();
-
-  return p.builder.finish(halfMicroBatches);
 }
 
 function checkDualPipe(pp: number, microBatches: number): void {
