@@ -137,6 +137,14 @@ export class Coordinator {
         console.error(`moemu coordinator: refused a malformed ${m.type} message: ${(error as Error).message}`);
       }
     });
+    // A frame past frameBytesMax (a rank's result too large to report) or a broken frame: the run fails naming the
+    // node, before its connection's close says less.
+    ws.on('error', (error) => {
+      const state = [...this.#nodes.values()].find((n) => n.ws === ws);
+      const from = state ? `node ${state.node}` : 'a node that had not joined';
+      this.#fail(moemuError('MOEMU_ERR_FRAME', `a control message from ${from} was refused: ${error.message} ` +
+        `(cluster.frameBytesMax ${this.options.frameBytesMax} B)`, state ? { node: state.node } : {}));
+    });
     ws.on('close', () => {
       const state = [...this.#nodes.values()].find((n) => n.ws === ws);
       if (state && !this.#closing) this.#fail(this.#lostError(state.node, 'closed its control connection'));

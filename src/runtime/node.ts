@@ -67,6 +67,8 @@ class NodeProcess {
     control.on('message', (data) => void this.#onControl(JSON.parse(String(data)) as CoordinatorToNode).catch((e) => this.#fail(e)));
     // The coordinator gone without a shutdown: this node must not outlive its cluster.
     control.on('close', () => void this.#shutdown(EXIT_CODES.faultNotRecovered));
+    // A broken or oversized frame: ws closes the connection next, and the close above shuts the node down.
+    control.on('error', (error) => console.error(`moemu node ${options.node}: control connection: ${error.message}`));
     this.#send({ type: 'hello', pid: process.pid, node: options.node });
   }
 
