@@ -2,7 +2,7 @@
 // main loss, and the depth-1 MTP module. Backward is split: `modelBackwardInput` runs every B and returns the
 // W work as a FIFO of closures, so a caller can run it at once (full backward) or later (zero-bubble).
 import { Tensor } from '../tensor/tensor.js';
-import { blockBackwardInput, blockBackwardWeight, blockForward, blockParams, type BlockSaved } from './block.js';
+import { blockBackwardInput, blockBackwardWeight, blockForward, blockParams, type BlockPass } from './block.js';
 import { hasMoe, isMoeLayer, type ModelConfig } from './config.js';
 import { embeddingBackwardWeight, embeddingForward } from './embedding.js';
 import { linearBackwardInput, linearBackwardWeight, linearForward } from './linear.js';
@@ -17,14 +17,14 @@ export interface Losses { main: number; mtp: number; balance: number; total: num
 export interface HeadSaved { norm: RmsNormSaved; normed: Tensor; dlogits: Tensor }
 /** What the MTP module's input projection keeps for its backward. */
 export interface MtpInputSaved { tokens: Int32Array; hnorm: RmsNormSaved; enorm: RmsNormSaved; cat: Tensor }
-interface MtpSaved extends MtpInputSaved { block: BlockSaved; head: HeadSaved }
+interface MtpSaved extends MtpInputSaved { block: BlockPass; head: HeadSaved }
 
 export interface ModelForward {
   losses: Losses;
   logits: Tensor;                       // [N, V]
   logitsMtp: Tensor | null;             // [N, V]
   loads: Map<string, Float64Array>;     // per MoE layer prefix ('layers.3.ffn', 'mtp.0.block.ffn'): tokens per expert
-  saved: { tokens: Int32Array; blocks: BlockSaved[]; head: HeadSaved; mtp: MtpSaved | null };
+  saved: { tokens: Int32Array; blocks: BlockPass[]; head: HeadSaved; mtp: MtpSaved | null };
 }
 
 export type WeightWork = () => void;
@@ -37,14 +37,14 @@ export function modelForward(ctx: ModelContext, sequences: Int32Array): ModelFor
   const { c, nm, store, scale } = ctx;
   const inputs = tokenColumns(sequences, c.seqLen, 0);            // x[:, 0:T]   [N]
   let h = embeddingForward(inputs, store.value('embed.weight'));  // [N, d]
-  const blocks: BlockSaved[] = [];
+  const blocks: BlockPass[] = [];
   const loads = new Map<string, Float64Array>();
   let balance = 0;
   for (let i = 0; i < c.layers; i++) {
-    const out = blockForward(c, nm, blockParams(store, c, `layers.${i}.`, isMoeLayer(c, i), 'values'), h, scale);
-    blocks.push(out.saved);
-    balance += out.balanceLoss;
-    if (out.loads) loads.set(`layers.${i}.ffn`, out.loads);
+    const out = blockForward({ c, nm, scale }, blockParams(store, c, `layers.${i}.`, isMoeLayer(c, i), 'values'), h);
+    blocks.push(out.pass);
+    balance += out.pass.balanceLoss;
+    if (out.pass.loads) loads.set(`layers.${i}.ffn`, out.pass.loads);
     h = out.y;
   }
   const main = headForward(ctx, h, 'norm.weight', tokenColumns(sequences, c.seqLen, 1), 1);
@@ -64,17 +64,15 @@ export function modelForward(ctx: ModelContext, sequences: Int32Array): ModelFor
 
 /** Runs every backwardInput from the losses down to the embedding; returns the W work in the order B made it. */
 export function modelBackwardInput(ctx: ModelContext, fwd: ModelForward): WeightWork[] {
-  const { c, nm, store, scale } = ctx;
+  const { c, store } = ctx;
   const work: WeightWork[] = [];
   const dh = headBackwardInput(ctx, fwd.saved.head, 'norm.weight', work);
   if (fwd.saved.mtp) addTo(dh, mtpBackwardInput(ctx, fwd.saved.mtp, work));
   let dx = dh;
   for (let i = c.layers - 1; i >= 0; i--) {
-    const moe = isMoeLayer(c, i);
-    const back = blockBackwardInput(c, nm, blockParams(store, c, `layers.${i}.`, moe, 'values'), fwd.saved.blocks[i], dx, scale);
-    const saved = fwd.saved.blocks[i];
-    work.push(() => blockBackwardWeight(nm, saved, back.forWeight, blockParams(store, c, `layers.${i}.`, moe, 'grads')));
-    dx = back.dx;
+    const pass = fwd.saved.blocks[i];
+    dx = blockBackwardInput(pass, dx);
+    work.push(() => blockBackwardWeight(pass, blockParams(store, c, `layers.${i}.`, isMoeLayer(c, i), 'grads')));
   }
   const dEmbedded = dx;
   work.push(() => embeddingBackwardWeight(fwd.saved.tokens, dEmbedded, store.grad('embed.weight')));
@@ -107,11 +105,11 @@ export function headBackwardInput(ctx: ModelContext, s: HeadSaved, normName: str
 function mtpForward(ctx: ModelContext, h: Tensor, sequences: Int32Array) {
   const { c, nm, store, scale } = ctx;
   const input = mtpInputForward(ctx, h, sequences);
-  const block = blockForward(c, nm, blockParams(store, c, 'mtp.0.block.', hasMoe(c), 'values'), input.m0, scale);
+  const block = blockForward({ c, nm, scale }, blockParams(store, c, 'mtp.0.block.', hasMoe(c), 'values'), input.m0);
   const head = headForward(ctx, block.y, 'mtp.0.norm.weight', tokenColumns(sequences, c.seqLen, 2), c.mtpWeight);
   return {
-    loss: head.loss, logits: head.logits, balanceLoss: block.balanceLoss, loads: block.loads,
-    saved: { ...input.saved, block: block.saved, head: head.saved },
+    loss: head.loss, logits: head.logits, balanceLoss: block.pass.balanceLoss, loads: block.pass.loads,
+    saved: { ...input.saved, block: block.pass, head: head.saved },
   };
 }
 
@@ -129,12 +127,11 @@ export function mtpInputForward(ctx: ModelContext, h: Tensor, sequences: Int32Ar
 
 /** Returns the MTP module's gradient with respect to h (the main model's last hidden state). */
 function mtpBackwardInput(ctx: ModelContext, s: MtpSaved, work: WeightWork[]): Tensor {
-  const { c, nm, store, scale } = ctx;
+  const { c, store } = ctx;
   const dm = headBackwardInput(ctx, s.head, 'mtp.0.norm.weight', work);
-  const moe = hasMoe(c);
-  const block = blockBackwardInput(c, nm, blockParams(store, c, 'mtp.0.block.', moe, 'values'), s.block, dm, scale);
-  work.push(() => blockBackwardWeight(nm, s.block, block.forWeight, blockParams(store, c, 'mtp.0.block.', moe, 'grads')));
-  return mtpInputBackward(ctx, s, block.dx, work);
+  const dx = blockBackwardInput(s.block, dm);
+  work.push(() => blockBackwardWeight(s.block, blockParams(store, c, 'mtp.0.block.', hasMoe(c), 'grads')));
+  return mtpInputBackward(ctx, s, dx, work);
 }
 
 // dm0 [N, d] (the MTP block's input gradient) -> its share of dh [N, d]; the projection's, norms' and embedding's W

@@ -1,9 +1,14 @@
-// The MoE layer on one process (docs/model.md "MoE layer"): y = routed + shared, with
-// routed[t] = Σ_{e ∈ S_t, ascending e} g[t,e] · expert_e(u[t]). The expert-parallel layer (src/parallel/) splits
-// exactly this at the dispatch/combine seams and reuses the gate and expert functions.
+// The MoE layer (docs/model.md "MoE layer"), written once as the phases DeepSeek's overlapped chunk interleaves
+// (FACTS §4): gate → dispatch → experts and shared expert → combine → output; backward: combine(B) (dy sent along
+// the dispatch's rows) → experts' and shared expert's B → dispatch(B) (the rows' input and gate-value gradients
+// combined back) → input gradient; W. The phases compute on *routed rows*: one row per (token, rank holding one of
+// its experts), with local expert ids. Dispatch and combine move rows between tokens and ranks; they are not here.
+// On one process they are the identity (`moeForward`, `moeBackwardInput` below: every expert is local and row t is
+// token t); on an EP group src/parallel/ep-moe.ts runs DeepEP-style dispatch and combine between the same phases.
+//   y[t] = Σ_{e ∈ S_t, ascending e} g[t,e] · expert_e(u[t]) + shared(u[t])
 import { roundBf16InPlace } from '../tensor/bf16.js';
-import { dequantize, quantizeTiles, selectTileRows } from '../tensor/quantize.js';
-import { Tensor } from '../tensor/tensor.js';
+import { dequantize, quantizeTiles, selectTileRows, type Fp8Tiles } from '../tensor/quantize.js';
+import { Tensor, type FloatArray } from '../tensor/tensor.js';
 import { addInto } from './attention.js';
 import type { ModelConfig } from './config.js';
 import { gateBackwardInput, gateBackwardWeight, gateForward, type GateSaved } from './gate.js';
@@ -14,101 +19,178 @@ import {
   type SwigluParams, type SwigluSaved, type SwigluWeightInputs,
 } from './swiglu.js';
 
+/** `experts`: the experts this rank holds, in local id order (on one process: all of them). */
 export interface MoeParams { gate: Tensor; bias: Tensor; shared: SwigluParams; experts: SwigluParams[] }
 export interface MoeGrads { gate: Tensor; shared: SwigluParams; experts: SwigluParams[] }
 
+/**
+ * The rows this rank's experts compute on: one per (token, this rank), with the local ids of the token's experts
+ * held here (−1 for the others) and their gate values (0 for the others); in FP8 runs also the E4M3 tiles the
+ * rows travelled as, which the experts' first GEMMs consume as they are (DESIGN "Numerics").
+ */
+export interface RoutedRows { rows: number; x: FloatArray; fp8?: Fp8Tiles; localIds: Int32Array; weights: FloatArray }
+
 interface ExpertSaved { rows: Int32Array; slots: Int32Array; saved: SwigluSaved; y: Tensor }
-export interface MoeSaved { gate: GateSaved; shared: SwigluSaved; experts: (ExpertSaved | null)[] }
+export interface MoeExpertsForward { expertOut: Tensor; experts: (ExpertSaved | null)[]; shared: { y: Tensor; saved: SwigluSaved } }
+export interface MoeSaved {
+  gate: GateSaved; routed: { weights: FloatArray; rows: number }; experts: (ExpertSaved | null)[]; shared: SwigluSaved;
+}
+export interface MoeExpertsBackward {
+  shared: { dx: Tensor; forWeight: SwigluWeightInputs };
+  dRows: Tensor;                            // [R, d] expert input gradients per routed row
+  dWeightRows: Tensor;                      // [R, K] gate-value gradients, at local slots only
+  experts: (SwigluWeightInputs | null)[];
+}
+/** What combine(B) brings back to the tokens: their routed input gradients and gate-value gradients. */
+export interface MoeRoutedGrads { routedDx: FloatArray; dWeights: FloatArray }
 export interface MoeWeightInputs { dlogits: Tensor; shared: SwigluWeightInputs; experts: (SwigluWeightInputs | null)[] }
 
-export interface MoeForward { y: Tensor; saved: MoeSaved; balanceLoss: number; loads: Float64Array }
+// ---- forward phases -----------------------------------------------------------------------------------------------
 
-// u [N, d] -> y [N, d]. Low precision as the expert-parallel layer's communication makes it (DESIGN "Numerics"):
-// in FP8 mode the experts see each token as FP8 dispatch sends it (1×T tiles, power-of-two scales) and their first
-// GEMMs consume those rows; in BF16 and FP8 modes the routed sum is cast to bf16, as combine does.
-export function moeForward(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor, scale: LossScale): MoeForward {
+// u [T, d] -> routing of this rank's tokens
+export function moeGate(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor, scale: LossScale): { gate: GateSaved; balanceLoss: number } {
   const { saved: gate, balanceLoss } = gateForward(c, nm, p.gate, p.bias, u, scale);
-  const routed = Tensor.zeros(u.dtype, u.shape);
-  const uq = nm.precision === 'fp8' ? quantizeTiles(u.data, u.rows, u.cols, nm.fp8Tile, { powerOfTwoScale: true }) : undefined;
-  const expertInput = uq ? new Tensor('f32', u.shape, dequantize(uq)) : u;
-  const experts: (ExpertSaved | null)[] = [];
+  return { gate, balanceLoss };
+}
+
+/** Tokens per expert (global ids) this rank routed. */
+export function expertLoads(c: ModelConfig, gate: GateSaved): Float64Array {
   const loads = new Float64Array(c.experts);
-  for (let e = 0; e < c.experts; e++) {
-    const { rows, slots } = tokensOf(gate.chosen, c.topK, e);
-    loads[e] = rows.length;
+  for (const e of gate.chosen) if (e >= 0) loads[e] += 1;
+  return loads;
+}
+
+// routed rows [R, d] -> Σ_{local experts, ascending} g · expert(x) per row [R, d]; and shared(u) [T, d]
+export function moeExperts(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor, routed: RoutedRows): MoeExpertsForward {
+  const d = c.hidden;
+  const received = new Tensor(u.dtype, [routed.rows, d], routed.x);
+  const expertOut = Tensor.zeros(u.dtype, [routed.rows, d]);
+  const experts: (ExpertSaved | null)[] = [];
+  for (let le = 0; le < p.experts.length; le++) {
+    const { rows, slots } = tokensOf(routed.localIds, c.topK, le);
     if (rows.length === 0) {
       experts.push(null);
       continue;
     }
-    const x = gatherRows(expertInput, rows);                      // [n_e, d]
-    const { y, saved } = swigluForwardLayer(nm, p.experts[e], x, uq && selectTileRows(uq, rows));   // [n_e, d]
-    scatterWeighted(routed, y, rows, slots, gate.weights);
+    const x = gatherRows(received, rows);                                      // [n_e, d]
+    const { y, saved } = swigluForwardLayer(nm, p.experts[le], x, routed.fp8 && selectTileRows(routed.fp8, rows));
+    for (let i = 0; i < rows.length; i++) {
+      const g = routed.weights[rows[i] * c.topK + slots[i]];
+      for (let j = 0; j < d; j++) expertOut.data[rows[i] * d + j] += g * y.data[i * d + j];
+    }
     experts.push({ rows, slots, saved, y });
   }
-  if (nm.precision === 'bf16' || nm.precision === 'fp8') roundBf16InPlace(routed.data);
-  const shared = swigluForwardLayer(nm, p.shared, u);
-  addInto(routed, shared.y);
-  return { y: routed, saved: { gate, shared: shared.saved, experts }, balanceLoss, loads };
+  return { expertOut, experts, shared: swigluForwardLayer(nm, p.shared, u) };
 }
 
-// dy [N, d] -> du [N, d]
-export function moeBackwardInput(c: ModelConfig, nm: Numerics, p: MoeParams, s: MoeSaved, dy: Tensor,
-                                 scale: LossScale): { dx: Tensor; forWeight: MoeWeightInputs } {
+/** y = routed + shared(u): `routed` [T, d] is the combine's per-token sum. */
+export function moeOutput(u: Tensor, routed: FloatArray, shared: Tensor): Tensor {
+  const y = new Tensor(u.dtype, u.shape, routed);
+  addInto(y, shared);
+  return y;
+}
+
+export function moeSaved(gate: GateSaved, routed: RoutedRows, mlp: MoeExpertsForward): MoeSaved {
+  return { gate, routed: { weights: routed.weights, rows: routed.rows }, experts: mlp.experts, shared: mlp.shared.saved };
+}
+
+// ---- backward phases ----------------------------------------------------------------------------------------------
+
+// dy [T, d] and dy's rows [R, d] as combine(B) delivered them -> the experts' and shared expert's input gradients
+export function moeExpertsBackward(c: ModelConfig, nm: Numerics, p: MoeParams, s: MoeSaved, dy: Tensor,
+                                   dyRows: FloatArray): MoeExpertsBackward {
+  const d = c.hidden;
   const K = c.topK;
   const shared = swigluBackwardInput(nm, p.shared, s.shared, dy);
-  // The routed experts' input gradients are summed on their own first, then added to the shared expert's: the
-  // order the expert-parallel layer's combine produces, so EP = 1 is bit-identical with this layer.
-  const routedDx = Tensor.zeros(dy.dtype, dy.shape);
-  const dWeights = Tensor.zeros(dy.dtype, [dy.rows, K]);
+  const dRows = Tensor.zeros(dy.dtype, [s.routed.rows, d]);
+  const dWeightRows = Tensor.zeros(dy.dtype, [s.routed.rows, K]);
   const experts: (SwigluWeightInputs | null)[] = [];
-  for (let e = 0; e < c.experts; e++) {
-    const ex = s.experts[e];
-    if (!ex) {
-      experts.push(null);
-      continue;
-    }
-    const dYe = gatherRows(dy, ex.rows);                          // [n_e, d], then weighted by g
-    weightRowsAndDot(dy, ex, s.gate.weights, dYe, dWeights);
-    const back = swigluBackwardInput(nm, p.experts[e], ex.saved, dYe);
-    scatterAdd(routedDx, back.dx, ex.rows);
-    experts.push(back.forWeight);
-  }
-  const dx = shared.dx;
-  addInto(dx, routedDx);
-  const gate = gateBackwardInput(c, nm, p.gate, s.gate, dWeights, scale);
+  s.experts.forEach((ex, le) => {
+    if (!ex) return experts.push(null);
+    const dYe = Tensor.zeros(dy.dtype, [ex.rows.length, d]);
+    ex.rows.forEach((row, i) => {
+      const g = s.routed.weights[row * K + ex.slots[i]];
+      let dot = 0;
+      for (let j = 0; j < d; j++) {
+        dot += dyRows[row * d + j] * ex.y.data[i * d + j];
+        dYe.data[i * d + j] = g * dyRows[row * d + j];
+      }
+      dWeightRows.data[row * K + ex.slots[i]] = dot;
+    });
+    const back = swigluBackwardInput(nm, p.experts[le], ex.saved, dYe);
+    ex.rows.forEach((row, i) => { for (let j = 0; j < d; j++) dRows.data[row * d + j] += back.dx.data[i * d + j]; });
+    return experts.push(back.forWeight);
+  });
+  return { shared, dRows, dWeightRows, experts };
+}
+
+// -> du [T, d] = shared B + routed B + gate B
+export function moeInputGrad(c: ModelConfig, nm: Numerics, p: MoeParams, s: MoeSaved, dy: Tensor, mlp: MoeExpertsBackward,
+                             back: MoeRoutedGrads, scale: LossScale): { dx: Tensor; forWeight: MoeWeightInputs } {
+  const dx = mlp.shared.dx;
+  addInto(dx, new Tensor(dy.dtype, dy.shape, back.routedDx));
+  const gate = gateBackwardInput(c, nm, p.gate, s.gate, new Tensor(dy.dtype, [dy.rows, c.topK], back.dWeights), scale);
   addInto(dx, gate.du);
-  return { dx, forWeight: { dlogits: gate.dlogits, shared: shared.forWeight, experts } };
+  return { dx, forWeight: { dlogits: gate.dlogits, shared: mlp.shared.forWeight, experts: mlp.experts } };
 }
 
-export function moeBackwardWeight(nm: Numerics, s: MoeSaved, f: MoeWeightInputs, g: MoeGrads): void {
-  gateBackwardWeight(nm, s.gate, f.dlogits, g.gate);
+/** W of the shared expert and of each expert of this rank: they need only the experts' backward. */
+export function moeExpertsWeight(nm: Numerics, s: MoeSaved, f: Pick<MoeWeightInputs, 'shared' | 'experts'>,
+                                 g: Pick<MoeGrads, 'shared' | 'experts'>): void {
   swigluBackwardWeight(nm, s.shared, f.shared, g.shared);
-  for (let e = 0; e < s.experts.length; e++) {
-    const ex = s.experts[e];
-    const fw = f.experts[e];
-    if (ex && fw) swigluBackwardWeight(nm, ex.saved, fw, g.experts[e]);
-  }
+  s.experts.forEach((ex, le) => {
+    const fw = f.experts[le];
+    if (ex && fw) swigluBackwardWeight(nm, ex.saved, fw, g.experts[le]);
+  });
 }
 
-/** dYe[r] *= g[t, e] and dWeights[t, slot] = ⟨dy[t], y_e[r]⟩ for each row r of the expert (token t). */
-function weightRowsAndDot(dy: Tensor, ex: ExpertSaved, weights: Tensor, dYe: Tensor, dWeights: Tensor): void {
-  const d = dy.cols;
-  const K = weights.cols;
-  const dyd = dy.data, yd = ex.y.data, dYd = dYe.data, wd = weights.data;
-  for (let r = 0; r < ex.rows.length; r++) {
-    const t = ex.rows[r];
-    const g = wd[t * K + ex.slots[r]];
-    let dot = 0;
-    for (let j = 0; j < d; j++) {
-      dot += dyd[t * d + j] * yd[r * d + j];
-      dYd[r * d + j] *= g;
-    }
-    dWeights.data[t * K + ex.slots[r]] = dot;
-  }
+/** W of the gate: it needs the input gradient's gate backward (`dlogits`). */
+export function moeGateWeight(nm: Numerics, s: MoeSaved, dlogits: Tensor, gateGrad: Tensor): void {
+  gateBackwardWeight(nm, s.gate, dlogits, gateGrad);
 }
 
-/** Tokens that selected expert e (ascending) and the slot of e in each token's top-K row (also used with the
- * local expert ids an expert-parallel dispatch delivers). */
+/** All of the layer's W; only adds into grads. */
+export function moeBackwardWeight(nm: Numerics, s: MoeSaved, f: MoeWeightInputs, g: MoeGrads): void {
+  moeGateWeight(nm, s, f.dlogits, g.gate);
+  moeExpertsWeight(nm, s, f, g);
+}
+
+// ---- the layer on one process: dispatch and combine are the identity --------------------------------------------
+
+export interface MoeForward { y: Tensor; saved: MoeSaved; balanceLoss: number; loads: Float64Array }
+
+/** Every expert is local and row t is token t. In FP8 runs the experts see each token as FP8 dispatch would send
+ * it (1×T tiles, power-of-two scales), as on an EP group. */
+export function localDispatch(nm: Numerics, u: Tensor, gate: GateSaved): RoutedRows {
+  const fp8 = nm.precision === 'fp8' ? quantizeTiles(u.data, u.rows, u.cols, nm.fp8Tile, { powerOfTwoScale: true }) : undefined;
+  return { rows: u.rows, x: fp8 ? dequantize(fp8) : u.data, fp8, localIds: gate.chosen, weights: gate.weights.data };
+}
+
+/** The routed sum per token; cast to bf16 in BF16 and FP8 runs, as combine does. */
+export function localCombine(nm: Numerics, expertOut: Tensor): FloatArray {
+  if (nm.precision === 'bf16' || nm.precision === 'fp8') roundBf16InPlace(expertOut.data);
+  return expertOut.data;
+}
+
+// u [T, d] -> y [T, d]
+export function moeForward(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor, scale: LossScale): MoeForward {
+  const { gate, balanceLoss } = moeGate(c, nm, p, u, scale);
+  const routed = localDispatch(nm, u, gate);
+  const mlp = moeExperts(c, nm, p, u, routed);
+  const y = moeOutput(u, localCombine(nm, mlp.expertOut), mlp.shared.y);
+  return { y, saved: moeSaved(gate, routed, mlp), balanceLoss, loads: expertLoads(c, gate) };
+}
+
+// dy [T, d] -> du [T, d]: dy's rows are dy itself, the rows' gradients are the tokens'
+export function moeBackwardInput(c: ModelConfig, nm: Numerics, p: MoeParams, s: MoeSaved, dy: Tensor,
+                                 scale: LossScale): { dx: Tensor; forWeight: MoeWeightInputs } {
+  const mlp = moeExpertsBackward(c, nm, p, s, dy, dy.data);
+  return moeInputGrad(c, nm, p, s, dy, mlp, { routedDx: mlp.dRows.data, dWeights: mlp.dWeightRows.data }, scale);
+}
+
+// ---- row helpers --------------------------------------------------------------------------------------------------
+
+/** Rows that selected expert `e` (ascending) and the slot of e in each row's top-K ids. */
 export function tokensOf(chosen: Int32Array, K: number, e: number): { rows: Int32Array; slots: Int32Array } {
   const rows: number[] = [];
   const slots: number[] = [];
@@ -125,22 +207,4 @@ export function gatherRows(x: Tensor, rows: Int32Array): Tensor {
   const out = Tensor.zeros(x.dtype, [rows.length, d]);
   for (let r = 0; r < rows.length; r++) out.data.set(x.data.subarray(rows[r] * d, (rows[r] + 1) * d), r * d);
   return out;
-}
-
-function scatterWeighted(target: Tensor, y: Tensor, rows: Int32Array, slots: Int32Array, weights: Tensor): void {
-  const d = target.cols;
-  const K = weights.cols;
-  const td = target.data, yd = y.data;
-  for (let r = 0; r < rows.length; r++) {
-    const g = weights.data[rows[r] * K + slots[r]];
-    for (let j = 0; j < d; j++) td[rows[r] * d + j] += g * yd[r * d + j];
-  }
-}
-
-function scatterAdd(target: Tensor, source: Tensor, rows: Int32Array): void {
-  const d = target.cols;
-  const td = target.data, sd = source.data;
-  for (let r = 0; r < rows.length; r++) {
-    for (let j = 0; j < d; j++) td[rows[r] * d + j] += sd[r * d + j];
-  }
 }

@@ -12,7 +12,7 @@ import {
 import { tokenColumns } from '../model/tokens.js';
 import type { OpName, OpRecord, Pass, Phase, VEvent } from '../fabric/streams.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { EpBlockRun, type BlockEnv, type OpRef } from './ep-block.js';
+import { EpBlockRun, latest, type BlockEnv, type OpRef } from './ep-block.js';
 import { retainedBytes } from './retained-bytes.js';
 
 /** The stage's share of the model (src/pipeline/stage-split.ts makes these). */
@@ -175,10 +175,4 @@ export class EpStageRun {
     this.#embedWork = null;
     return this.env.meter.charge(this.#name('embed', 'W'));
   }
-}
-
-function latest(events: readonly VEvent[]): VEvent | null {
-  let best: VEvent | null = null;
-  for (const e of events) if (!best || e.endPs > best.endPs) best = e;
-  return best;
 }

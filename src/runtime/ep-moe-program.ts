@@ -9,7 +9,8 @@ import type { ModelConfig } from '../model/config.js';
 import type { MoeParams } from '../model/moe.js';
 import { numericsFor } from '../model/numerics.js';
 import type { SwigluParams } from '../model/swiglu.js';
-import { epMoeBackwardInput, epMoeBackwardWeight, epMoeForward } from '../parallel/ep-moe.js';
+import { moeBackwardWeight } from '../model/moe.js';
+import { epMoeBackwardInput, epMoeForward } from '../parallel/ep-moe.js';
 import { Rng, seedFor } from '../tensor/rng.js';
 import { Tensor } from '../tensor/tensor.js';
 
@@ -51,15 +52,15 @@ export async function runEpMoeProgram(fabric: RankFabric, p: EpMoeProgram): Prom
   const mine = (x: Tensor) => new Tensor('f64', [p.tokensPerRank, c.hidden],
     x.data.slice(me * p.tokensPerRank * c.hidden, (me + 1) * p.tokensPerRank * c.hidden));
   const local = { gate: params.gate, bias: params.bias, shared: params.shared,
-    localExperts: params.experts.slice(me * perRank, (me + 1) * perRank) };
+    experts: params.experts.slice(me * perRank, (me + 1) * perRank) };
   const ep = new EpGroup(fabric, Array.from({ length: world }, (_, r) => r), fabric.cluster.gpusPerNode, c.experts);
   const scale = { tokens: world * p.tokensPerRank, sequences: (world * p.tokensPerRank) / c.seqLen };
   const fwd = await epMoeForward(ep, c, nm, local, mine(u), scale);
-  const back = await epMoeBackwardInput(ep, c, nm, local, fwd.saved, mine(dy), scale);
+  const back = await epMoeBackwardInput(ep, c, nm, local, fwd, mine(dy), scale);
   const zeros = (q: SwigluParams): SwigluParams => ({ w1: Tensor.zeros('f64', q.w1.shape), w2: Tensor.zeros('f64', q.w2.shape), w3: Tensor.zeros('f64', q.w3.shape) });
-  const grads = { gate: Tensor.zeros('f64', params.gate.shape), shared: zeros(params.shared), localExperts: local.localExperts.map(zeros) };
-  epMoeBackwardWeight(nm, fwd.saved, back.forWeight, grads);
+  const grads = { gate: Tensor.zeros('f64', params.gate.shape), shared: zeros(params.shared), experts: local.experts.map(zeros) };
+  moeBackwardWeight(nm, fwd.saved, back.forWeight, grads);
   const flat = (q: SwigluParams) => [...q.w1.data, ...q.w2.data, ...q.w3.data];
   return { rank: me, y: [...fwd.y.data], dx: [...back.dx.data], gateGrad: [...grads.gate.data], sharedGrad: flat(grads.shared),
-    localExpertGrads: grads.localExperts.flatMap(flat), records: fabric.clock.takeRecords() };
+    localExpertGrads: grads.experts.flatMap(flat), records: fabric.clock.takeRecords() };
 }

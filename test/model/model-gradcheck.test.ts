@@ -28,7 +28,7 @@ describe('whole model', () => {
     const fwd = modelForward(ctx, tokens);
     modelBackward(ctx, fwd);
     const chosen = (f: ModelForward) => [...f.saved.blocks, ...(f.saved.mtp ? [f.saved.mtp.block] : [])]
-      .map((s) => (s.ffn.kind === 'moe' ? s.ffn.s.gate.chosen.join() : '')).join('|');
+      .map((s) => s.chosen?.join() ?? '').join('|');
     const before = chosen(fwd);
     const rng = new Rng(9);
     const eps = 1e-6;

@@ -9,7 +9,7 @@ import { MODEL_PRESETS, type ModelConfig } from '../../src/model/config.js';
 import { moeBackwardInput, moeBackwardWeight, moeForward, type MoeParams } from '../../src/model/moe.js';
 import { numericsFor, type Precision } from '../../src/model/numerics.js';
 import type { SwigluParams } from '../../src/model/swiglu.js';
-import { epMoeBackwardInput, epMoeBackwardWeight, epMoeForward } from '../../src/parallel/ep-moe.js';
+import { epMoeBackwardInput, epMoeForward } from '../../src/parallel/ep-moe.js';
 import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randomTensor } from '../helpers/gradcheck.js';
@@ -42,7 +42,7 @@ async function runBoth(c: ModelConfig, precision: Precision, nodes: number, gpus
   const ranks = lf.fabrics.map((f) => f.rank);
   const perRank = c.experts / ep;
   const rows = perRankTokens * c.hidden;
-  const local = (r: number) => ({ gate: p.gate, bias: p.bias, shared: p.shared, localExperts: p.experts.slice(r * perRank, (r + 1) * perRank) });
+  const local = (r: number) => ({ gate: p.gate, bias: p.bias, shared: p.shared, experts: p.experts.slice(r * perRank, (r + 1) * perRank) });
   const slice = (x: Tensor, r: number) => new Tensor(dtype, [perRankTokens, c.hidden], x.data.slice(r * rows, (r + 1) * rows));
   const outs = await Promise.all(lf.fabrics.map((f, r) => epMoeForward(new EpGroup(f, ranks, gpus, c.experts), c, nm, local(r), slice(u, r), scale)));
   const y = dtype === 'f64' ? new Float64Array(u.size) : new Float32Array(u.size);
@@ -83,15 +83,15 @@ describe('expert-parallel MoE forward and backward = single-process MoE', () => 
         const refBack = moeBackwardInput(c, nm, p, reference.saved, dy, scale);
         moeBackwardWeight(nm, reference.saved, refBack.forWeight, refGrads);
         const grads = outs.map((_, r) => ({ gate: Tensor.zeros(dtype, p.gate.shape), shared: zeros(p.shared),
-          localExperts: p.experts.slice(r * perRank, (r + 1) * perRank).map(zeros) }));
+          experts: p.experts.slice(r * perRank, (r + 1) * perRank).map(zeros) }));
         const backs = await Promise.all(lf.fabrics.map((f, r) =>
-          epMoeBackwardInput(new EpGroup(f, ranks, gpus, c.experts, 'ep-back'), c, nm, local(r), outs[r].saved, slice(dy, r), scale)));
-        backs.forEach((b, r) => epMoeBackwardWeight(nm, outs[r].saved, b.forWeight, grads[r]));
+          epMoeBackwardInput(new EpGroup(f, ranks, gpus, c.experts, 'ep-back'), c, nm, local(r), outs[r], slice(dy, r), scale)));
+        backs.forEach((b, r) => moeBackwardWeight(nm, outs[r].saved, b.forWeight, grads[r]));
         const dx = dtype === 'f64' ? new Float64Array(u.size) : new Float32Array(u.size);
         backs.forEach((b, r) => dx.set(b.dx.data, r * rows));
         const gateGrad = grads.reduce((acc, g) => acc.map((v, i) => v + g.gate.data[i]), new Float64Array(p.gate.size));
         const sharedGrad = grads.reduce((acc, g) => acc.map((v, i) => v + flat(g.shared)[i]), new Float64Array(flat(p.shared).length));
-        const expertGrad = grads.flatMap((g) => g.localExperts.flatMap(flat));
+        const expertGrad = grads.flatMap((g) => g.experts.flatMap(flat));
         const checks: [string, ArrayLike<number>, ArrayLike<number>][] = [['dx', dx, refBack.dx.data], ['gate', gateGrad, refGrads.gate.data],
           ['shared', sharedGrad, flat(refGrads.shared)], ['experts', expertGrad, refGrads.experts.flatMap(flat)]];
         for (const [what, got, want] of checks) {
@@ -129,7 +129,7 @@ describe('the backward combine counts the gate-value gradients as metadata', () 
     const { u, lf, ranks, local, slice, outs, nm, scale } = await runBoth(c, 'fp32', 1, 2);
     const dy = random(u.shape as number[], 9);
     await Promise.all(lf.fabrics.map((f, r) =>
-      epMoeBackwardInput(new EpGroup(f, ranks, 2, c.experts, 'ep-back'), c, nm, local(r), outs[r].saved, slice(dy, r), scale)));
+      epMoeBackwardInput(new EpGroup(f, ranks, 2, c.experts, 'ep-back'), c, nm, local(r), outs[r], slice(dy, r), scale)));
     const messages = lf.log.filter((m) => m.header.tag.includes('combine dx'));
     expect(messages.length).toBeGreaterThan(0);
     for (const { header } of messages) {
