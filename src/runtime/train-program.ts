@@ -10,7 +10,7 @@ import { rankStepSummary, type RankStepSummary } from '../metrics/step-metrics.j
 import { loadImbalance } from '../model/bias-update.js';
 import type { ParamStore } from '../model/params.js';
 import type { MicroBatchLoss } from '../pipeline/executor.js';
-import { RankTrainer, type RankTrainerOptions } from '../pipeline/rank-trainer.js';
+import { RankTrainer, type RankTrainerOptions } from '../train/step.js';
 
 export interface TrainProgram extends RankTrainerOptions {
   kind: 'train';

@@ -13,7 +13,7 @@ import { CORPUS_BYTES_DEFAULT } from '../model/corpus.js';
 import { PRECISIONS } from '../model/numerics.js';
 import type { TrainerOptions } from '../model/trainer.js';
 import { costProblems } from '../pipeline/fixed-costs.js';
-import { EXPERT_GROUPS, type ParallelConfig } from '../pipeline/rank-trainer.js';
+import { EXPERT_GROUPS, type ParallelConfig } from '../train/layout.js';
 import { SCHEDULE_KINDS } from '../pipeline/schedule-types.js';
 import { buildSchedule } from '../pipeline/schedules/index.js';
 import { MoemuError } from '../errors.js';
