@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { crc32 } from 'node:zlib';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS, type ClusterConfig } from '../src/fabric/cluster-config.js';
-import type { CollectiveResult, CollectiveStep } from '../src/runtime/collective-program.js';
+import type { CollectiveResult, CollectiveStep } from '../src/runtime/programs/collectives.js';
 import { Coordinator } from '../src/runtime/coordinator.js';
 import { NVLINK_WINDOW_BYTES } from '../src/runtime/node.js';
 import { transferLoopGbps } from './transfer-loop.js';

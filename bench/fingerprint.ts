@@ -9,7 +9,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { localFabric } from '../src/fabric/local-fabric.js';
 import { ReferenceTrainer } from '../src/model/trainer.js';
-import { runTrainProgram } from '../src/runtime/train-program.js';
+import { runTrainProgram } from '../src/runtime/programs/train.js';
 import { runTraining } from '../src/runtime/training-run.js';
 import { loadScenario } from '../src/scenario/load.js';
 import { parallelOf } from '../src/scenario/schema.js';

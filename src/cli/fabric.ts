@@ -6,7 +6,7 @@ import { moemuError } from '../errors.js';
 import { worldSize, type ClusterConfig, type RuntimeConfig } from '../fabric/cluster-config.js';
 import type { OpRecord } from '../fabric/streams.js';
 import { formatPs, psForBytes, psFromNs } from '../fabric/virtual-time.js';
-import type { CollectiveProgram, CollectiveResult, CollectiveStep } from '../runtime/collective-program.js';
+import type { CollectiveProgram, CollectiveResult, CollectiveStep } from '../runtime/programs/collectives.js';
 import { Coordinator } from '../runtime/coordinator.js';
 import { loadScenario, scenarioFromPreset } from '../scenario/load.js';
 import { MODEL_PRESET_DEFAULT } from '../scenario/schema.js';

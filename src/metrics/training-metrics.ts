@@ -12,7 +12,7 @@ export const METRICS_VERSION = 2;
 /** A micro-batch's loss terms from one rank: `main`/`mtp` on the output stage, `balance` per MoE block. */
 export interface LossPartsIn { main: number | null; mtp: number | null; balance: [string, number][] }
 
-/** What one rank reports (runtime/train-program.ts's result, without the test hooks). */
+/** What one rank reports (runtime/programs/train.ts's result, without the test hooks). */
 export interface RankRunIn {
   rank: number;
   pipelineRank: number;

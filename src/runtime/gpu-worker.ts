@@ -12,7 +12,7 @@ import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError }
 import type { Incoming } from '../fabric/mailbox.js';
 import { RankFabric, waitingText, type Transport, type Waiting } from '../fabric/rank-fabric.js';
 import { SendWindow } from '../fabric/send-window.js';
-import { runProgram } from './programs.js';
+import { runProgram } from './programs/index.js';
 import { allowedCpus, pinThisThread } from './spin.js';
 
 export interface GpuInit {

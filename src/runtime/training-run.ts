@@ -6,7 +6,7 @@ import { trainingMetrics } from '../metrics/training-metrics.js';
 import { ScenarioError } from '../scenario/load.js';
 import { PARALLEL_DEFAULTS, parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
 import { Coordinator } from './coordinator.js';
-import type { TrainProgram, TrainProgress, TrainRankResult } from './train-program.js';
+import type { TrainProgram, TrainProgress, TrainRankResult } from './programs/train.js';
 
 export interface TrainingRunOptions {
   /** Where problems are reported from (the scenario file). */

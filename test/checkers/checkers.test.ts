@@ -18,7 +18,7 @@ import { StageHolders } from '../../src/pipeline/p2p-batches.js';
 import { parsePpTag } from '../../src/pipeline/pp-tags.js';
 import type { Op, RankProgram } from '../../src/pipeline/schedule-types.js';
 import { schedulePlacement } from '../../src/pipeline/schedules/index.js';
-import { runTrainProgram, type TrainProgram } from '../../src/runtime/train-program.js';
+import { runTrainProgram, type TrainProgram } from '../../src/runtime/programs/train.js';
 import { runCheckers, tracesOfTraining, trainingLayout, type CheckInput, type RankStepTrace } from './index.js';
 
 const CLUSTER = { ...CLUSTER_PRESETS.scaled, nodes: 4, gpusPerNode: 2 };

@@ -15,7 +15,7 @@ export function runCheckers(input: CheckInput): Violation[] {
   return [...checkClocks(input.traces), ...checkBytes(input.traces), ...checkCausality(input), ...checkPipeline(input)];
 }
 
-/** The traces of a training run's rank results (runtime/train-program.ts with `check`). */
+/** The traces of a training run's rank results (runtime/programs/train.ts with `check`). */
 interface StepOfRank {
   step: number;
   records?: readonly OpRecord[];

@@ -5,7 +5,7 @@
 // the schedule's tensors); a violation fails the run.
 import type { ClusterConfig } from '../../src/fabric/cluster-config.js';
 import { localFabric } from '../../src/fabric/local-fabric.js';
-import { runTrainProgram, type TrainProgram, type TrainRankResult } from '../../src/runtime/train-program.js';
+import { runTrainProgram, type TrainProgram, type TrainRankResult } from '../../src/runtime/programs/train.js';
 import { checkTraining, formatViolation, trainingLayout } from '../checkers/index.js';
 
 export async function trainLocal(cluster: ClusterConfig, program: TrainProgram): Promise<TrainRankResult[]> {

@@ -16,7 +16,7 @@ import { microBatchLosses } from '../../src/metrics/training-metrics.js';
 import type { ScheduleKind } from '../../src/pipeline/schedule-types.js';
 import { buildSchedule } from '../../src/pipeline/schedules/index.js';
 import { peakLiveActivations } from '../helpers/schedule-oracle.js';
-import type { TrainRankResult } from '../../src/runtime/train-program.js';
+import type { TrainRankResult } from '../../src/runtime/programs/train.js';
 import { trainLocal } from '../helpers/train-local.js';
 import { crit } from '../helpers/crit.js';
 

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { MoemuError } from '../../src/errors.js';
 import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
 import { MODEL_PRESETS } from '../../src/model/config.js';
-import type { TrainProgram } from '../../src/runtime/train-program.js';
+import type { TrainProgram } from '../../src/runtime/programs/train.js';
 import { trainLocal } from '../helpers/train-local.js';
 
 const training = { steps: 2, batchSize: 4, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95,

@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Coordinator } from '../../dist/src/runtime/coordinator.js';
-import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime/collective-program.js';
+import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime/programs/collectives.js';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS, type ClusterConfig } from '../../dist/src/fabric/cluster-config.js';
 import { psForBytes, psFromNs } from '../../dist/src/fabric/virtual-time.js';
 import { Rng, seedFor } from '../../dist/src/tensor/rng.js';

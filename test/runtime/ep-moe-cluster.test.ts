@@ -5,8 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Coordinator } from '../../dist/src/runtime/coordinator.js';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS } from '../../dist/src/fabric/cluster-config.js';
-import type { EpMoeProgram, EpMoeResult } from '../../dist/src/runtime/ep-moe-program.js';
-import { epMoeInputs } from '../../src/runtime/ep-moe-program.js';
+import type { EpMoeProgram, EpMoeResult } from '../../dist/src/runtime/programs/test-ep-moe.js';
+import { epMoeInputs } from '../../src/runtime/programs/test-ep-moe.js';
 import { MODEL_PRESETS } from '../../src/model/config.js';
 import { moeBackwardInput, moeBackwardWeight, moeForward } from '../../src/model/moe.js';
 import { numericsFor } from '../../src/model/numerics.js';

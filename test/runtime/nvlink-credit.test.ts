@@ -7,14 +7,14 @@
 // and compared where they land; the EP layer's output compared with the single-process layer.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Coordinator } from '../../dist/src/runtime/coordinator.js';
-import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime/collective-program.js';
-import type { EpMoeProgram, EpMoeResult } from '../../dist/src/runtime/ep-moe-program.js';
+import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime/programs/collectives.js';
+import type { EpMoeProgram, EpMoeResult } from '../../dist/src/runtime/programs/test-ep-moe.js';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS } from '../../dist/src/fabric/cluster-config.js';
 import { NVLINK_WINDOW_BYTES } from '../../dist/src/runtime/node.js';
 import { MODEL_PRESETS } from '../../src/model/config.js';
 import { moeForward } from '../../src/model/moe.js';
 import { numericsFor } from '../../src/model/numerics.js';
-import { epMoeInputs } from '../../src/runtime/ep-moe-program.js';
+import { epMoeInputs } from '../../src/runtime/programs/test-ep-moe.js';
 import { crit } from '../helpers/crit.js';
 
 const MIB = 1024 * 1024;

@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS } from '../../dist/src/fabric/cluster-config.js';
-import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime/collective-program.js';
+import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime/programs/collectives.js';
 import { Coordinator } from '../../dist/src/runtime/coordinator.js';
 import { allowedCpus, SPIN_US, spinUsFor } from '../../src/runtime/spin.js';
 

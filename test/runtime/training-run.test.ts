@@ -11,7 +11,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS } from '../../dist/src/fabric/cluster-config.js';
 import { Coordinator } from '../../dist/src/runtime/coordinator.js';
-import type { TrainProgram, TrainRankResult } from '../../dist/src/runtime/train-program.js';
+import type { TrainProgram, TrainRankResult } from '../../dist/src/runtime/programs/train.js';
 import { runTraining } from '../../dist/src/runtime/training-run.js';
 import { loadScenario } from '../../dist/src/scenario/load.js';
 import { microBatchLosses } from '../../src/metrics/training-metrics.js';

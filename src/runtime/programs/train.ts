@@ -1,16 +1,16 @@
 // The training program: every GPU rank builds its RankTrainer (its stages' parameters, its EP group) and runs the
 // scenario's steps. What leaves a rank per step is small — its micro-batches' loss terms and a summary of its op
 // records (src/metrics/step-metrics.ts) — so long runs fit the control connection; tests may ask for more.
-import { moemuError, MoemuError } from '../errors.js';
-import type { RankFabric } from '../fabric/rank-fabric.js';
-import type { HbmSnapshot } from '../fabric/hbm.js';
-import { MessageLog, type ReceivedEvent, type SentEvent } from '../fabric/observer.js';
-import type { OpRecord } from '../fabric/streams.js';
-import { rankStepSummary, type RankStepSummary } from '../metrics/step-metrics.js';
-import { loadImbalance } from '../model/bias-update.js';
-import type { ParamStore } from '../model/params.js';
-import type { MicroBatchLoss } from '../pipeline/executor.js';
-import { RankTrainer, type RankTrainerOptions } from '../train/step.js';
+import { moemuError, MoemuError } from '../../errors.js';
+import type { RankFabric } from '../../fabric/rank-fabric.js';
+import type { HbmSnapshot } from '../../fabric/hbm.js';
+import { MessageLog, type ReceivedEvent, type SentEvent } from '../../fabric/observer.js';
+import type { OpRecord } from '../../fabric/streams.js';
+import { rankStepSummary, type RankStepSummary } from '../../metrics/step-metrics.js';
+import { loadImbalance } from '../../model/bias-update.js';
+import type { ParamStore } from '../../model/params.js';
+import type { MicroBatchLoss } from '../../pipeline/executor.js';
+import { RankTrainer, type RankTrainerOptions } from '../../train/step.js';
 
 export interface TrainProgram extends RankTrainerOptions {
   kind: 'train';

@@ -1,18 +1,18 @@
-// A program that runs the expert-parallel MoE layer (forward, backwardInput, backwardWeight) on every rank of a
-// cluster, over the real channels, with parameters and data every process derives from the seed alone — so a
+// A test program (test/runtime/ep-moe-cluster.test.ts, nvlink-credit.test.ts): it runs the expert-parallel MoE
+// layer (forward, backwardInput, backwardWeight) on every rank of a cluster, over the real channels, with parameters and data every process derives from the seed alone — so a
 // test can compute the single-process layer on the same numbers and compare.
-import { EpGroup } from '../comm/ep-group.js';
-import { worldSize } from '../fabric/cluster-config.js';
-import type { RankFabric } from '../fabric/rank-fabric.js';
-import type { OpRecord } from '../fabric/streams.js';
-import type { ModelConfig } from '../model/config.js';
-import type { MoeParams } from '../model/moe.js';
-import { numericsFor } from '../model/numerics.js';
-import type { SwigluParams } from '../model/swiglu.js';
-import { moeBackwardWeight } from '../model/moe.js';
-import { epMoeBackwardInput, epMoeForward } from '../parallel/ep-moe.js';
-import { Rng, seedFor } from '../tensor/rng.js';
-import { Tensor } from '../tensor/tensor.js';
+import { EpGroup } from '../../comm/ep-group.js';
+import { worldSize } from '../../fabric/cluster-config.js';
+import type { RankFabric } from '../../fabric/rank-fabric.js';
+import type { OpRecord } from '../../fabric/streams.js';
+import type { ModelConfig } from '../../model/config.js';
+import type { MoeParams } from '../../model/moe.js';
+import { numericsFor } from '../../model/numerics.js';
+import type { SwigluParams } from '../../model/swiglu.js';
+import { moeBackwardWeight } from '../../model/moe.js';
+import { epMoeBackwardInput, epMoeForward } from '../../parallel/ep-moe.js';
+import { Rng, seedFor } from '../../tensor/rng.js';
+import { Tensor } from '../../tensor/tensor.js';
 
 export interface EpMoeProgram { kind: 'ep-moe'; seed: number; model: ModelConfig; tokensPerRank: number }
 

@@ -1,19 +1,19 @@
 // A program of collectives with seeded data that every GPU rank runs and checks itself: the fabric's end-to-end
 // test and benchmark workload. Senders fill payloads from seedFor(seed, 'payload', step, src, dst); receivers
 // regenerate the expected bytes and compare, so corruption anywhere on the path is caught where it lands.
-import { allReduceSum } from '../comm/all-reduce.js';
-import { allToAll } from '../comm/all-to-all.js';
-import { barrier } from '../comm/barrier.js';
-import { Group } from '../comm/group.js';
-import { P2p } from '../comm/p2p.js';
-import { moemuError } from '../errors.js';
-import { computePs } from '../fabric/virtual-time.js';
-import type { HbmKind } from '../fabric/hbm.js';
-import type { RankFabric } from '../fabric/rank-fabric.js';
-import { MessageLog, type ReceivedEvent, type SentEvent } from '../fabric/observer.js';
-import type { OpRecord } from '../fabric/streams.js';
-import { worldSize } from '../fabric/cluster-config.js';
-import { Rng, seedFor } from '../tensor/rng.js';
+import { allReduceSum } from '../../comm/all-reduce.js';
+import { allToAll } from '../../comm/all-to-all.js';
+import { barrier } from '../../comm/barrier.js';
+import { Group } from '../../comm/group.js';
+import { P2p } from '../../comm/p2p.js';
+import { moemuError } from '../../errors.js';
+import { computePs } from '../../fabric/virtual-time.js';
+import type { HbmKind } from '../../fabric/hbm.js';
+import type { RankFabric } from '../../fabric/rank-fabric.js';
+import { MessageLog, type ReceivedEvent, type SentEvent } from '../../fabric/observer.js';
+import type { OpRecord } from '../../fabric/streams.js';
+import { worldSize } from '../../fabric/cluster-config.js';
+import { Rng, seedFor } from '../../tensor/rng.js';
 
 export type CollectiveStep =
   | { op: 'all-to-all'; bytes: number[][] }              // bytes[src][dst] over the whole world
@@ -27,6 +27,11 @@ export type CollectiveStep =
   // and `count` round trips between a and b.
   | { op: 'stream'; source: number; target: number; bytes: number; count: number; sendBuffers?: boolean }
   | { op: 'ping-pong'; a: number; b: number; bytes: number; count: number };
+
+/** Every step's op, for validating a program that arrives as data. */
+export const COLLECTIVE_OPS = ['all-to-all', 'all-reduce', 'p2p', 'barrier', 'compute', 'alloc', 'hang', 'stream', 'ping-pong'] as const;
+const everyOpListed: [CollectiveStep['op']] extends [(typeof COLLECTIVE_OPS)[number]] ? true : false = true;
+void everyOpListed;
 
 /** `check`: the result also holds every message sent and taken, for the checkers of test/checkers/. */
 export interface CollectiveProgram { kind: 'collectives'; seed: number; steps: CollectiveStep[]; check?: boolean }
