@@ -14,6 +14,7 @@ import { selectTileRows, type Fp8Tiles } from '../tensor/quantize.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import type { EpGroup } from './ep-group.js';
 import { decodeEpRows, encodeEpRows, epRowsBytes, NATIVE, type EpRows, type RowWire } from './ep-rows.js';
+import { DIRECT, epPartTag, IB } from './tags.js';
 
 export interface DispatchInput {
   x: FloatArray;          // [T, d] tokens on this rank
@@ -60,8 +61,8 @@ export async function dispatch(ep: EpGroup, routed: DispatchInput, name: OpName 
   ep.fabric.clock.waitFor('comm', ...(input.waitFor ?? []));
   const startPs = ep.fabric.clock.now('comm');
   const phase1 = await ep.fabric.exchange(name, phaseOneSends(ep, input, dest, tag, wire), [
-    ...ep.nodePeers().map((source) => ({ source: ep.global(source), tag: `${tag}:direct` })),
-    ...ep.ibPeers().map((source) => ({ source: ep.global(source), tag: `${tag}:ib` })),
+    ...ep.nodePeers().map((source) => ({ source: ep.global(source), tag: epPartTag(tag, DIRECT) })),
+    ...ep.ibPeers().map((source) => ({ source: ep.global(source), tag: epPartTag(tag, IB) })),
   ], { startAtPs: startPs, record: false });
   const float64 = input.x instanceof Float64Array;
   const blocks = new Map<number, EpRows>();
@@ -93,7 +94,7 @@ function destinations(ep: EpGroup, input: DispatchInput): number[][] {
 }
 
 function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag: string, wire: RowWire) {
-  const direct = ep.sendOrder(ep.nodePeers()).map((p) => message(ep, ep.global(p), `${tag}:direct`,
+  const direct = ep.sendOrder(ep.nodePeers()).map((p) => message(ep, ep.global(p), epPartTag(tag, DIRECT),
     select(ep.me, input, (t) => dest[t].includes(p)), wire));
   const ib = ep.sendOrder(ep.ibPeers()).map((p) => {
     const node = ep.nodeOf(p);
@@ -101,7 +102,7 @@ function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag:
     for (let i = 0; i < rows.rows; i++) {
       for (const e of dest[rows.token[i]]) if (ep.nodeOf(e) === node) rows.mask[i] |= 1 << ep.localOf(e);
     }
-    return message(ep, ep.global(p), `${tag}:ib`, rows, wire);
+    return message(ep, ep.global(p), epPartTag(tag, IB), rows, wire);
   });
   return [...direct, ...ib];
 }
@@ -109,7 +110,7 @@ function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag:
 /** Rows an IB message brought for the other GPUs of this node, each held until that message was done. */
 function forwardSends(ep: EpGroup, ibRows: EpRows[], donePs: number[], tag: string, wire: RowWire) {
   return ibRows.flatMap((r, k) => ep.sendOrder(ep.nodePeers()).map((p) => ({
-    ...message(ep, ep.global(p), `${tag}:fwd:${r.origin}`, filterRows(r, (i) => (r.mask[i] >> ep.localOf(p)) & 1), wire),
+    ...message(ep, ep.global(p), epPartTag(tag, { kind: 'fwd', origin: r.origin }), filterRows(r, (i) => (r.mask[i] >> ep.localOf(p)) & 1), wire),
     notBeforePs: donePs[k],
   })));
 }
@@ -123,7 +124,7 @@ function forwardOrigins(ep: EpGroup): number[] {
 }
 
 function forwardRecvs(ep: EpGroup, tag: string) {
-  return forwardOrigins(ep).map((origin) => ({ source: ep.global(ep.at(ep.nodeOf(ep.me), ep.localOf(origin))), tag: `${tag}:fwd:${origin}` }));
+  return forwardOrigins(ep).map((origin) => ({ source: ep.global(ep.at(ep.nodeOf(ep.me), ep.localOf(origin))), tag: epPartTag(tag, { kind: 'fwd', origin }) }));
 }
 
 /** `metadataColumns`: the rows' last columns that are metadata, not tensor data (the gate-value gradients that

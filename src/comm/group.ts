@@ -3,6 +3,7 @@
 // give matching tags on every rank without any coordination.
 import { moemuError } from '../errors.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
+import { collectiveTag } from './tags.js';
 
 export class Group {
   readonly index: number;
@@ -22,7 +23,7 @@ export class Group {
   nextTag(collective: string): string {
     const n = this.#instances.get(collective) ?? 0;
     this.#instances.set(collective, n + 1);
-    return `${this.name}/${collective}#${n}`;
+    return collectiveTag(this.name, collective, n);
   }
 
   rankAt(index: number): number {

@@ -4,6 +4,7 @@
 import type { Incoming } from '../fabric/mailbox.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
 import type { OpRecord, VEvent } from '../fabric/streams.js';
+import { p2pTag } from './tags.js';
 
 /** `owned`: the payload is a fabric.sendBuffer() given up to the channel (moved, not copied). */
 export interface P2pSend { target: number; payload: Uint8Array; metadataBytes?: number; owned?: boolean }
@@ -18,8 +19,8 @@ export class P2p {
   async batch(name: string, sends: readonly P2pSend[], sources: readonly number[], waitFor: readonly VEvent[] = []):
       Promise<{ received: Incoming[]; op: OpRecord }> {
     const me = this.fabric.rank;
-    const out = sends.map((s) => ({ ...s, tag: `p2p:${me}->${s.target}#${next(this.#sent, s.target)}` }));
-    const recvs = sources.map((source) => ({ source, tag: `p2p:${source}->${me}#${next(this.#received, source)}` }));
+    const out = sends.map((s) => ({ ...s, tag: p2pTag(me, s.target, next(this.#sent, s.target)) }));
+    const recvs = sources.map((source) => ({ source, tag: p2pTag(source, me, next(this.#received, source)) }));
     return this.fabric.exchange(name, out, recvs, { waitFor });
   }
 }

@@ -16,7 +16,7 @@ import type { Ps } from '../fabric/virtual-time.js';
 import type { LossParts } from '../parallel/ep-stage.js';
 import { formatOp } from './format.js';
 import { resolveTimeline, type CommBatch, type CommItem, type StageHolders } from './p2p-batches.js';
-import { ppTag } from './pp-tags.js';
+import { ppTag } from '../comm/tags.js';
 import type { ChunkMb, CommWhat, Op, RankProgram } from './schedule-types.js';
 import type { ChunkOutput, PipelineStage, StageWork } from './stage-work.js';
 import type { Tensor } from '../tensor/tensor.js';

@@ -13,6 +13,7 @@ import type { OpName, Phase } from '../fabric/streams.js';
 import type { ParamSpec, ParamStore } from '../model/params.js';
 import { isExpertParam } from '../pipeline/stage-split.js';
 import { allocate, type FloatArray, type FloatDType } from '../tensor/tensor.js';
+import { copySumTag } from '../comm/tags.js';
 import type { RankPlace } from './layout.js';
 
 export interface ReductionsEnv {
@@ -60,10 +61,11 @@ async function sumWithCopy(env: ReductionsEnv, pipelineRank: number, names: stri
   const mine = flatten(env, names);
   const myLoads = concat(keys.map((k) => loads.get(k)!));
   const target = pipelineRank * place.ep + place.epRank;
-  const tag = `pp-sum:${Math.min(pipelineRank, place.pipelineRank)}-${Math.max(pipelineRank, place.pipelineRank)}`;
+  const me = place.pipelineRank;
+  const tag = (what: 'g' | 'l', from: number) => copySumTag(me, pipelineRank, what, from);
   const { received } = await fabric.exchange(afterSchedule(`gradient sum with pipeline rank ${pipelineRank}`, 'reduce'),
-    [{ target, tag: `${tag}:g:${place.pipelineRank}`, payload: bytes(mine) }, { target, tag: `${tag}:l:${place.pipelineRank}`, payload: bytes(myLoads) }],
-    [{ source: target, tag: `${tag}:g:${pipelineRank}` }, { source: target, tag: `${tag}:l:${pipelineRank}` }]);
+    [{ target, tag: tag('g', me), payload: bytes(mine) }, { target, tag: tag('l', me), payload: bytes(myLoads) }],
+    [{ source: target, tag: tag('g', pipelineRank) }, { source: target, tag: tag('l', pipelineRank) }]);
   const theirs = typed(received[0].payload, mine);
   const theirLoads = typed(received[1].payload, myLoads);
   const lowerFirst = place.pipelineRank < pipelineRank;

@@ -14,7 +14,7 @@
 import type { ReceivedEvent } from '../../src/fabric/observer.js';
 import { unitOf, type OpRecord, type Pass } from '../../src/fabric/streams.js';
 import { StageHolders } from '../../src/pipeline/p2p-batches.js';
-import { parsePpTag, ppTag, type PpTag } from '../../src/pipeline/pp-tags.js';
+import { epPartTag, IB, parseEpPartTag, parsePpTag, ppTag, type PpTag } from '../../src/comm/tags.js';
 import { schedulePlacement } from '../../src/pipeline/schedules/index.js';
 import type { CheckInput, PipelineLayout, RankStepTrace, Violation } from './types.js';
 
@@ -209,10 +209,14 @@ function checkTwoHop(t: RankStepTrace, p: PipelineLayout, v: Report): void {
   const received = new Map<string, ReceivedEvent[]>();
   for (const m of t.received) received.set(m.tag, [...(received.get(m.tag) ?? []), m]);
   for (const m of t.sent) {
-    const fwd = /^(.*):fwd:(\d+)$/.exec(m.tag);
+    const parsed = parseEpPartTag(m.tag);
     let needs: ReceivedEvent[] = [];
-    if (fwd) needs = (received.get(`${fwd[1]}:ib`) ?? []).filter((r) => r.src === base + Number(fwd[2]));
-    else if (m.tag.endsWith(':ib')) needs = received.get(`${m.tag.slice(0, -':ib'.length)}:fwd:${m.dst - base}`) ?? [];
+    if (parsed?.part.kind === 'fwd') {
+      const origin = base + parsed.part.origin;
+      needs = (received.get(epPartTag(parsed.base, IB)) ?? []).filter((r) => r.src === origin);
+    } else if (parsed?.part.kind === 'ib') {
+      needs = received.get(epPartTag(parsed.base, { kind: 'fwd', origin: m.dst - base })) ?? [];
+    }
     for (const r of needs) {
       if (m.outPs < r.donePs) v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before the rows it carries arrived in ${r.tag} at ${r.donePs} ps`);
     }

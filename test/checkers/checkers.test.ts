@@ -15,7 +15,7 @@ import { MODEL_PRESETS } from '../../src/model/config.js';
 import { CostWork } from '../../src/pipeline/cost-stage.js';
 import { executeProgram } from '../../src/pipeline/executor.js';
 import { StageHolders } from '../../src/pipeline/p2p-batches.js';
-import { parsePpTag } from '../../src/pipeline/pp-tags.js';
+import { parsePpTag } from '../../src/comm/tags.js';
 import type { Op, RankProgram } from '../../src/pipeline/schedule-types.js';
 import { schedulePlacement } from '../../src/pipeline/schedules/index.js';
 import { runTrainProgram, type TrainProgram } from '../../src/runtime/programs/train.js';

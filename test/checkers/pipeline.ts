@@ -3,7 +3,7 @@
 // schedule's forwards and backwards need from other ranks — derived here from the schedule's op lists and its
 // placement, not from the executor's batches — each once, and each kind of them in micro-batch order.
 import { StageHolders } from '../../src/pipeline/p2p-batches.js';
-import { parsePpTag, ppTag } from '../../src/pipeline/pp-tags.js';
+import { parsePpTag, ppTag } from '../../src/comm/tags.js';
 import type { Op } from '../../src/pipeline/schedule-types.js';
 import { buildSchedule, schedulePlacement } from '../../src/pipeline/schedules/index.js';
 import type { CheckInput, PipelineLayout, RankStepTrace, Violation } from './types.js';

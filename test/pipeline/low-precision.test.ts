@@ -14,7 +14,7 @@ import { MODEL_PRESETS } from '../../src/model/config.js';
 import { numericsFor, type Precision } from '../../src/model/numerics.js';
 import { swigluBackwardInput, swigluBackwardWeight, swigluForwardLayer } from '../../src/model/swiglu.js';
 import { retainedBytes } from '../../src/parallel/retained-bytes.js';
-import { parsePpTag } from '../../src/pipeline/pp-tags.js';
+import { parsePpTag } from '../../src/comm/tags.js';
 import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { microBatchLosses } from '../../src/metrics/training-metrics.js';
