@@ -7,7 +7,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
-import WebSocket, { WebSocketServer } from 'ws';
+import type WebSocket from 'ws';
+import { WebSocketServer } from 'ws';
 import { assert, moemuError } from '../errors.js';
 import { assembleInto } from './ws-assemble.js';
 import { IB_REJECT_REASONS, IbFrameDecoder, type IbHeader, type IbRejectReason } from './ib-frame.js';

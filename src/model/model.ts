@@ -1,7 +1,7 @@
 // The whole model on one micro-batch (docs/model.md "Forward"): embedding, blocks, final norm and head with the
 // main loss, and the depth-1 MTP module. Backward is split: `modelBackwardInput` runs every B and returns the
 // W work as a FIFO of closures, so a caller can run it at once (full backward) or later (zero-bubble).
-import { Tensor } from '../tensor/tensor.js';
+import { type Tensor } from '../tensor/tensor.js';
 import { blockBackwardInput, blockBackwardWeight, blockForward, blockParams, type BlockPass } from './block.js';
 import { hasMoe, isMoeLayer, type ModelConfig } from './config.js';
 import { embeddingBackwardWeight, embeddingForward } from './embedding.js';

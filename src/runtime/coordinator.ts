@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { errorFromData, moemuError, MoemuError } from '../errors.js';
+import { errorFromData, moemuError, type MoemuError } from '../errors.js';
 import { rankOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import type { CoordinatorToNode, NodeToCoordinator, RankResult } from './control-protocol.js';
 import { TOKEN_HEADER } from './control-protocol.js';

@@ -14,7 +14,7 @@ import {
 import {
   IB_REJECT_REASONS, alignedPayload, encodeIbHeader, type IbHeader, type IbRejectReason,
 } from '../../src/fabric/ib-frame.js';
-import { MoemuError } from '../../src/errors.js';
+import { type MoemuError } from '../../src/errors.js';
 import { Rng } from '../../src/tensor/rng.js';
 
 const TOKEN = 'cluster-token-for-tests';
