@@ -61,7 +61,8 @@ async function interleaved(channel: () => Promise<number>, limit: () => Promise<
     if (reference) f.push(await reference());
     c.push(await channel());
   }
-  return { channel: median(c), limit: median(l), reference: reference ? median(f) : NaN, steal: stealShare(before, cpuTimes()) };
+  return { channel: median(c), limit: median(l), reference: reference ? median(f) : NaN,
+    steal: stealShare(before, cpuTimes()) };
 }
 
 /** The machine's CPU time so far, all CPUs (Linux /proc/stat, in clock ticks), or null elsewhere. */
@@ -109,7 +110,8 @@ function gbps(bytes: number, ms: number): number {
 }
 
 function line(channel: string, size: number, value: number, limitName: string, limit: number): string {
-  return `${channel} ${sizeName(size)}: ${value.toFixed(2)} GB/s, ratio ${(value / limit).toFixed(2)} of ${limitName} (${limit.toFixed(2)} GB/s)`;
+  return `${channel} ${sizeName(size)}: ${value.toFixed(2)} GB/s, ratio ${(value / limit).toFixed(2)} ` +
+    `of ${limitName} (${limit.toFixed(2)} GB/s)`;
 }
 
 function sizeName(bytes: number): string {
@@ -134,7 +136,8 @@ function messageCount(size: number): number {
 /** sendBuffers false: the sender's payload is copied into the channel (it keeps its tensor); true: the producer
  * writes its payload into the channel's send buffer, which then moves without a copy (the bytes are written once
  * either way). */
-async function channelGbps(c: Coordinator, source: number, target: number, size: number, sendBuffers = false): Promise<number> {
+async function channelGbps(c: Coordinator, source: number, target: number, size: number,
+                           sendBuffers = false): Promise<number> {
   const count = messageCount(size);
   const step: CollectiveStep = { op: 'stream', source, target, bytes: size, count, sendBuffers };
   const results = await runSteps(c, [step]);
@@ -143,7 +146,8 @@ async function channelGbps(c: Coordinator, source: number, target: number, size:
 
 async function tcpGbps(size: number): Promise<number> {
   const count = messageCount(size);
-  const sink = fork(new URL('./tcp-sink.js', import.meta.url), [String(count)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const sink = fork(new URL('./tcp-sink.js', import.meta.url), [String(count)],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve) => sink.once('message', (m: { port: number }) => resolve(m.port)));
   const done = new Promise<number>((resolve) => sink.once('message', (m: { ms: number }) => resolve(m.ms)));
   const socket = connect(port, '127.0.0.1');
@@ -172,16 +176,17 @@ async function startup(gpus: number): Promise<string> {
   const coordinator = await Coordinator.start({ cluster: cluster(1, gpus), ...RUNTIME_DEFAULTS, watchdogMs: 120_000,
     port: 0, startupTimeoutMs: 120_000, launch: 'fork' });
   const ms = performance.now() - started;
-  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${coordinator.childPids[0]}/status`, 'utf8'))?.[1] ?? 0);
+  const rssKiB = Number(
+    /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${coordinator.childPids[0]}/status`, 'utf8'))?.[1] ?? 0);
   await coordinator.shutdown();
-  return `startup ${gpus} GPUs (1 node): ${ms.toFixed(0)} ms to ready, node process RSS ${(rssKiB / 1024).toFixed(0)} MiB, ` +
-    `${(rssKiB / 1024 / gpus).toFixed(1)} MiB per GPU thread`;
+  return `startup ${gpus} GPUs (1 node): ${ms.toFixed(0)} ms to ready, ` +
+    `node process RSS ${(rssKiB / 1024).toFixed(0)} MiB, ${(rssKiB / 1024 / gpus).toFixed(1)} MiB per GPU thread`;
 }
 
 export async function benchFabric(): Promise<string[]> {
-  const lines: string[] = [`(each figure: the median of ${ROUNDS} rounds, a channel's alternating with its limit's, after the ` +
-    `channel's warm-up to steady speed: ${STEADY_RUNS} runs within ${STEADY_SPREAD * 100} %; "host steal": the share of ` +
-    `CPU time the hypervisor took from this VM during those rounds)`];
+  const lines: string[] = [`(each figure: the median of ${ROUNDS} rounds, a channel's alternating with its limit's, ` +
+    `after the channel's warm-up to steady speed: ${STEADY_RUNS} runs within ${STEADY_SPREAD * 100} %; ` +
+    `"host steal": the share of CPU time the hypervisor took from this VM during those rounds)`];
   const limits: string[] = [];
   const channels: string[] = [];
   await withCluster(cluster(1, 2), async (c) => {
@@ -204,7 +209,8 @@ export async function benchFabric(): Promise<string[]> {
     for (const size of SIZES) {
       await tcpGbps(size);   // warm-up, as for the channel
       const ib = await interleaved(() => channelGbps(c, 0, 1, size), () => tcpGbps(size));
-      limits.push(`raw TCP ${sizeName(size)}: ${ib.limit.toFixed(2)} GB/s (loopback, length-prefixed frames with CRC-32)`);
+      limits.push(`raw TCP ${sizeName(size)}: ${ib.limit.toFixed(2)} GB/s ` +
+        '(loopback, length-prefixed frames with CRC-32)');
       channels.push(line('IB', size, ib.channel, 'raw TCP', ib.limit) + stealNote(ib.steal));
     }
     channels.push(`IB latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);

@@ -22,7 +22,8 @@ interface Replayed { egressEndPs: Map<string, number>; donePs: Map<string, numbe
 const key = (m: { src: number; dst: number; seq: number }) => `${m.src}>${m.dst}#${m.seq}`;
 
 /** Arrival-ordered ports: each (rank, link) egress in post order, then each ingress in arrival order. */
-function replay(sent: readonly SentEvent[], received: readonly ReceivedEvent[], links: Record<'nvlink' | 'ib', LinkConfig>): Replayed {
+function replay(sent: readonly SentEvent[], received: readonly ReceivedEvent[],
+                links: Record<'nvlink' | 'ib', LinkConfig>): Replayed {
   const egressEndPs = new Map<string, number>();
   const byEgress = groupBy(sent, (m) => `${m.src}:${m.link}`);
   for (const messages of byEgress.values()) {
@@ -51,7 +52,8 @@ function commBusy(records: readonly OpRecord[], sent: readonly SentEvent[], rece
                   r: Replayed | null): number {
   const ops = records.filter((o) => o.stream === 'comm').map((o) => {
     if (!r) return o;
-    const mine = <T extends { op: string; postedPs: number }>(m: T) => (m.op === o.name || m.op.startsWith(`${o.name} `)) && m.postedPs >= o.startPs && m.postedPs <= o.endPs;
+    const mine = <T extends { op: string; postedPs: number }>(m: T) =>
+      (m.op === o.name || m.op.startsWith(`${o.name} `)) && m.postedPs >= o.startPs && m.postedPs <= o.endPs;
     let endPs = o.startPs;
     for (const m of sent) if (mine(m)) endPs = Math.max(endPs, r.egressEndPs.get(key(m))!);
     for (const m of received) if (mine(m)) endPs = Math.max(endPs, r.donePs.get(key(m))!);
@@ -90,7 +92,8 @@ async function linkOrder(file: string): Promise<string[]> {
   for (const s of steps) {
     const own = (m: { src: number; dst: number }, side: 'src' | 'dst') => m[side] === s.rank;
     busy += commBusy(s.records!, sent.filter((m) => own(m, 'src')), received.filter((m) => own(m, 'dst')), null);
-    replayBusy += commBusy(s.records!, sent.filter((m) => own(m, 'src')), received.filter((m) => own(m, 'dst')), replayed);
+    replayBusy += commBusy(s.records!, sent.filter((m) => own(m, 'src')), received.filter((m) => own(m, 'dst')),
+      replayed);
   }
   const shift = (m: ReceivedEvent) => m.donePs - replayed.donePs.get(key(m))!;
   const later = received.filter((m) => shift(m) > 0);
@@ -104,11 +107,14 @@ async function linkOrder(file: string): Promise<string[]> {
   const metricsBusy = run.metrics.steps[0].cluster.commBusyPs;
   return [
     `link order (${file}, one step, ${ranks} ranks, ${received.length} messages):`,
-    `  comm busy per rank: ${ms(busy / ranks)} as modelled (metrics.json: ${ms(metricsBusy / ranks)}), ${ms(replayBusy / ranks)} with ` +
-      `arrival-ordered ports: the model adds ${signed((busy - replayBusy) / ranks / 1e9)} ms (${signed((busy / replayBusy - 1) * 100)} %)`,
-    `  messages received later than in arrival order: ${later.length} of ${received.length} (${signed(sumOf(later) / ranks / 1e9)} ms ` +
-      `per rank); earlier: ${earlier.length} (${signed(sumOf(earlier) / ranks / 1e9)} ms per rank)`,
-    `  forwards leaving later than post order allows: ${forwards.filter((m) => m.egressEndPs > replayed.egressEndPs.get(key(m))!).length} of ` +
+    `  comm busy per rank: ${ms(busy / ranks)} as modelled (metrics.json: ${ms(metricsBusy / ranks)}), ` +
+      `${ms(replayBusy / ranks)} with arrival-ordered ports: ` +
+      `the model adds ${signed((busy - replayBusy) / ranks / 1e9)} ms (${signed((busy / replayBusy - 1) * 100)} %)`,
+    `  messages received later than in arrival order: ${later.length} of ${received.length} ` +
+      `(${signed(sumOf(later) / ranks / 1e9)} ms per rank); earlier: ${earlier.length} ` +
+      `(${signed(sumOf(earlier) / ranks / 1e9)} ms per rank)`,
+    '  forwards leaving later than post order allows: ' +
+      `${forwards.filter((m) => m.egressEndPs > replayed.egressEndPs.get(key(m))!).length} of ` +
       `${forwards.length}, ${ms(egressPs / ranks)} per rank in all`,
   ];
 }

@@ -12,7 +12,8 @@ const { Worker, MessageChannel, parentPort, workerData } = require('node:worker_
 const { size, count, windowBytes } = workerData;
 const WARM_UP = 100;
 const { port1, port2 } = new MessageChannel();
-const receiver = new Worker("const { workerData } = require('node:worker_threads'); workerData.port.postMessage('up'); " +
+const receiver = new Worker("const { workerData } = require('node:worker_threads'); ` +
+  `workerData.port.postMessage('up'); " +
   "workerData.port.on('message', (buf) => workerData.port.postMessage(buf, [buf]));",
   { eval: true, workerData: { port: port2 }, transferList: [port2] });
 const source = new Uint8Array(size).fill(7);

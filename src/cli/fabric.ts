@@ -7,7 +7,7 @@ import { worldSize, type ClusterConfig, type RuntimeConfig } from '../fabric/clu
 import type { OpRecord } from '../fabric/streams.js';
 import { formatPs, psForBytes, psFromNs } from '../fabric/virtual-time.js';
 import type { CollectiveProgram, CollectiveResult, CollectiveStep } from '../runtime/programs/collectives.js';
-import { Coordinator } from '../runtime/coordinator.js';
+import { Coordinator, STARTUP_TIMEOUT_MS } from '../runtime/coordinator.js';
 import { loadScenario, scenarioFromPreset } from '../scenario/load.js';
 import { MODEL_PRESET_DEFAULT } from '../scenario/schema.js';
 
@@ -18,10 +18,12 @@ const ALL_REDUCE_ELEMENTS = 1 << 20;
 export function addFabricCommand(program: Command): void {
   program
     .command('fabric [scenario]')
-    .description('start the scenario\'s cluster and check its links: bytes, virtual time against the closed forms, speed')
+    .description('start the scenario\'s cluster and check its links: bytes, virtual time against the ' +
+      'closed forms, speed')
     .option('--nodes <n>', 'override cluster.nodes')
     .option('--gpus <n>', 'override cluster.gpusPerNode')
-    .option('--external', 'do not start node processes: wait for `moemu node --join` from elsewhere (other terminals, containers, hosts)')
+    .option('--external', 'do not start node processes: wait for `moemu node --join` from elsewhere ' +
+      '(other terminals, containers, hosts)')
     .option('--port <n>', 'port of the control endpoint (default: any free port)')
     .action((file: string | undefined, flags: FabricFlags) => runFabric(file, flags));
 }
@@ -35,20 +37,24 @@ async function runFabric(file: string | undefined, flags: FabricFlags): Promise<
   if (flags.gpus) cluster.gpusPerNode = count('--gpus', flags.gpus);
   const world = worldSize(cluster);
   if (world < 2) throw moemuError('MOEMU_ERR_CONFIG', 'the fabric check needs at least 2 GPUs', { path: 'cluster' });
-  console.log(`fabric: ${cluster.nodes} node(s) × ${cluster.gpusPerNode} GPU(s), NVLink ${gb(cluster.nvlink.egressBytesPerS)}, ` +
-    `IB ${gb(cluster.ib.egressBytesPerS)} per GPU, binding ${cluster.host}`);
+  console.log(`fabric: ${cluster.nodes} node(s) × ${cluster.gpusPerNode} GPU(s), ` +
+    `NVLink ${gb(cluster.nvlink.egressBytesPerS)}, IB ${gb(cluster.ib.egressBytesPerS)} per GPU, ` +
+    `binding ${cluster.host}`);
   const started = performance.now();
   const port = flags.port === undefined ? 0 : count('--port', flags.port, 65535);
-  const coordinator = await Coordinator.start({ cluster, ...runtimeOf(cluster), port, startupTimeoutMs: flags.external ? 600_000 : 60_000,
-    launch: flags.external ? 'none' : 'fork',
+  const coordinator = await Coordinator.start({ cluster, ...runtimeOf(cluster), port,
+    startupTimeoutMs: STARTUP_TIMEOUT_MS[flags.external ? 'none' : 'fork'], launch: flags.external ? 'none' : 'fork',
     onListening: (url, token) => {
-      if (flags.external) console.log(`waiting for ${cluster.nodes} node(s): moemu node --join ${url} --token ${token}`);
+      if (flags.external) {
+        console.log(`waiting for ${cluster.nodes} node(s): moemu node --join ${url} --token ${token}`);
+      }
     } });
   try {
     console.log(`ready in ${(performance.now() - started).toFixed(0)} ms`);
     const steps = programFor(cluster);
     const runStarted = performance.now();
-    const results = (await coordinator.run({ kind: 'collectives', seed: scenario.seed, steps } satisfies CollectiveProgram))
+    const results = (await coordinator.run(
+      { kind: 'collectives', seed: scenario.seed, steps } satisfies CollectiveProgram))
       .map((r) => r.result as CollectiveResult);
     const wallMs = performance.now() - runStarted;
     report(cluster, steps, results, wallMs);
@@ -62,7 +68,8 @@ function programFor(c: ClusterConfig): CollectiveStep[] {
   const steps: CollectiveStep[] = [];
   if (c.gpusPerNode > 1) steps.push({ op: 'p2p', transfers: [{ source: 0, target: 1, bytes: P2P_BYTES }] });
   if (c.nodes > 1) steps.push({ op: 'p2p', transfers: [{ source: 0, target: c.gpusPerNode, bytes: P2P_BYTES }] });
-  steps.push({ op: 'all-to-all', bytes: Array.from({ length: world }, () => new Array<number>(world).fill(A2A_BYTES)) });
+  steps.push({ op: 'all-to-all',
+    bytes: Array.from({ length: world }, () => new Array<number>(world).fill(A2A_BYTES)) });
   steps.push({ op: 'all-reduce', elements: ALL_REDUCE_ELEMENTS, dtype: 'f32' });
   steps.push({ op: 'barrier' });
   return steps;
@@ -70,14 +77,18 @@ function programFor(c: ClusterConfig): CollectiveStep[] {
 
 function report(c: ClusterConfig, steps: CollectiveStep[], results: CollectiveResult[], wallMs: number): void {
   const problems = results.flatMap((r) => r.mismatches.map((m) => `rank ${r.rank}: ${m}`));
-  if (problems.length > 0) throw moemuError('MOEMU_ERR_EXPECTATION', `payloads arrived changed:\n${problems.join('\n')}`);
+  if (problems.length > 0) {
+    throw moemuError('MOEMU_ERR_EXPECTATION', `payloads arrived changed:\n${problems.join('\n')}`);
+  }
   steps.forEach((step, s) => {
     const ops = results.flatMap((r) => r.records.filter((o) => o.step === s && o.stream === 'comm'));
-    const span = step.op === 'p2p' ? transferPs(step, ops) : Math.max(...ops.map((o) => o.endPs)) - Math.min(...ops.map((o) => o.startPs));
+    const span = step.op === 'p2p' ? transferPs(step, ops)
+      : Math.max(...ops.map((o) => o.endPs)) - Math.min(...ops.map((o) => o.startPs));
     console.log(`${describe(c, step).padEnd(44)} virtual ${formatPs(span).padStart(12)}${closedForm(c, step, ops)}`);
   });
   const bytes = results.reduce((n, r) => n + r.bytesChecked, 0);
-  console.log(`checked ${bytes} payload bytes on ${results.length} ranks, all intact; ${wallMs.toFixed(0)} ms of wall time`);
+  console.log(`checked ${bytes} payload bytes on ${results.length} ranks, all intact; ` +
+    `${wallMs.toFixed(0)} ms of wall time`);
 }
 
 function describe(c: ClusterConfig, step: CollectiveStep): string {
@@ -112,6 +123,8 @@ function gb(bytesPerS: number): string {
 
 function count(name: string, value: string, max = 64): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw moemuError('MOEMU_ERR_CONFIG', `${name} must be an integer 1..${max}, got "${value}"`, { path: name });
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    throw moemuError('MOEMU_ERR_CONFIG', `${name} must be an integer 1..${max}, got "${value}"`, { path: name });
+  }
   return n;
 }

@@ -23,8 +23,10 @@ export function addReferenceCommand(program: Command): void {
     .option('--steps <n>', 'override training.steps (warm-up is shortened to fit; 0: no training, e.g. with --dump)')
     .option('--precision <mode>', `override precision: ${PRECISIONS.join(', ')}`)
     .option('--seed <n>', 'override the scenario seed')
-    .option('--dump <dir>', 'write the weights, the batch, logits, losses and gradients of one step (safetensors) to DIR')
-    .option('--dump-at <step>', 'the step --dump captures, before its update (default 1: the initial weights; at most steps + 1)')
+    .option('--dump <dir>', 'write the weights, the batch, logits, losses and gradients of one step ' +
+      '(safetensors) to DIR')
+    .option('--dump-at <step>', 'the step --dump captures, before its update (default 1: the initial weights; ' +
+      'at most steps + 1)')
     .option('--json', 'print one JSON object per step instead of text')
     .action((file: string | undefined, flags: ReferenceFlags) => runReference(file, flags));
 }
@@ -38,9 +40,12 @@ function runReference(file: string | undefined, flags: ReferenceFlags): void {
       `${training.batchSize} sequences × ${model.seqLen} tokens in ${training.microBatches} micro-batches`);
   }
   const dumpAt = flags.dumpAt === undefined ? 1 : integerFlag('--dump-at', flags.dumpAt, 1);
-  if (flags.dumpAt !== undefined && !flags.dump) throw moemuError('MOEMU_ERR_CONFIG', '--dump-at needs --dump DIR', { path: '--dump-at' });
+  if (flags.dumpAt !== undefined && !flags.dump) {
+    throw moemuError('MOEMU_ERR_CONFIG', '--dump-at needs --dump DIR', { path: '--dump-at' });
+  }
   if (flags.dump && dumpAt > steps + 1) {
-    throw moemuError('MOEMU_ERR_CONFIG', `--dump-at ${dumpAt} is later than the state after the last step (${steps})`, { path: '--dump-at' });
+    throw moemuError('MOEMU_ERR_CONFIG', `--dump-at ${dumpAt} is later than the state after the last step (${steps})`,
+      { path: '--dump-at' });
   }
   const started = performance.now();
   let tokens = 0;
@@ -53,22 +58,28 @@ function runReference(file: string | undefined, flags: ReferenceFlags): void {
     printStep(report, steps, report.tokens / ((performance.now() - stepStart) / 1000), flags.json ?? false);
   }
   const seconds = (performance.now() - started) / 1000;
-  if (!flags.json && steps > 0) console.log(`done: ${tokens} tokens in ${seconds.toFixed(1)} s, ${(tokens / seconds).toFixed(0)} tokens/s`);
+  if (!flags.json && steps > 0) {
+    console.log(`done: ${tokens} tokens in ${seconds.toFixed(1)} s, ${(tokens / seconds).toFixed(0)} tokens/s`);
+  }
 }
 
 function resolveScenarioArg(file: string | undefined, flags: ReferenceFlags): Scenario {
-  if (file && flags.preset) throw moemuError('MOEMU_ERR_CONFIG', 'give a scenario file or --preset, not both', { path: '--preset' });
+  if (file && flags.preset) {
+    throw moemuError('MOEMU_ERR_CONFIG', 'give a scenario file or --preset, not both', { path: '--preset' });
+  }
   if (file) return loadScenario(file);
   const preset = flags.preset ?? MODEL_PRESET_DEFAULT;
   if (!(MODEL_PRESET_NAMES as string[]).includes(preset)) {
-    throw moemuError('MOEMU_ERR_CONFIG', `unknown preset "${preset}"; accepted: ${MODEL_PRESET_NAMES.join(', ')}`, { path: '--preset' });
+    throw moemuError('MOEMU_ERR_CONFIG', `unknown preset "${preset}"; accepted: ${MODEL_PRESET_NAMES.join(', ')}`,
+      { path: '--preset' });
   }
   return scenarioFromPreset(preset as ModelPreset);
 }
 
 /** Applies the flags and checks the result with the scenario schema, like a file. `--steps 0` trains nothing. */
 function withOverrides(scenario: Scenario, flags: ReferenceFlags): { scenario: Scenario; steps: number } {
-  const raw = { ...scenario, model: { ...scenario.model }, training: { ...scenario.training } } as Record<string, unknown> & Scenario;
+  const raw = { ...scenario, model: { ...scenario.model }, training: { ...scenario.training } } as
+    Record<string, unknown> & Scenario;
   let steps = scenario.training.steps;
   if (flags.steps !== undefined) {
     steps = integerFlag('--steps', flags.steps, 0);
@@ -97,11 +108,13 @@ function writeDump(trainer: ReferenceTrainer, dir: string, json: boolean): void 
 
 function printStep(r: StepReport, steps: number, tokensPerS: number, json: boolean): void {
   if (json) {
-    console.log(JSON.stringify({ step: r.step, ...r.losses, lr: r.lr, gradNorm: r.gradNorm, loadImbalance: r.loadImbalance, tokensPerS }));
+    console.log(JSON.stringify({ step: r.step, ...r.losses, lr: r.lr, gradNorm: r.gradNorm,
+      loadImbalance: r.loadImbalance, tokensPerS }));
     return;
   }
   const l = r.losses;
   console.log(`step ${String(r.step).padStart(String(steps).length)}/${steps}  loss ${l.total.toFixed(4)} ` +
     `(main ${l.main.toFixed(4)}, mtp ${l.mtp.toFixed(4)}, balance ${l.balance.toExponential(2)})  ` +
-    `lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(3)}  load max/mean ${r.loadImbalance.toFixed(2)}  ${tokensPerS.toFixed(0)} tok/s`);
+    `lr ${r.lr.toExponential(2)}  |g| ${r.gradNorm.toFixed(3)}  load max/mean ${r.loadImbalance.toFixed(2)}  ` +
+    `${tokensPerS.toFixed(0)} tok/s`);
 }

@@ -26,7 +26,8 @@ const OPTION_OF_PATH: Record<string, string> = { kind: '--kind', pp: '--pp', mic
 export function addScheduleCommand(program: Command): void {
   program
     .command('schedule')
-    .description('print the op order of a pipeline schedule, one line per rank (F, B, Bz = B…z, W, FB = overlapped F&B)')
+    .description('print the op order of a pipeline schedule, one line per rank ' +
+      '(F, B, Bz = B…z, W, FB = overlapped F&B)')
     .option('--kind <kind>', `schedule: ${SCHEDULE_KINDS.join(', ')}`)
     .option('--pp <n>', 'pipeline ranks P')
     .option('--micro-batches <n>', 'micro-batches N per step (DualPipe: both directions together)')
@@ -47,20 +48,24 @@ export function addScheduleCommand(program: Command): void {
 export async function scheduleText(flags: ScheduleFlags): Promise<string> {
   const kind = flags.kind;
   if (kind === undefined || !isScheduleKind(kind)) {
-    throw moemuError('MOEMU_ERR_CONFIG', `--kind must be one of ${SCHEDULE_KINDS.join(', ')}, got ${kind ?? 'nothing'}`, { path: '--kind' });
+    throw moemuError('MOEMU_ERR_CONFIG', `--kind must be one of ${SCHEDULE_KINDS.join(', ')}, got ${kind ?? 'nothing'}`,
+      { path: '--kind' });
   }
   const pp = integerOption('--pp', flags.pp);
   const microBatches = integerOption('--micro-batches', flags.microBatches);
   const format = flags.format ?? 'compact';
   if (!(SCHEDULE_FORMATS as readonly string[]).includes(format)) {
-    throw moemuError('MOEMU_ERR_CONFIG', `--format must be one of ${SCHEDULE_FORMATS.join(', ')}, got ${format}`, { path: '--format' });
+    throw moemuError('MOEMU_ERR_CONFIG', `--format must be one of ${SCHEDULE_FORMATS.join(', ')}, got ${format}`,
+      { path: '--format' });
   }
   const programs = schedule(kind, pp, microBatches);
   const costs = costsOf(flags);
   const run = costs === null ? null : await runFixedCosts(kind, pp, microBatches, costs);
   const timelines = flags.comm ? timelinesOf(kind, pp, programs) : null;
   const stages = stageCount(kind, pp);
-  if ((format as ScheduleFormat) === 'json') return JSON.stringify(scheduleJsonWith(kind, pp, microBatches, programs, timelines, costs, run));
+  if ((format as ScheduleFormat) === 'json') {
+    return JSON.stringify(scheduleJsonWith(kind, pp, microBatches, programs, timelines, costs, run));
+  }
   const lines = timelines
     ? timelines.map((t) => t.map(formatEntry).join(' '))
     : [formatCompact(programs)];
@@ -69,9 +74,10 @@ export async function scheduleText(flags: ScheduleFlags): Promise<string> {
   return [
     ...lines,
     '',
-    `op costs: F ${costs.F}, B ${costs.B}, W ${costs.W}, Bz ${round(costs.B - costs.W)}, F&B ${costs.FB} (µs of virtual time); ` +
-      `free links; ${stages} stages; run on the executor`,
-    ...run.ranks.map((r) => `rank ${r.rank}: busy ${r.busy}, bubble ${r.bubble}, peak activations ${r.peakActivations}`),
+    `op costs: F ${costs.F}, B ${costs.B}, W ${costs.W}, Bz ${round(costs.B - costs.W)}, F&B ${costs.FB} ` +
+      `(µs of virtual time); free links; ${stages} stages; run on the executor`,
+    ...run.ranks.map((r) =>
+      `rank ${r.rank}: busy ${r.busy}, bubble ${r.bubble}, peak activations ${r.peakActivations}`),
     `makespan ${run.makespan}; README bubble ${readmeFormula(kind)} = ${readme.bubble} ` +
       `(${readme.on ?? 'the README states it for F = 1, B = 2, W = 1 only'})`,
   ].join('\n');
@@ -82,20 +88,23 @@ function schedule(kind: ScheduleKind, pp: number, microBatches: number): RankPro
     return buildSchedule(kind, pp, microBatches);
   } catch (error) {
     if (!(error instanceof MoemuError) || error.code !== 'MOEMU_ERR_CONFIG') throw error;
-    const path = error.context.path === undefined ? undefined : OPTION_OF_PATH[error.context.path] ?? error.context.path;
+    const path = error.context.path === undefined ? undefined
+      : OPTION_OF_PATH[error.context.path] ?? error.context.path;
     throw moemuError('MOEMU_ERR_CONFIG', error.detail, { path });
   }
 }
 
 function costsOf(flags: ScheduleFlags): OpCosts | null {
   if (flags.costs !== undefined && flags.unitCost !== undefined) {
-    throw moemuError('MOEMU_ERR_CONFIG', '--costs and --unit-cost set the same thing: give one of them', { path: '--unit-cost' });
+    throw moemuError('MOEMU_ERR_CONFIG', '--costs and --unit-cost set the same thing: give one of them',
+      { path: '--unit-cost' });
   }
   if (flags.costs !== undefined) return parseCosts(flags.costs, '--costs');
   const fb = flags.unitCost;
   if (fb === undefined) return null;
   if (!(FB_MODES as readonly string[]).includes(fb)) {
-    throw moemuError('MOEMU_ERR_CONFIG', `--unit-cost must be one of ${FB_MODES.join(', ')} (the cost of an F&B), got ${fb}`, { path: '--unit-cost' });
+    throw moemuError('MOEMU_ERR_CONFIG', `--unit-cost must be one of ${FB_MODES.join(', ')} (the cost of an F&B), ` +
+      `got ${fb}`, { path: '--unit-cost' });
   }
   return UNIT_COSTS[fb as (typeof FB_MODES)[number]];
 }
@@ -110,23 +119,28 @@ function scheduleJsonWith(kind: ScheduleKind, pp: number, microBatches: number, 
   const base = scheduleJson(kind, pp, microBatches, programs);
   const ranks = base.ranks.map((r, i) => ({
     ...r,
-    ...(timelines ? { timeline: timelines[i].map((e) => (e.op === 'COMM' ? { op: 'COMM', batch: e.batch.map((t) => ({ ...t })) } : { ...e })) } : {}),
-    ...(run ? { busy: run.ranks[i].busy, bubble: run.ranks[i].bubble, peakActivations: run.ranks[i].peakActivations } : {}),
+    ...(timelines ? { timeline: timelines[i].map((e) => (e.op === 'COMM'
+      ? { op: 'COMM', batch: e.batch.map((t) => ({ ...t })) } : { ...e })) } : {}),
+    ...(run ? { busy: run.ranks[i].busy, bubble: run.ranks[i].bubble,
+      peakActivations: run.ranks[i].peakActivations } : {}),
   }));
   const stages = stageCount(kind, pp);
-  return { ...base, ranks, ...(run && costs ? { costs, stages, makespan: run.makespan, readme: { formula: readmeFormula(kind), ...readmeBubble(kind, stages, costs) } } : {}) };
+  return { ...base, ranks, ...(run && costs ? { costs, stages, makespan: run.makespan,
+    readme: { formula: readmeFormula(kind), ...readmeBubble(kind, stages, costs) } } : {}) };
 }
 
 /** The bubble column of the DualPipe README (FACTS §5), PP = stages, and where the README states it holds: for its
  * unit costs (F = 1, B = 2, W = 1) on every rank, or for DualPipe(V) with F&B = max(F, B) on the worst rank. For
  * other costs it is only the formula (docs/pipeline.md "Fixed-cost mode": DualPipe's batching departs from it). */
-function readmeBubble(kind: ScheduleKind, pp: number, c: OpCosts): { bubble: number; on: 'every rank' | 'the worst rank' | null } {
+function readmeBubble(kind: ScheduleKind, pp: number,
+                      c: OpCosts): { bubble: number; on: 'every rank' | 'the worst rank' | null } {
   const unit = c.F === UNIT_COSTS.sum.F && c.B === UNIT_COSTS.sum.B && c.W === UNIT_COSTS.sum.W;
   switch (kind) {
     case '1f1b': return { bubble: round((pp - 1) * (c.F + c.B)), on: unit ? 'every rank' : null };
     case 'zb1p': return { bubble: round((pp - 1) * (c.F + c.B - 2 * c.W)), on: unit ? 'every rank' : null };
     default: {
-      const on = !unit ? null : c.FB === c.F + c.B ? 'every rank' : c.FB === Math.max(c.F, c.B) ? 'the worst rank' : null;
+      const on = !unit ? null
+        : c.FB === c.F + c.B ? 'every rank' : c.FB === Math.max(c.F, c.B) ? 'the worst rank' : null;
       return { bubble: round((pp / 2 - 1) * (c.FB + c.B - 3 * c.W)), on };
     }
   }

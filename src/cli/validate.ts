@@ -25,7 +25,8 @@ export function addValidateCommand(program: Command): void {
     .action((files: string[]) => {
       const invalid = validateFiles(files, STDIO);
       if (invalid > 0) {
-        throw moemuError('MOEMU_ERR_SCENARIO', `${invalid} of ${files.length} scenario file${files.length === 1 ? ' is' : 's are'} invalid`);
+        throw moemuError('MOEMU_ERR_SCENARIO',
+          `${invalid} of ${files.length} scenario file${files.length === 1 ? ' is' : 's are'} invalid`);
       }
     });
 }
@@ -38,7 +39,9 @@ export function validateFiles(files: readonly string[], output: ValidateOutput):
       output.out(summaryLine(file, loadScenarioSource(file)));
     } catch (error) {
       if (!(error instanceof MoemuError) || error.errorClass !== 'badInput') throw error;
-      for (const line of error.message.split('\n')) output.err(line.startsWith(`${file}: `) ? line : `${file}: ${line}`);
+      for (const line of error.message.split('\n')) {
+        output.err(line.startsWith(`${file}: `) ? line : `${file}: ${line}`);
+      }
       invalid += 1;
     }
   }
@@ -52,8 +55,10 @@ export function validateFiles(files: readonly string[], output: ValidateOutput):
 export function summaryLine(file: string, loaded: LoadedScenario): string {
   const { scenario, preset, overrides } = loaded;
   const { model, training } = scenario;
-  const changed = overrides.length === 0 ? '' : ` (${overrides.map((k) => `${k} ${model[k as keyof ModelConfig]}`).join(', ')})`;
-  return `ok  ${file}: ${scenario.name} — ${preset} model${changed}, ${parameterCount(model).toLocaleString('en-US')} parameters, ` +
+  const changed = overrides.length === 0 ? ''
+    : ` (${overrides.map((k) => `${k} ${model[k as keyof ModelConfig]}`).join(', ')})`;
+  return `ok  ${file}: ${scenario.name} — ${preset} model${changed}, ` +
+    `${parameterCount(model).toLocaleString('en-US')} parameters, ` +
     `${scenario.precision}, ${training.steps} steps × ${training.batchSize} sequences of ${model.seqLen} tokens, ` +
     clusterSummary(loaded) + layoutSummary(loaded);
 }
@@ -65,7 +70,8 @@ export function layoutSummary(loaded: LoadedScenario): string {
   const ep = (cluster.nodes / p.pipeline) * cluster.gpusPerNode;
   const costs = p.costs ? `, fixed op costs F ${p.costs.F} B ${p.costs.B} W ${p.costs.W} F&B ${p.costs.FB} µs` : '';
   const groups = p.expertGroups === 'free' ? ', expert groups free (not one per node)' : '';
-  return `, ${p.schedule} over ${p.pipeline} pipeline rank${p.pipeline === 1 ? '' : 's'} × EP ${ep}${p.overlap ? '' : ', overlap off'}${costs}${groups}`;
+  return `, ${p.schedule} over ${p.pipeline} pipeline rank${p.pipeline === 1 ? '' : 's'} × EP ${ep}` +
+    `${p.overlap ? '' : ', overlap off'}${costs}${groups}`;
 }
 
 /** `2 nodes × 4 GPUs (scaled)`; nodes and gpusPerNode show in the counts, other fields the file sets are named. */
@@ -73,7 +79,8 @@ export function clusterSummary(loaded: LoadedScenario): string {
   const { nodes, gpusPerNode } = loaded.scenario.cluster;
   const named = loaded.clusterOverrides.filter((k) => k !== 'nodes' && k !== 'gpusPerNode');
   const changed = named.length === 0 ? '' : `; ${named.join(', ')}`;
-  return `${nodes} node${nodes === 1 ? '' : 's'} × ${gpusPerNode} GPU${gpusPerNode === 1 ? '' : 's'} (${loaded.clusterPreset}${changed})`;
+  return `${nodes} node${nodes === 1 ? '' : 's'} × ${gpusPerNode} GPU${gpusPerNode === 1 ? '' : 's'} ` +
+    `(${loaded.clusterPreset}${changed})`;
 }
 
 /** Trainable parameters: every ParamSpec except buffers (the gate biases). */

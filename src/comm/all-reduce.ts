@@ -24,7 +24,8 @@ export async function allReduceSum(group: Group, opName: OpName, data: FloatArra
     const outgoing = view(sendChunk);
     const text = `${name} ${part}`;
     const { received, op } = await group.fabric.exchange(label ? { text, label } : text,
-      [{ target: next, tag, payload: bytesOf(outgoing) }], [{ source: prev, tag }], { waitFor: ops.length === 0 ? options.waitFor : [] });
+      [{ target: next, tag, payload: bytesOf(outgoing) }], [{ source: prev, tag }],
+      { waitFor: ops.length === 0 ? options.waitFor : [] });
     onReceive(typedLike(data, received[0].payload));
     received[0].release();
     ops.push(op);

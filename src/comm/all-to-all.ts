@@ -14,12 +14,15 @@ export interface AllToAllResult {
   release(): void;
 }
 
-export async function allToAll(group: Group, name: string, payloads: readonly Uint8Array[],
-                               options: { metadataBytes?: readonly number[]; waitFor?: readonly VEvent[] } = {}): Promise<AllToAllResult> {
+export async function allToAll(
+  group: Group, name: string, payloads: readonly Uint8Array[],
+  options: { metadataBytes?: readonly number[]; waitFor?: readonly VEvent[] } = {},
+): Promise<AllToAllResult> {
   const tag = group.nextTag(name);
   const others = group.ranks.map((rank, index) => ({ rank, index })).filter(({ index }) => index !== group.index);
   const rotated = [...others].sort((a, b) => rotation(group, a.index) - rotation(group, b.index));
-  const sends = rotated.map(({ rank, index }) => ({ target: rank, tag, payload: payloads[index], metadataBytes: options.metadataBytes?.[index] ?? 0 }));
+  const sends = rotated.map(({ rank, index }) => ({ target: rank, tag, payload: payloads[index],
+    metadataBytes: options.metadataBytes?.[index] ?? 0 }));
   const recvs = others.map(({ rank }) => ({ source: rank, tag }));
   const { received, op } = await group.fabric.exchange(name, sends, recvs, { waitFor: options.waitFor });
   const out: Uint8Array[] = new Array(group.size);

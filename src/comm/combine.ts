@@ -37,13 +37,16 @@ export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray
   const forwarded = remoteOriginsForwardedByMe(ep);
   const startPs = ep.fabric.clock.now('comm');
   const sendsA = [
-    ...ep.sendOrder(peers).map((p) => message(ep, ep.global(p), epPartTag(tag, DIRECT), byOrigin.get(p)!, wire, metadataColumns)),
+    ...ep.sendOrder(peers)
+      .map((p) => message(ep, ep.global(p), epPartTag(tag, DIRECT), byOrigin.get(p)!, wire, metadataColumns)),
     ...remoteOrigins(ep).filter((s) => forwarderOf(ep, s) !== ep.me)
-      .map((s) => message(ep, ep.global(forwarderOf(ep, s)), epPartTag(tag, { kind: 'fwd', origin: s }), byOrigin.get(s)!, wire, metadataColumns)),
+      .map((s) => message(ep, ep.global(forwarderOf(ep, s)), epPartTag(tag, { kind: 'fwd', origin: s }),
+        byOrigin.get(s)!, wire, metadataColumns)),
   ];
   const recvsA = [
     ...peers.map((p) => ({ source: ep.global(p), tag: epPartTag(tag, DIRECT) })),
-    ...forwarded.flatMap((s) => peers.map((p) => ({ source: ep.global(p), tag: epPartTag(tag, { kind: 'fwd', origin: s }) }))),
+    ...forwarded.flatMap((s) => peers.map((p) =>
+      ({ source: ep.global(p), tag: epPartTag(tag, { kind: 'fwd', origin: s }) }))),
   ];
   const a = await ep.fabric.exchange(name, sendsA, recvsA, { startAtPs: startPs, record: false });
   const got = a.received.map((m) => takeRows(m, handle, wire));
@@ -53,9 +56,11 @@ export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray
     const fromPeers = new Map(peers.map((p, j) => [p, got[peers.length + k * peers.length + j]]));
     const partial = nodePartial(ep, s, (gpu) => (gpu === ep.me ? byOrigin.get(s)! : fromPeers.get(gpu)!), handle);
     const done = a.donePs.slice(peers.length + k * peers.length, peers.length + (k + 1) * peers.length);
-    return { ...message(ep, ep.global(s), epPartTag(tag, IB), partial, wire, metadataColumns), notBeforePs: Math.max(startPs, ...done) };
+    return { ...message(ep, ep.global(s), epPartTag(tag, IB), partial, wire, metadataColumns),
+      notBeforePs: Math.max(startPs, ...done) };
   });
-  const b = await ep.fabric.exchange(`${text} ib`, sendsB, ep.ibPeers().map((p) => ({ source: ep.global(p), tag: epPartTag(tag, IB) })),
+  const b = await ep.fabric.exchange(`${text} ib`, sendsB,
+    ep.ibPeers().map((p) => ({ source: ep.global(p), tag: epPartTag(tag, IB) })),
     { startAtPs: startPs, record: false });
   const fromNodes = new Map(ep.ibPeers().map((p, k) => [ep.nodeOf(p), takeRows(b.received[k], handle, wire)]));
   const own = nodePartial(ep, ep.me, (gpu) => (gpu === ep.me ? byOrigin.get(ep.me)! : direct.get(gpu)!), handle);

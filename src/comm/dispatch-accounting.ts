@@ -98,7 +98,8 @@ export function combineRowsByLink(dispatchRowsByLink: Map<string, number>): Map<
  */
 export function dispatchPayloadBytes(rows: number, hidden: number, dtype: PayloadDtype, tile: number): number {
   if (!Number.isInteger(rows) || rows < 0) {
-    throw moemuError('MOEMU_ERR_SHAPE', `payload: rows ${rows} must be a non-negative integer`, { op: 'dispatchPayloadBytes' });
+    throw moemuError('MOEMU_ERR_SHAPE', `payload: rows ${rows} must be a non-negative integer`,
+                     { op: 'dispatchPayloadBytes' });
   }
   if (!Number.isInteger(hidden) || hidden < 1) {
     throw moemuError('MOEMU_ERR_CONFIG', `payload: hidden ${hidden} must be a positive integer`, { path: 'hidden' });
@@ -108,8 +109,8 @@ export function dispatchPayloadBytes(rows: number, hidden: number, dtype: Payloa
     throw moemuError('MOEMU_ERR_CONFIG', `payload: dtype ${String(dtype)} is neither bf16 nor fp8`, { path: 'dtype' });
   }
   if (!Number.isInteger(tile) || tile < 1 || hidden % tile !== 0) {
-    throw moemuError('MOEMU_ERR_CONFIG', `payload: fp8 tile ${tile} must be a positive integer dividing hidden ${hidden}`,
-                     { path: 'tile' });
+    throw moemuError('MOEMU_ERR_CONFIG', `payload: fp8 tile ${tile} must be a positive integer ` +
+                     `dividing hidden ${hidden}`, { path: 'tile' });
   }
   return rows * (hidden * E4M3_BYTES + (hidden / tile) * FP32_SCALE_BYTES);
 }
@@ -156,7 +157,8 @@ function sumOver(layouts: DispatchLayout[], pick: (layout: DispatchLayout) => In
 }
 
 function newTally(ranks: number): DispatchRows {
-  return { ibRows: 0, nvlinkRows: 0, ibRowsByLink: new Map(), nvlinkRowsByLink: new Map(), receivedRows: new Int32Array(ranks) };
+  return { ibRows: 0, nvlinkRows: 0, ibRowsByLink: new Map(), nvlinkRowsByLink: new Map(),
+    receivedRows: new Int32Array(ranks) };
 }
 
 function addRow(tally: DispatchRows, fabric: 'ib' | 'nvlink', source: number, target: number): void {

@@ -37,7 +37,8 @@ export function epNodes(t: EpTopology): number {
 export function expertRank(t: EpTopology, expert: number): number {
   checkTopology(t);
   if (!Number.isInteger(expert) || expert < 0 || expert >= t.experts) {
-    throw moemuError('MOEMU_ERR_SHAPE', `expertRank: expert ${expert} is not in [0, ${t.experts})`, { op: 'expertRank' });
+    throw moemuError('MOEMU_ERR_SHAPE', `expertRank: expert ${expert} is not in [0, ${t.experts})`,
+                     { op: 'expertRank' });
   }
   return Math.floor(expert / (t.experts / t.ranks));
 }
@@ -90,8 +91,8 @@ function checkTopology(t: EpTopology): void {
     }
   }
   if (t.ranks % t.gpusPerNode !== 0) {
-    throw moemuError('MOEMU_ERR_CONFIG', `EP topology: ranks ${t.ranks} is not a multiple of gpusPerNode ${t.gpusPerNode}`,
-                     { path: 'ranks' });
+    throw moemuError('MOEMU_ERR_CONFIG', `EP topology: ranks ${t.ranks} is not a multiple of ` +
+                     `gpusPerNode ${t.gpusPerNode}`, { path: 'ranks' });
   }
   if (t.experts % t.ranks !== 0) {
     throw moemuError('MOEMU_ERR_CONFIG', `EP topology: experts ${t.experts} is not a multiple of ranks ${t.ranks}`,
@@ -116,8 +117,8 @@ function checkTopk(t: EpTopology, topk: Int32Array, tokens: number, K: number, c
       const expert = topk[token * K + k];
       if (expert === -1) continue;
       if (expert < -1 || expert >= t.experts) {
-        throw moemuError('MOEMU_ERR_SHAPE', `top-k: token ${token} slot ${k} has expert ${expert}, not in [-1, ${t.experts})`,
-                         context);
+        throw moemuError('MOEMU_ERR_SHAPE', `top-k: token ${token} slot ${k} has expert ${expert}, ` +
+                         `not in [-1, ${t.experts})`, context);
       }
       if (seenBy[expert] === token) {
         throw moemuError('MOEMU_ERR_SHAPE', `top-k: token ${token} lists expert ${expert} twice`, context);

@@ -71,12 +71,14 @@ export async function dispatch(ep: EpGroup, routed: DispatchInput, name: OpName 
   const ibFrom = ep.ibPeers();
   peers.forEach((p, k) => blocks.set(p, take(phase1.received[k], input, float64, wire)));
   const ibRows = ibFrom.map((p, k) => take(phase1.received[peers.length + k], input, float64, wire));
-  const phase2 = await ep.fabric.exchange(`${text} forward`, forwardSends(ep, ibRows, phase1.donePs.slice(peers.length), tag, wire),
+  const phase2 = await ep.fabric.exchange(`${text} forward`,
+    forwardSends(ep, ibRows, phase1.donePs.slice(peers.length), tag, wire),
     forwardRecvs(ep, tag), { startAtPs: startPs, record: false });
   ibRows.forEach((r) => blocks.set(r.origin, filterRows(r, (i) => (r.mask[i] >> ep.localOf(ep.me)) & 1)));
   forwardOrigins(ep).forEach((origin, k) => blocks.set(origin, take(phase2.received[k], input, float64, wire)));
   const op = ep.fabric.clock.record('comm', name, startPs, Math.max(phase1.op.endPs, phase2.op.endPs), {
-    payloadBytes: phase1.op.payloadBytes + phase2.op.payloadBytes, metadataBytes: phase1.op.metadataBytes + phase2.op.metadataBytes });
+    payloadBytes: phase1.op.payloadBytes + phase2.op.payloadBytes,
+    metadataBytes: phase1.op.metadataBytes + phase2.op.metadataBytes });
   return assemble(ep, blocks, input, tag, float64, op);
 }
 
@@ -110,7 +112,8 @@ function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag:
 /** Rows an IB message brought for the other GPUs of this node, each held until that message was done. */
 function forwardSends(ep: EpGroup, ibRows: EpRows[], donePs: number[], tag: string, wire: RowWire) {
   return ibRows.flatMap((r, k) => ep.sendOrder(ep.nodePeers()).map((p) => ({
-    ...message(ep, ep.global(p), epPartTag(tag, { kind: 'fwd', origin: r.origin }), filterRows(r, (i) => (r.mask[i] >> ep.localOf(p)) & 1), wire),
+    ...message(ep, ep.global(p), epPartTag(tag, { kind: 'fwd', origin: r.origin }),
+      filterRows(r, (i) => (r.mask[i] >> ep.localOf(p)) & 1), wire),
     notBeforePs: donePs[k],
   })));
 }
@@ -124,7 +127,8 @@ function forwardOrigins(ep: EpGroup): number[] {
 }
 
 function forwardRecvs(ep: EpGroup, tag: string) {
-  return forwardOrigins(ep).map((origin) => ({ source: ep.global(ep.at(ep.nodeOf(ep.me), ep.localOf(origin))), tag: epPartTag(tag, { kind: 'fwd', origin }) }));
+  return forwardOrigins(ep).map((origin) => ({ source: ep.global(ep.at(ep.nodeOf(ep.me), ep.localOf(origin))),
+    tag: epPartTag(tag, { kind: 'fwd', origin }) }));
 }
 
 /** `metadataColumns`: the rows' last columns that are metadata, not tensor data (the gate-value gradients that
@@ -136,7 +140,8 @@ export function message(ep: EpGroup, target: number, tag: string, rows: EpRows, 
   return { target, tag, payload, metadataBytes: metadata, owned: true };
 }
 
-function take(m: { payload: Uint8Array; release(): void }, input: DispatchInput, float64: boolean, wire: RowWire): EpRows {
+function take(m: { payload: Uint8Array; release(): void }, input: DispatchInput, float64: boolean,
+              wire: RowWire): EpRows {
   const rows = decodeEpRows(m.payload, input.d, input.K, float64, wire);
   m.release();
   return rows;
@@ -189,7 +194,8 @@ export function emptyRows(origin: number, rows: number, d: number, K: number, fl
 
 function assemble(ep: EpGroup, blocks: Map<number, EpRows>, input: DispatchInput, tag: string, float64: boolean,
                   op: OpRecord): DispatchResult {
-  if (blocks.size !== ep.size) throw moemuError('MOEMU_ERR_INTERNAL', `dispatch ${tag}: rows from ${blocks.size} of ${ep.size} ranks`);
+  if (blocks.size !== ep.size) throw moemuError('MOEMU_ERR_INTERNAL',
+    `dispatch ${tag}: rows from ${blocks.size} of ${ep.size} ranks`);
   const { d, K } = input;
   const ordered = [...blocks.values()].sort((a, b) => a.origin - b.origin);
   const R = ordered.reduce((n, b) => n + b.rows, 0);
@@ -211,7 +217,8 @@ function assemble(ep: EpGroup, blocks: Map<number, EpRows>, input: DispatchInput
     at += b.rows;
   }
   const handle: DispatchHandle = { tag, tokens: input.x.length / d, d, float64, origin, token: all.token };
-  const fp8 = ordered.every((b) => b.fp8) && ordered.length > 0 ? concatTileRows(ordered.map((b) => b.fp8!)) : undefined;
+  const fp8 = ordered.every((b) => b.fp8) && ordered.length > 0
+    ? concatTileRows(ordered.map((b) => b.fp8!)) : undefined;
   return { rows: R, x: all.x, fp8, localIds: all.ids, weights: all.weights, countsPerLocalExpert: counts, handle, op };
 }
 

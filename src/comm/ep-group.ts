@@ -16,7 +16,8 @@ export class EpGroup {
     this.group = new Group(fabric, ranks, name);
     this.topology = { ranks: ranks.length, gpusPerNode, experts };
     if (ranks.length % gpusPerNode !== 0) {
-      throw moemuError('MOEMU_ERR_CONFIG', `EP group ${name}: ${ranks.length} ranks are not whole nodes of ${gpusPerNode} GPUs`);
+      throw moemuError('MOEMU_ERR_CONFIG', `EP group ${name}: ${ranks.length} ranks are not whole nodes ` +
+        `of ${gpusPerNode} GPUs`);
     }
     this.nodes = ranks.length / gpusPerNode;
   }

@@ -1,6 +1,7 @@
 // The wire format of dispatch and combine messages: one buffer per message, tensor rows first (the payload),
 // then the metadata that travels with them (counted apart: DESIGN "Metrics"). Layout, all little-endian:
-//   [i32 rows][i32 origin] [rows: see RowWire] [rows × K floats: weights] [rows i32: token] [rows × K i32: ids] [rows i32: mask]
+//   [i32 rows][i32 origin] [rows: see RowWire] [rows × K floats: weights] [rows i32: token]
+//   [rows × K i32: ids] [rows i32: mask]
 // Weights and ids are present only in dispatch messages (K = 0 for combine); weights are in the run's float dtype.
 // Rows travel as the run's floats ('native'), as bf16, or as FP8 (E4M3 codes, then one f32 scale per 1×T tile:
 // the scales are part of the payload, so an FP8 row is (1 + 4/T)/2 of a bf16 row — FACTS §3).
@@ -37,7 +38,8 @@ export function rowBytes(d: number, wire: RowWire, elementBytes: number): number
 export function epRowsBytes(rows: number, d: number, K: number, elementBytes: number, wire: RowWire = NATIVE,
                             metadataColumns = 0): { total: number; metadata: number } {
   const payload = rows * rowBytes(d, wire, elementBytes);
-  const columns = metadataColumns === 0 ? 0 : rows * (rowBytes(d, wire, elementBytes) - rowBytes(d - metadataColumns, wire, elementBytes));
+  const columns = metadataColumns === 0 ? 0
+    : rows * (rowBytes(d, wire, elementBytes) - rowBytes(d - metadataColumns, wire, elementBytes));
   const metadata = HEADER_BYTES + rows * K * elementBytes + rows * 4 * (2 + K);
   return { total: payload + metadata, metadata: metadata + columns };
 }
@@ -60,7 +62,8 @@ export function encodeEpRows(r: EpRows, out: Uint8Array, wire: RowWire = NATIVE)
 }
 
 /** Reads a message's rows; the arrays are fresh copies (the message buffer can be handed back at once). */
-export function decodeEpRows(bytes: Uint8Array, d: number, K: number, float64: boolean, wire: RowWire = NATIVE): EpRows {
+export function decodeEpRows(bytes: Uint8Array, d: number, K: number, float64: boolean,
+                             wire: RowWire = NATIVE): EpRows {
   const head = new Int32Array(bytes.slice(0, HEADER_BYTES).buffer);
   const rows = head[0];
   const origin = head[1];
@@ -71,7 +74,8 @@ export function decodeEpRows(bytes: Uint8Array, d: number, K: number, float64: b
     return copy.buffer;
   };
   const floats = (count: number) => (float64 ? new Float64Array(take(count * 8)) : new Float32Array(take(count * 4)));
-  const block = readRowBlock(bytes.subarray(at, at + rows * rowBytes(d, wire, float64 ? 8 : 4)), rows, d, float64, wire);
+  const block = readRowBlock(bytes.subarray(at, at + rows * rowBytes(d, wire, float64 ? 8 : 4)),
+    rows, d, float64, wire);
   at += rows * rowBytes(d, wire, float64 ? 8 : 4);
   const { x, fp8 } = block;
   const weights = floats(rows * K);
@@ -111,7 +115,8 @@ function writeRowBlock(xAll: FloatArray, rows: number, d: number, wire: RowWire,
 }
 
 /** Reads rows × d values (fresh copies) from exactly the bytes writeRowBlock wrote. */
-function readRowBlock(bytes: Uint8Array, rows: number, d: number, float64: boolean, wire: RowWire): { x: FloatArray; fp8?: Fp8Tiles } {
+function readRowBlock(bytes: Uint8Array, rows: number, d: number, float64: boolean,
+                      wire: RowWire): { x: FloatArray; fp8?: Fp8Tiles } {
   const copy = (from: number, n: number) => bytes.slice(from, from + n).buffer;
   const asRunFloats = (v: Float32Array) => (float64 ? Float64Array.from(v) : v);
   if (wire.kind === 'bf16') return { x: asRunFloats(fromBf16(new Uint16Array(copy(0, 2 * rows * d)))) };

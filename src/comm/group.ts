@@ -11,8 +11,10 @@ export class Group {
 
   constructor(readonly fabric: RankFabric, readonly ranks: readonly number[], readonly name: string) {
     this.index = ranks.indexOf(fabric.rank);
-    if (this.index < 0) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${fabric.rank} is not in group ${name} [${ranks}]`);
-    if (new Set(ranks).size !== ranks.length) throw moemuError('MOEMU_ERR_INTERNAL', `group ${name} repeats a rank: [${ranks}]`);
+    if (this.index < 0) throw moemuError('MOEMU_ERR_INTERNAL',
+      `rank ${fabric.rank} is not in group ${name} [${ranks}]`);
+    if (new Set(ranks).size !== ranks.length) throw moemuError('MOEMU_ERR_INTERNAL',
+      `group ${name} repeats a rank: [${ranks}]`);
   }
 
   get size(): number {

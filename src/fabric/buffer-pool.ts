@@ -36,7 +36,8 @@ export class BufferPool {
   /** Takes back a buffer this pool lent (after the receiver returned it). */
   release(buffer: ArrayBuffer): void {
     const size = buffer.byteLength;
-    if (size !== sizeClass(size)) throw moemuError('MOEMU_ERR_INTERNAL', `buffer pool ${this.options.name}: foreign buffer of ${size} B`);
+    if (size !== sizeClass(size)) throw moemuError('MOEMU_ERR_INTERNAL',
+      `buffer pool ${this.options.name}: foreign buffer of ${size} B`);
     const list = this.#free.get(size);
     if (list) list.push(buffer);
     else this.#free.set(size, [buffer]);

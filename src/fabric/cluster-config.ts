@@ -59,8 +59,8 @@ export const CLUSTER_PRESETS = {
   scaled: {
     nodes: 2, gpusPerNode: 4,
     gpu: { ...H800.gpu, flopsPerS: 11_785_714_286, fp8FlopsPerS: 23_583_345_371, hbmBytesPerS: 3.35e9 },
-    nvlink: { egressBytesPerS: 160e6, ingressBytesPerS: 160e6, latencyNs: 1000 },
-    ib: { egressBytesPerS: 50e6, ingressBytesPerS: 50e6, latencyNs: 3000 },
+    nvlink: { ...H800.nvlink, egressBytesPerS: 160e6, ingressBytesPerS: 160e6 },
+    ib: { ...H800.ib, egressBytesPerS: 50e6, ingressBytesPerS: 50e6 },
   },
 } as const satisfies Record<string, ClusterConfig>;
 

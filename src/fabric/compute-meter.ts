@@ -34,7 +34,8 @@ export class ComputeMeter {
   /** Fixed-cost mode: the schedule op that starts now costs `costPs` in all. */
   beginOp(costPs: Ps): void {
     assert(this.#fixed, 'beginOp outside fixed-cost mode');
-    assert(Number.isSafeInteger(costPs) && costPs >= 0, `an op's fixed cost must be a whole number of ps, got ${costPs}`);
+    assert(Number.isSafeInteger(costPs) && costPs >= 0,
+      `an op's fixed cost must be a whole number of ps, got ${costPs}`);
     this.#budgetPs = costPs;
   }
 

@@ -121,7 +121,8 @@ export class IbClient {
       throw moemuError('MOEMU_ERR_LINK', `${queuedBytes} B already queued, bufferedBytesMax is ` +
         `${this.#options.bufferedBytesMax}: wait for earlier sends' onWritten`, { link: this.link });
     }
-    const wire = encodeIbHeader({ ...header, v: IB_WIRE_VERSION, seq: this.#seqNext, crc: header.crc ?? payloadCrc32(payload) });
+    const wire = encodeIbHeader({ ...header, v: IB_WIRE_VERSION, seq: this.#seqNext,
+      crc: header.crc ?? payloadCrc32(payload) });
     this.#seqNext++;
     this.#ws.send(wire, WS_SEND);
     this.#ws.send(payload, WS_SEND, (error?: Error) => {

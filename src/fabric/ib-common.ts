@@ -2,11 +2,12 @@
 // ws options @types/ws does not list, option checks and bounded waits.
 
 import { moemuError } from '../errors.js';
+import { RUNTIME_DEFAULTS } from './cluster-config.js';
 
 export const IB_TOKEN_HEADER = 'x-moemu-token';
 
 export const IB_ENDPOINT_DEFAULTS = Object.freeze({
-  host: '127.0.0.1',             // loopback unless told otherwise (DESIGN.md "Errors and safety")
+  host: RUNTIME_DEFAULTS.host,   // loopback unless told otherwise (DESIGN.md "Errors and safety")
   port: 0,                       // ephemeral
   handshakeTimeoutMs: 10_000,    // client connect and server-side HTTP upgrade request
   closeTimeoutMs: 5_000,         // closing handshake, then the socket is destroyed
@@ -29,7 +30,8 @@ export function checkConfig(ok: boolean, path: string, what: string): void {
 
 export function bounded<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(moemuError('MOEMU_ERR_WATCHDOG', `${what}: no end within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => reject(moemuError('MOEMU_ERR_WATCHDOG', `${what}: no end within ${timeoutMs} ms`)),
+      timeoutMs);
     promise.then(
       (value) => { clearTimeout(timer); resolve(value); },
       (error: unknown) => { clearTimeout(timer); reject(error); },

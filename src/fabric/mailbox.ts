@@ -39,7 +39,8 @@ export class Mailbox {
   }
 
   /** All of `wanted`, in that order, or a watchdog error after `timeoutMs` naming the ones still missing. */
-  async takeAll(wanted: readonly { source: number; tag: string }[], timeoutMs: number, op: string): Promise<Incoming[]> {
+  async takeAll(wanted: readonly { source: number; tag: string }[], timeoutMs: number,
+                op: string): Promise<Incoming[]> {
     const ready = this.#takeQueued(wanted);
     if (ready) return ready;                      // everything already arrived: no timer, no race
     const pending = wanted.map(({ source, tag }) => this.#take(keyOf(source, tag)));
@@ -104,7 +105,8 @@ export class Mailbox {
     const first = queue?.shift();
     if (queue && queue.length === 0) this.#queues.delete(key);
     if (first) return Promise.resolve(first);
-    if (this.#waiters.has(key)) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: two receives wait for ${key}`);
+    if (this.#waiters.has(key)) throw moemuError('MOEMU_ERR_INTERNAL',
+      `rank ${this.rank}: two receives wait for ${key}`);
     return new Promise((resolve) => this.#waiters.set(key, { key, resolve }));
   }
 
@@ -112,8 +114,8 @@ export class Mailbox {
     const missing = wanted.filter(({ source, tag }) => this.#waiters.has(keyOf(source, tag)));
     for (const { source, tag } of missing) this.#waiters.delete(keyOf(source, tag));
     const list = missing.map((m) => `rank ${m.source} (${m.tag})`).join(', ');
-    return moemuError('MOEMU_ERR_WATCHDOG', `rank ${this.rank} waited ${timeoutMs} ms in ${op} for messages from ${list}`,
-      { rank: this.rank, op });
+    return moemuError('MOEMU_ERR_WATCHDOG', `rank ${this.rank} waited ${timeoutMs} ms in ${op} ` +
+      `for messages from ${list}`, { rank: this.rank, op });
   }
 }
 

@@ -13,7 +13,8 @@ export interface FabricHeader {
   step: number;           // the sender's training step (0 outside training): a step's leftovers are told apart
   outPs: number;          // virtual time the message left the sender's egress
   egressEndPs: number;    // virtual time its last byte left
-  crc?: number;           // IB only: CRC-32 of the payload, computed by the sending GPU thread, checked by the receiving one
+  crc?: number;           // IB only: CRC-32 of the payload, computed by the sending GPU thread, checked by the
+                          // receiving one
 }
 
 /** GPU thread <-> GPU thread (NVLink) and node main thread -> GPU thread (IB deliveries). Buffers a GPU is done

@@ -19,7 +19,8 @@ export interface Transport {
    * posts it to the target GPU thread. May return a promise when the link's window of buffers in flight is full:
    * the payload is taken once it resolves. */
   sendNvlink(header: FabricHeader, payload: Uint8Array, owned: boolean): void | Promise<void>;
-  /** Other node: hands the payload (copied, or moved when `owned`) to the node's IB endpoint; may wait as sendNvlink. */
+  /** Other node: hands the payload (copied, or moved when `owned`) to the node's IB endpoint; may wait as
+   * sendNvlink. */
   sendIb(header: FabricHeader, payload: Uint8Array, owned: boolean): void | Promise<void>;
   /** A pooled buffer a producer can write a payload into and send with `owned: true`: the channel then copies
    * nothing (as DeepEP's kernels write straight into the communication buffer). */
@@ -129,7 +130,8 @@ export class RankFabric {
       if (s.target === this.rank) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} sends to itself`);
       const meta = s.metadataBytes ?? 0;
       const bytes = s.payload.byteLength;   // read before sending: an owned payload is detached once moved
-      if (meta > bytes) throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.rank}: ${name} declares more metadata than payload`);
+      if (meta > bytes) throw moemuError('MOEMU_ERR_INTERNAL',
+        `rank ${this.rank}: ${name} declares more metadata than payload`);
       const postedPs = Math.max(startPs, s.notBeforePs ?? 0);
       const timing = this.#portTo(s.target).send(bytes, postedPs);
       const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq: this.#nextSeq(s.target),
@@ -150,7 +152,8 @@ export class RankFabric {
     for (const r of received) r.taken = true;
     const donePs = new Array<number>(received.length).fill(startPs);
     if (received.length > 0) {
-      const indexed = received.map((r, index) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq, r, index }));
+      const indexed = received.map((r, index) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq,
+        r, index }));
       for (const m of processingOrder(indexed)) {
         const done = this.#portTo(m.source).receive(m.r.header.bytes, m.r.header);
         donePs[m.index] = Math.max(startPs, done);
@@ -159,15 +162,15 @@ export class RankFabric {
       if (this.#observer) {
         received.forEach((r, i) => {
           const h = r.header;
-          this.#observer!.received({ step: h.step, src: h.src, dst: h.dst, link: r.link, tag: h.tag, seq: h.seq, bytes: h.bytes,
-            metadataBytes: h.metadataBytes, outPs: h.outPs, egressEndPs: h.egressEndPs, crc: payloadCrc32(r.payload), op: name,
-            label: labelOf(opName), postedPs: startPs, donePs: donePs[i] });
+          this.#observer!.received({ step: h.step, src: h.src, dst: h.dst, link: r.link, tag: h.tag, seq: h.seq,
+            bytes: h.bytes, metadataBytes: h.metadataBytes, outPs: h.outPs, egressEndPs: h.egressEndPs,
+            crc: payloadCrc32(r.payload), op: name, label: labelOf(opName), postedPs: startPs, donePs: donePs[i] });
         });
       }
     }
     const op = options.record === false
-      ? { rank: this.rank, stream: 'comm' as const, name, startPs, endPs, payloadBytes, metadataBytes, step: this.clock.step,
-        label: labelOf(opName) }
+      ? { rank: this.rank, stream: 'comm' as const, name, startPs, endPs, payloadBytes, metadataBytes,
+        step: this.clock.step, label: labelOf(opName) }
       : this.clock.record('comm', opName, startPs, endPs, { payloadBytes, metadataBytes });
     return { received, donePs, op };
   }
@@ -185,7 +188,8 @@ export class RankFabric {
   /** Polls for up to spinUs while a receive from this node is missing, rather than sleeping at once. */
   #poll(recvs: readonly ExchangeRecv[]): void {
     const { spinUs = 0, transport } = this.options;
-    if (spinUs === 0 || !transport.poll || this.mailbox.hasAll(recvs) || !recvs.some((r) => this.sameNode(r.source))) return;
+    if (spinUs === 0 || !transport.poll || this.mailbox.hasAll(recvs) ||
+      !recvs.some((r) => this.sameNode(r.source))) return;
     const deadline = performance.now() + spinUs / 1000;
     let seen = this.mailbox.deliveries;
     do {

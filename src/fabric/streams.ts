@@ -121,7 +121,8 @@ export class RankClock {
     assertTime(durationPs, 'duration', nameText(name), this.rank);
     const startPs = Math.max(this.#clockPs[stream], latestEnd(options.waitFor ?? []));
     const endPs = startPs + durationPs;
-    if (!Number.isSafeInteger(endPs)) assert(false, `end of ${nameText(name)} on rank ${this.rank} is past the exact range: ${endPs}`);
+    if (!Number.isSafeInteger(endPs)) assert(false,
+      `end of ${nameText(name)} on rank ${this.rank} is past the exact range: ${endPs}`);
     return this.#push(stream, name, startPs, endPs, options);
   }
 
@@ -134,8 +135,8 @@ export class RankClock {
     assertTime(endPs, 'end', nameText(name), this.rank);
     const start = Math.max(this.#clockPs[stream], startPs);
     if (endPs < start) {
-      assert(false, `${nameText(name)} on rank ${this.rank} ${stream} would end at ${endPs} ps, before it can start at ${start} ps `
-        + '(clocks never go back)');
+      assert(false, `${nameText(name)} on rank ${this.rank} ${stream} would end at ${endPs} ps, `
+        + `before it can start at ${start} ps ` + '(clocks never go back)');
     }
     return this.#push(stream, name, start, endPs, options);
   }
@@ -164,13 +165,16 @@ export class RankClock {
     assertCount(metadataBytes, 'metadataBytes', name);
     if (name.length === 0) assert(false, `an op needs a name (rank ${this.rank}, ${stream})`);
     if (this.#records.length >= this.#options.recordsMax) {
-      assert(false, `rank ${this.rank} holds ${this.#records.length} op records (recordsMax): takeRecords() was not called`);
+      assert(false, `rank ${this.rank} holds ${this.#records.length} op records (recordsMax): ` +
+        'takeRecords() was not called');
     }
     const before = this.#clockPs[stream];
-    if (endPs < before) assert(false, `${stream} clock of rank ${this.rank} would go back from ${before} to ${endPs} ps`);
+    if (endPs < before) assert(false,
+      `${stream} clock of rank ${this.rank} would go back from ${before} to ${endPs} ps`);
     this.#clockPs[stream] = endPs;
     const op: OpRecord = {
-      rank: this.rank, stream, name, startPs, endPs, payloadBytes, metadataBytes, step: this.#step, label: labelOf(opName),
+      rank: this.rank, stream, name, startPs, endPs, payloadBytes, metadataBytes, step: this.#step,
+      label: labelOf(opName),
     };
     this.#records.push(op);
     return op;
@@ -189,7 +193,8 @@ function latestEnd(events: readonly VEvent[]): Ps {
 // These run on every op: the text of a failure is built only when there is one.
 function assertTime(ps: number, what: string, op: string, rank?: number): void {
   if (Number.isSafeInteger(ps) && ps >= 0) return;
-  assert(false, `${what} of ${op}${rank === undefined ? '' : ` on rank ${rank}`} must be a non-negative integer number of ps, got ${ps}`);
+  assert(false, `${what} of ${op}${rank === undefined ? '' : ` on rank ${rank}`} must be a non-negative integer ` +
+    `number of ps, got ${ps}`);
 }
 
 function assertCount(value: number, what: string, op: string): void {

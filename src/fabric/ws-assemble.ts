@@ -11,8 +11,8 @@ export const WS_VERSION_PATCHED = '8.23.0';
 
 const wsVersion = (createRequire(import.meta.url)('ws/package.json') as { version: string }).version;
 if (wsVersion !== WS_VERSION_PATCHED) {
-  throw moemuError('MOEMU_ERR_INTERNAL', `src/fabric/ws-assemble.ts patches ws ${WS_VERSION_PATCHED}'s receiver, but ws ${wsVersion} ` +
-    'is installed: check the internals it uses and update WS_VERSION_PATCHED');
+  throw moemuError('MOEMU_ERR_INTERNAL', `src/fabric/ws-assemble.ts patches ws ${WS_VERSION_PATCHED}'s receiver, ` +
+    `but ws ${wsVersion} ` + 'is installed: check the internals it uses and update WS_VERSION_PATCHED');
 }
 
 /** Smallest payload assembled into a consumer's buffer: far above ws's own frame-header reads (2 to 8 bytes). */
@@ -35,7 +35,8 @@ interface WsReceiverInternals {
 export function assembleInto(ws: WebSocket, target: (bytes: number) => Uint8Array | null): void {
   const receiver = (ws as unknown as { _receiver?: Partial<WsReceiverInternals> })._receiver;
   assert(receiver !== undefined && typeof receiver.consume === 'function' && Array.isArray(receiver._buffers) &&
-    typeof receiver._bufferedBytes === 'number', 'ws Receiver internals as in ws 8.23 (consume, _buffers, _bufferedBytes)');
+    typeof receiver._bufferedBytes === 'number',
+    'ws Receiver internals as in ws 8.23 (consume, _buffers, _bufferedBytes)');
   const consume = receiver.consume;
   receiver.consume = function (this: WsReceiverInternals, n: number): Buffer {
     const reads = this._buffers;

@@ -1,23 +1,36 @@
 // Causal multi-head attention with RoPE (docs/model.md "Attention"). The core (scores, softmax, weighted sum)
-// runs in the storage dtype with f64 accumulation; the four projections are linear layers.
+// runs in the storage dtype with f64 accumulation; the four projections are linear layers. With `qkNorm` each
+// head's query and key are RMS-normalised (no weight) before RoPE.
 import { countTraffic } from '../tensor/kernels/memory-traffic.js';
+import { rmsnormBackwardInput, rmsnormForward } from '../tensor/kernels/rmsnorm.js';
 import { softmaxRow, softmaxRowBackward } from '../tensor/kernels/softmax.js';
 import { matmulCounter } from '../tensor/ops/matmul.js';
-import { Tensor } from '../tensor/tensor.js';
+import { allocate, Tensor, type FloatArray } from '../tensor/tensor.js';
 import { headDim, type ModelConfig } from './config.js';
 import { linearBackwardInput, linearBackwardWeight, linearForward } from './linear.js';
 import type { Numerics } from './numerics.js';
 import { applyRope } from './rope.js';
 
 export interface AttentionParams { wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor }
-export interface AttentionSaved { x: Tensor; q: Tensor; k: Tensor; v: Tensor; p: Tensor; o: Tensor }
+export interface AttentionSaved { x: Tensor; q: Tensor; k: Tensor; v: Tensor; p: Tensor; o: Tensor; qk: QkSaved | null }
+/** qkNorm's input: q and k as projected, and 1/RMS per (row, head). */
+interface QkSaved { q: Tensor; k: Tensor; rq: Tensor; rk: Tensor }
 export interface AttentionWeightInputs { dy: Tensor; dq: Tensor; dk: Tensor; dv: Tensor }
 
 // x [N, d] -> y [N, d], N = B·T
-export function attentionForward(c: ModelConfig, nm: Numerics, w: AttentionParams, x: Tensor): { y: Tensor; saved: AttentionSaved } {
-  const q = linearForward(nm, 'linear', x, w.wq);                 // [N, d]
-  const k = linearForward(nm, 'linear', x, w.wk);                 // [N, d]
+export function attentionForward(c: ModelConfig, nm: Numerics, w: AttentionParams,
+                                 x: Tensor): { y: Tensor; saved: AttentionSaved } {
+  let q = linearForward(nm, 'linear', x, w.wq);                   // [N, d]
+  let k = linearForward(nm, 'linear', x, w.wk);                   // [N, d]
   const v = linearForward(nm, 'linear', x, w.wv);                 // [N, d]
+  let qk: QkSaved | null = null;
+  if (c.qkNorm) {
+    const nq = headNormForward(c, q);
+    const nk = headNormForward(c, k);
+    qk = { q, k, rq: nq.r, rk: nk.r };
+    q = nq.y;
+    k = nk.y;
+  }
   applyRope(q.data, q.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, 1);
   applyRope(k.data, k.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, 1);
   const sequences = x.rows / c.seqLen;
@@ -26,7 +39,7 @@ export function attentionForward(c: ModelConfig, nm: Numerics, w: AttentionParam
   for (let b = 0; b < sequences; b++) for (let h = 0; h < c.heads; h++) coreForward(c, q, k, v, p, o, b, h);
   countCore(c, sequences, 1, p.data);
   const y = linearForward(nm, 'linear', o, w.wo);
-  return { y, saved: { x, q, k, v, p, o } };
+  return { y, saved: { x, q, k, v, p, o, qk } };
 }
 
 // dy [N, d] -> dx [N, d]; also returns the projections' output gradients for backwardWeight
@@ -41,21 +54,45 @@ export function attentionBackwardInput(c: ModelConfig, nm: Numerics, w: Attentio
   countCore(c, sequences, 2, s.p.data);
   applyRope(dq.data, dq.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, -1);
   applyRope(dk.data, dk.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, -1);
-  const dx = linearBackwardInput(nm, 'linear', dq, w.wq);
-  addInto(dx, linearBackwardInput(nm, 'linear', dk, w.wk));
+  const dqIn = s.qk ? headNormBackward(c, s.qk.q, s.qk.rq, dq) : dq;   // through qkNorm: the projections' gradients
+  const dkIn = s.qk ? headNormBackward(c, s.qk.k, s.qk.rk, dk) : dk;
+  const dx = linearBackwardInput(nm, 'linear', dqIn, w.wq);
+  addInto(dx, linearBackwardInput(nm, 'linear', dkIn, w.wk));
   addInto(dx, linearBackwardInput(nm, 'linear', dv, w.wv));
-  return { dx, forWeight: { dy, dq, dk, dv } };
+  return { dx, forWeight: { dy, dq: dqIn, dk: dkIn, dv } };
 }
 
-export function attentionBackwardWeight(nm: Numerics, s: AttentionSaved, f: AttentionWeightInputs, g: AttentionParams): void {
+export function attentionBackwardWeight(nm: Numerics, s: AttentionSaved, f: AttentionWeightInputs,
+                                        g: AttentionParams): void {
   linearBackwardWeight(nm, 'linear', f.dy, s.o, g.wo);
   linearBackwardWeight(nm, 'linear', f.dq, s.x, g.wq);
   linearBackwardWeight(nm, 'linear', f.dk, s.x, g.wk);
   linearBackwardWeight(nm, 'linear', f.dv, s.x, g.wv);
 }
 
+// qkNorm: x [N, d] as N·nh rows of one head's hd values -> each row / RMS(row); r [N·nh] = 1/RMS
+function headNormForward(c: ModelConfig, x: Tensor): { y: Tensor; r: Tensor } {
+  const rows = x.rows * c.heads;
+  const y = Tensor.zeros(x.dtype, x.shape);
+  const r = new Tensor(x.dtype, [rows], allocate(x.dtype, rows));
+  rmsnormForward(x.data, unitWeight(c, x), rows, headDim(c), c.normEps, y.data, r.data);
+  return { y, r };
+}
+
+// dy [N, d] -> dx [N, d] through headNormForward
+function headNormBackward(c: ModelConfig, x: Tensor, r: Tensor, dy: Tensor): Tensor {
+  const dx = Tensor.zeros(dy.dtype, dy.shape);
+  rmsnormBackwardInput(dy.data, x.data, unitWeight(c, x), r.data, x.rows * c.heads, headDim(c), dx.data);
+  return dx;
+}
+
+function unitWeight(c: ModelConfig, like: Tensor): Tensor['data'] {
+  return allocate(like.dtype, headDim(c)).fill(1);
+}
+
 /** One (sequence, head): p = softmax(q·kᵀ/√hd, causal), o = p·v. Typed arrays are held in locals: the loops are hot. */
-function coreForward(c: ModelConfig, q: Tensor, k: Tensor, v: Tensor, p: Tensor, o: Tensor, b: number, h: number): void {
+function coreForward(c: ModelConfig, q: Tensor, k: Tensor, v: Tensor, p: Tensor, o: Tensor, b: number,
+                     h: number): void {
   const T = c.seqLen;
   const hd = headDim(c);
   const d = c.hidden;
@@ -65,10 +102,7 @@ function coreForward(c: ModelConfig, q: Tensor, k: Tensor, v: Tensor, p: Tensor,
   for (let t = 0; t < T; t++) {
     const qOff = (b * T + t) * d + h * hd;
     for (let u = 0; u <= t; u++) {
-      const kOff = (b * T + u) * d + h * hd;
-      let dot = 0;
-      for (let j = 0; j < hd; j++) dot += qd[qOff + j] * kd[kOff + j];
-      pd[pOff + t * T + u] = dot * scale;
+      pd[pOff + t * T + u] = headDot(qd, qOff, kd, (b * T + u) * d + h * hd, hd) * scale;
     }
     softmaxRow(pd, pOff + t * T, t + 1, T, pd);
     for (let u = 0; u <= t; u++) {
@@ -95,9 +129,7 @@ function coreBackward(c: ModelConfig, s: AttentionSaved, dO: Tensor, dq: Tensor,
     const tOff = (b * T + t) * d + h * hd;
     for (let u = 0; u <= t; u++) {
       const uOff = (b * T + u) * d + h * hd;
-      let dot = 0;
-      for (let j = 0; j < hd; j++) dot += dOd[tOff + j] * vd[uOff + j];
-      dp[u] = dot;
+      dp[u] = headDot(dOd, tOff, vd, uOff, hd);
       const pu = pd[pOff + t * T + u];
       prow[u] = pu;
       for (let j = 0; j < hd; j++) dvd[uOff + j] += pu * dOd[tOff + j];
@@ -112,6 +144,13 @@ function coreBackward(c: ModelConfig, s: AttentionSaved, dO: Tensor, dq: Tensor,
       }
     }
   }
+}
+
+/** Σ_j x[xOff + j]·y[yOff + j] over one head's hd values, left to right in f64. */
+function headDot(x: FloatArray, xOff: number, y: FloatArray, yOff: number, hd: number): number {
+  let dot = 0;
+  for (let j = 0; j < hd; j++) dot += x[xOff + j] * y[yOff + j];
+  return dot;
 }
 
 /** The core is two batched causal GEMMs (q·kᵀ and p·v, T(T+1)/2 dot products of hd each) and a softmax over the

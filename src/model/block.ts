@@ -17,12 +17,14 @@ import type { LossScale } from './loss.js';
 import {
   expertLoads, localCombine, localDispatch, moeExperts, moeExpertsBackward, moeExpertsWeight, moeGate, moeGateWeight,
   moeInputGrad, moeOutput, moeSaved,
-  type MoeExpertsBackward, type MoeExpertsForward, type MoeParams, type MoeRoutedGrads, type MoeSaved, type MoeWeightInputs,
-  type RoutedRows,
+  type MoeExpertsBackward, type MoeExpertsForward, type MoeParams, type MoeRoutedGrads, type MoeSaved,
+  type MoeWeightInputs, type RoutedRows,
 } from './moe.js';
 import type { Numerics } from './numerics.js';
 import type { ParamStore } from './params.js';
-import { rmsnormLayerBackwardInput, rmsnormLayerBackwardWeight, rmsnormLayerForward, type RmsNormSaved } from './rmsnorm.js';
+import {
+  rmsnormLayerBackwardInput, rmsnormLayerBackwardWeight, rmsnormLayerForward, type RmsNormSaved,
+} from './rmsnorm.js';
 import {
   swigluBackwardInput, swigluBackwardWeight, swigluForwardLayer,
   type SwigluParams, type SwigluSaved, type SwigluWeightInputs,
@@ -203,7 +205,8 @@ export class BlockPass {
   }
 
   #moeGate(): GateSaved {
-    if (!this.#gate) throw moemuError('MOEMU_ERR_INTERNAL', 'routing of a block before its attention phase (or of a dense block)');
+    if (!this.#gate) throw moemuError('MOEMU_ERR_INTERNAL',
+      'routing of a block before its attention phase (or of a dense block)');
     return this.#gate;
   }
 
@@ -249,11 +252,13 @@ export function blockBackwardWeight(pass: BlockPass, g: BlockParams): void {
 export function blockParams(store: ParamStore, c: ModelConfig, prefix: string, moe: boolean, which: 'values' | 'grads',
                             experts: readonly number[] = Array.from({ length: c.experts }, (_, e) => e)): BlockParams {
   const get = (name: string) => (which === 'values' ? store.value(prefix + name) : store.grad(prefix + name));
-  const swiglu = (sub: string): SwigluParams => ({ w1: get(`${sub}w1.weight`), w2: get(`${sub}w2.weight`), w3: get(`${sub}w3.weight`) });
-  const attn = { wq: get('attn.wq.weight'), wk: get('attn.wk.weight'), wv: get('attn.wv.weight'), wo: get('attn.wo.weight') };
+  const swiglu = (sub: string): SwigluParams =>
+    ({ w1: get(`${sub}w1.weight`), w2: get(`${sub}w2.weight`), w3: get(`${sub}w3.weight`) });
+  const attn = { wq: get('attn.wq.weight'), wk: get('attn.wk.weight'), wv: get('attn.wv.weight'),
+    wo: get('attn.wo.weight') };
   const ffn: FfnParams = moe
-    ? { kind: 'moe', p: { gate: get('ffn.gate.weight'), bias: store.value(`${prefix}ffn.gate.bias`), shared: swiglu('ffn.shared.'),
-        experts: experts.map((e) => swiglu(`ffn.experts.${e}.`)) } }
+    ? { kind: 'moe', p: { gate: get('ffn.gate.weight'), bias: store.value(`${prefix}ffn.gate.bias`),
+        shared: swiglu('ffn.shared.'), experts: experts.map((e) => swiglu(`ffn.experts.${e}.`)) } }
     : { kind: 'dense', p: swiglu('ffn.') };
   return { attnNorm: get('attn_norm.weight'), attn, ffnNorm: get('ffn_norm.weight'), ffn };
 }

@@ -30,6 +30,9 @@ export interface ModelConfig {
   initStd: number;          // N(0, initStd²) for every matrix
   fp8Tile: number;          // T: 1×T activation tiles, T×T weight blocks (V3: 128)
   fp8Accumulation: number;  // N_C: promotion interval of FP8 GEMM partial sums (V3: 128)
+  /** RMS-normalise each head's query and key (no weight) before RoPE, as in OLMo 2 and Gemma 3; V3 has no such
+   * norm, so absent (the default) means off and a config without it is the one V3 describes. */
+  qkNorm?: boolean;
 }
 
 export const MODEL_DEFAULTS: Readonly<ModelConfig> = Object.freeze({
@@ -85,7 +88,8 @@ export function modelConfigProblems(c: ModelConfig): ConfigProblem[] {
   const need = (ok: boolean, path: string, message: string) => { if (!ok) problems.push({ path, message }); };
   need(c.vocabSize >= 256, 'vocabSize', `must be ≥ 256 for the byte-level corpus, got ${c.vocabSize}`);
   need(c.hidden % c.heads === 0, 'heads', `must divide hidden (${c.hidden}), got ${c.heads}`);
-  need((c.hidden / c.heads) % 2 === 0, 'heads', `head dim hidden/heads must be even for RoPE, got ${c.hidden / c.heads}`);
+  need((c.hidden / c.heads) % 2 === 0, 'heads',
+    `head dim hidden/heads must be even for RoPE, got ${c.hidden / c.heads}`);
   need(c.denseLayers <= c.layers, 'denseLayers', `must be ≤ layers (${c.layers}), got ${c.denseLayers}`);
   need(c.topK <= c.experts, 'topK', `must be ≤ experts (${c.experts}), got ${c.topK}`);
   need(c.experts % c.groups === 0, 'groups', `must divide experts (${c.experts}), got ${c.groups}`);
@@ -94,10 +98,12 @@ export function modelConfigProblems(c: ModelConfig): ConfigProblem[] {
   need(perGroup * c.topGroups >= c.topK, 'topGroups',
     `the ${c.topGroups} kept groups of ${perGroup} experts cannot hold topK = ${c.topK} experts`);
   need(c.routing === 'learned' || perGroup % c.topK === 0, 'routing',
-    `balanced routing gives a token ${c.topK} consecutive experts in one group: topK must divide experts / groups = ${perGroup}`);
+    `balanced routing gives a token ${c.topK} consecutive experts in one group: ` +
+      `topK must divide experts / groups = ${perGroup}`);
   need(groupScoreTopK(c) <= perGroup, 'topGroups',
     `group score sums the top floor(topK/topGroups) = ${groupScoreTopK(c)} experts, more than a group's ${perGroup}`);
-  for (const [path, dim] of [['hidden', c.hidden], ['expertHidden', c.expertHidden], ['ffnHidden', c.ffnHidden]] as const) {
+  for (const [path, dim] of
+    [['hidden', c.hidden], ['expertHidden', c.expertHidden], ['ffnHidden', c.ffnHidden]] as const) {
     need(dim % c.fp8Tile === 0, 'fp8Tile', `must divide ${path} (${dim}), got ${c.fp8Tile}`);
   }
   need(c.fp8Tile % c.fp8Accumulation === 0, 'fp8Accumulation',

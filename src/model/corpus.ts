@@ -3,9 +3,11 @@
 // agreement inside a sentence, arithmetic facts) so the loss can fall far below ln 256.
 import { Rng, seedFor } from '../tensor/rng.js';
 
-const SUBJECTS = ['the cat', 'a dog', 'the old man', 'my sister', 'the robot', 'a small bird', 'the teacher', 'our team'];
+const SUBJECTS = ['the cat', 'a dog', 'the old man', 'my sister', 'the robot', 'a small bird', 'the teacher',
+  'our team'];
 const VERBS = ['sees', 'likes', 'builds', 'finds', 'carries', 'paints', 'follows', 'counts'];
-const OBJECTS = ['a red ball', 'the green door', 'two apples', 'the river', 'a long road', 'the blue box', 'some stars'];
+const OBJECTS = ['a red ball', 'the green door', 'two apples', 'the river', 'a long road', 'the blue box',
+  'some stars'];
 const ADVERBS = ['today', 'at night', 'slowly', 'again', 'with care', 'in the rain'];
 const NUMBERS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
 
@@ -39,8 +41,10 @@ function arithmetic(rng: Rng): string {
   return `${NUMBERS[a]} and ${NUMBERS[b]} make ${NUMBERS[a + b]}. `;
 }
 
-/** The global batch of a step: `batchSize` windows of T+2 tokens at positions drawn from seedFor(seed, 'data', step). */
-export function sampleBatch(corpus: Uint8Array, seed: number, step: number, batchSize: number, seqLen: number): Int32Array {
+/** The global batch of a step: `batchSize` windows of T+2 tokens at positions drawn from
+ * seedFor(seed, 'data', step). */
+export function sampleBatch(corpus: Uint8Array, seed: number, step: number, batchSize: number,
+                            seqLen: number): Int32Array {
   const width = seqLen + 2;
   const rng = new Rng(seedFor(seed, 'data', step));
   const out = new Int32Array(batchSize * width);

@@ -13,17 +13,20 @@ export function makeDump(trainer: ReferenceTrainer): Map<string, Uint8Array | st
   const { model, training, precision, seed } = trainer.options;
   const files = new Map<string, Uint8Array | string>();
   const weights = new Map<string, SafeTensor>();
-  for (const spec of trainer.store.specs) weights.set(spec.name, tensorOf(trainer.store.value(spec.name).data, spec.shape));
+  for (const spec of trainer.store.specs) weights.set(spec.name,
+    tensorOf(trainer.store.value(spec.name).data, spec.shape));
   files.set('weights.safetensors', encodeSafetensors(weights));
 
   const batch = trainer.batch(step);
-  files.set('batch.safetensors', encodeSafetensors(new Map([['tokens', safeTensor(batch.slice(), [training.batchSize, model.seqLen + 2])]])));
+  files.set('batch.safetensors',
+    encodeSafetensors(new Map([['tokens', safeTensor(batch.slice(), [training.batchSize, model.seqLen + 2])]])));
 
   const { losses, forwards } = trainer.gradients(batch);
   const outputs = new Map<string, SafeTensor>();
   const logitsShape = [training.batchSize, model.seqLen, model.vocabSize];
   outputs.set('logits', tensorOf(concat(forwards.map((f) => f.logits.data)), logitsShape));
-  if (model.mtpDepth > 0) outputs.set('logits_mtp', tensorOf(concat(forwards.map((f) => f.logitsMtp!.data)), logitsShape));
+  if (model.mtpDepth > 0) outputs.set('logits_mtp',
+    tensorOf(concat(forwards.map((f) => f.logitsMtp!.data)), logitsShape));
   const scalar = (x: number) => tensorOf(trainer.nm.dtype === 'f64' ? Float64Array.of(x) : Float32Array.of(x), []);
   outputs.set('loss', scalar(losses.total));
   outputs.set('loss_main', scalar(losses.main));
@@ -32,11 +35,13 @@ export function makeDump(trainer: ReferenceTrainer): Map<string, Uint8Array | st
   files.set('outputs.safetensors', encodeSafetensors(outputs));
 
   const grads = new Map<string, SafeTensor>();
-  for (const spec of trainer.store.trainable()) grads.set(spec.name, tensorOf(trainer.store.grad(spec.name).data, spec.shape));
+  for (const spec of trainer.store.trainable()) grads.set(spec.name,
+    tensorOf(trainer.store.grad(spec.name).data, spec.shape));
   files.set('grads.safetensors', encodeSafetensors(grads));
   trainer.store.zeroGrads();
 
-  files.set('config.json', `${JSON.stringify({ format: DUMP_FORMAT, step, model, training, precision, seed }, null, 2)}\n`);
+  files.set('config.json',
+    `${JSON.stringify({ format: DUMP_FORMAT, step, model, training, precision, seed }, null, 2)}\n`);
   return files;
 }
 

@@ -19,7 +19,8 @@ export interface GateSaved {
 export interface GateOutput { saved: GateSaved; balanceLoss: number }
 
 // u [N, d] -> affinities [N, E], chosen [N, K], weights [N, K]
-export function gateForward(c: ModelConfig, nm: Numerics, w: Tensor, bias: Tensor, u: Tensor, scale: LossScale): GateOutput {
+export function gateForward(c: ModelConfig, nm: Numerics, w: Tensor, bias: Tensor, u: Tensor,
+                            scale: LossScale): GateOutput {
   const tokens = u.rows;
   const E = c.experts;
   const s = linearForward(nm, 'keep', u, w);                       // [N, E] logits, then affinities in place
@@ -31,7 +32,8 @@ export function gateForward(c: ModelConfig, nm: Numerics, w: Tensor, bias: Tenso
   for (let t = 0; t < tokens; t++) {
     let sum = 0;
     for (let j = 0; j < c.topK; j++) sum += s.data[t * E + chosen[t * c.topK + j]];
-    for (let j = 0; j < c.topK; j++) weights.data[t * c.topK + j] = (c.routeScale * s.data[t * E + chosen[t * c.topK + j]]) / sum;
+    for (let j = 0; j < c.topK; j++) weights.data[t * c.topK + j] =
+      (c.routeScale * s.data[t * E + chosen[t * c.topK + j]]) / sum;
   }
   const freq = sequenceFrequencies(c, chosen, tokens);
   const balanceLoss = balanceLossValue(c, s, freq, scale);

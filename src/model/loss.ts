@@ -10,8 +10,10 @@ export interface LossScale {
 }
 
 // logits [N, V], targets [N] -> Σ CE / tokens (unweighted), and dlogits [N, V] of weight·that
-export function crossEntropyLoss(logits: Tensor, targets: Int32Array, scale: LossScale, weight: number): { loss: number; dlogits: Tensor } {
+export function crossEntropyLoss(logits: Tensor, targets: Int32Array, scale: LossScale,
+                                 weight: number): { loss: number; dlogits: Tensor } {
   const dlogits = Tensor.zeros(logits.dtype, logits.shape);
-  const loss = crossEntropy(logits.data, targets, logits.rows, logits.cols, weight / scale.tokens, dlogits.data) / scale.tokens;
+  const loss = crossEntropy(logits.data, targets, logits.rows, logits.cols, weight / scale.tokens,
+    dlogits.data) / scale.tokens;
   return { loss, dlogits };
 }

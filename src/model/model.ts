@@ -9,7 +9,9 @@ import { linearBackwardInput, linearBackwardWeight, linearForward } from './line
 import { crossEntropyLoss, type LossScale } from './loss.js';
 import type { Numerics } from './numerics.js';
 import type { ParamStore } from './params.js';
-import { rmsnormLayerBackwardInput, rmsnormLayerBackwardWeight, rmsnormLayerForward, type RmsNormSaved } from './rmsnorm.js';
+import {
+  rmsnormLayerBackwardInput, rmsnormLayerBackwardWeight, rmsnormLayerForward, type RmsNormSaved,
+} from './rmsnorm.js';
 import { concatColumns, splitColumns, tokenColumns } from './tokens.js';
 
 export interface Losses { main: number; mtp: number; balance: number; total: number }
@@ -114,7 +116,8 @@ function mtpForward(ctx: ModelContext, h: Tensor, sequences: Int32Array) {
 }
 
 // h [N, d] -> m0 [N, d] = proj([norm(h); norm(embed(x[:, 1:T+1]))]): the MTP block's input
-export function mtpInputForward(ctx: ModelContext, h: Tensor, sequences: Int32Array): { m0: Tensor; saved: MtpInputSaved } {
+export function mtpInputForward(ctx: ModelContext, h: Tensor,
+                                sequences: Int32Array): { m0: Tensor; saved: MtpInputSaved } {
   const { c, nm, store } = ctx;
   const tokens = tokenColumns(sequences, c.seqLen, 1);            // x[:, 1:T+1]
   const e = embeddingForward(tokens, store.value('embed.weight'));

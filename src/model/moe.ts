@@ -31,7 +31,9 @@ export interface MoeGrads { gate: Tensor; shared: SwigluParams; experts: SwigluP
 export interface RoutedRows { rows: number; x: FloatArray; fp8?: Fp8Tiles; localIds: Int32Array; weights: FloatArray }
 
 interface ExpertSaved { rows: Int32Array; slots: Int32Array; saved: SwigluSaved; y: Tensor }
-export interface MoeExpertsForward { expertOut: Tensor; experts: (ExpertSaved | null)[]; shared: { y: Tensor; saved: SwigluSaved } }
+export interface MoeExpertsForward {
+  expertOut: Tensor; experts: (ExpertSaved | null)[]; shared: { y: Tensor; saved: SwigluSaved };
+}
 export interface MoeSaved {
   gate: GateSaved; routed: { weights: FloatArray; rows: number }; experts: (ExpertSaved | null)[]; shared: SwigluSaved;
 }
@@ -48,7 +50,8 @@ export interface MoeWeightInputs { dlogits: Tensor; shared: SwigluWeightInputs; 
 // ---- forward phases -----------------------------------------------------------------------------------------------
 
 // u [T, d] -> routing of this rank's tokens
-export function moeGate(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor, scale: LossScale): { gate: GateSaved; balanceLoss: number } {
+export function moeGate(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor,
+                        scale: LossScale): { gate: GateSaved; balanceLoss: number } {
   const { saved: gate, balanceLoss } = gateForward(c, nm, p.gate, p.bias, u, scale);
   return { gate, balanceLoss };
 }
@@ -61,7 +64,8 @@ export function expertLoads(c: ModelConfig, gate: GateSaved): Float64Array {
 }
 
 // routed rows [R, d] -> Σ_{local experts, ascending} g · expert(x) per row [R, d]; and shared(u) [T, d]
-export function moeExperts(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor, routed: RoutedRows): MoeExpertsForward {
+export function moeExperts(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor,
+                           routed: RoutedRows): MoeExpertsForward {
   const d = c.hidden;
   const received = new Tensor(u.dtype, [routed.rows, d], routed.x);
   const expertOut = Tensor.zeros(u.dtype, [routed.rows, d]);
@@ -91,7 +95,8 @@ export function moeOutput(u: Tensor, routed: FloatArray, shared: Tensor): Tensor
 }
 
 export function moeSaved(gate: GateSaved, routed: RoutedRows, mlp: MoeExpertsForward): MoeSaved {
-  return { gate, routed: { weights: routed.weights, rows: routed.rows }, experts: mlp.experts, shared: mlp.shared.saved };
+  return { gate, routed: { weights: routed.weights, rows: routed.rows }, experts: mlp.experts,
+    shared: mlp.shared.saved };
 }
 
 // ---- backward phases ----------------------------------------------------------------------------------------------
@@ -125,8 +130,9 @@ export function moeExpertsBackward(c: ModelConfig, nm: Numerics, p: MoeParams, s
 }
 
 // -> du [T, d] = shared B + routed B + gate B
-export function moeInputGrad(c: ModelConfig, nm: Numerics, p: MoeParams, s: MoeSaved, dy: Tensor, mlp: MoeExpertsBackward,
-                             back: MoeRoutedGrads, scale: LossScale): { dx: Tensor; forWeight: MoeWeightInputs } {
+export function moeInputGrad(c: ModelConfig, nm: Numerics, p: MoeParams, s: MoeSaved, dy: Tensor,
+                             mlp: MoeExpertsBackward, back: MoeRoutedGrads,
+                             scale: LossScale): { dx: Tensor; forWeight: MoeWeightInputs } {
   const dx = mlp.shared.dx;
   addInto(dx, new Tensor(dy.dtype, dy.shape, back.routedDx));
   const gate = gateBackwardInput(c, nm, p.gate, s.gate, new Tensor(dy.dtype, [dy.rows, c.topK], back.dWeights), scale);
@@ -162,7 +168,9 @@ export interface MoeForward { y: Tensor; saved: MoeSaved; balanceLoss: number; l
 /** Every expert is local and row t is token t. In FP8 runs the experts see each token as FP8 dispatch would send
  * it (1×T tiles, power-of-two scales), as on an EP group. */
 export function localDispatch(nm: Numerics, u: Tensor, gate: GateSaved): RoutedRows {
-  const fp8 = nm.precision === 'fp8' ? quantizeTiles(u.data, u.rows, u.cols, nm.fp8Tile, { powerOfTwoScale: true }) : undefined;
+  const fp8 = nm.precision === 'fp8'
+    ? quantizeTiles(u.data, u.rows, u.cols, nm.fp8Tile, { powerOfTwoScale: true })
+    : undefined;
   return { rows: u.rows, x: fp8 ? dequantize(fp8) : u.data, fp8, localIds: gate.chosen, weights: gate.weights.data };
 }
 

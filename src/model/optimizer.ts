@@ -23,16 +23,23 @@ export function learningRate(o: OptimizerConfig, step: number): number {
   return o.minLr + ((o.lr - o.minLr) * (1 + Math.cos(Math.PI * progress))) / 2;
 }
 
-/** Scales every gradient by clip/(norm + 1e-6) when the global L2 norm exceeds clip. Returns the norm. */
+/** Keeps the clipped norm just under `clip`, as PyTorch's clip_grad_norm_ does. */
+const CLIP_EPS = 1e-6;
+
+/** Scales every gradient by clip/(norm + CLIP_EPS) when the global L2 norm exceeds clip. Returns the norm. */
 export function clipGradients(store: ParamStore, clip: number): number {
   let sumSquares = 0;
   for (const g of store.grads.values()) for (let i = 0; i < g.size; i++) sumSquares += g.data[i] * g.data[i];
   const norm = Math.sqrt(sumSquares);
-  if (norm > clip) {
-    const factor = clip / (norm + 1e-6);
-    for (const g of store.grads.values()) for (let i = 0; i < g.size; i++) g.data[i] *= factor;
-  }
+  clipToNorm(store, norm, clip);
   return norm;
+}
+
+/** The scaling of clipGradients, given the global norm (a rank's store holds only its part of the gradients). */
+export function clipToNorm(store: ParamStore, norm: number, clip: number): void {
+  if (norm <= clip) return;
+  const factor = clip / (norm + CLIP_EPS);
+  for (const g of store.grads.values()) for (let i = 0; i < g.size; i++) g.data[i] *= factor;
 }
 
 export class AdamW {
@@ -40,7 +47,8 @@ export class AdamW {
   readonly #m = new Map<string, FloatArray>();
   readonly #v = new Map<string, FloatArray>();
 
-  constructor(private readonly store: ParamStore, private readonly o: OptimizerConfig, private readonly bf16Moments: boolean) {
+  constructor(private readonly store: ParamStore, private readonly o: OptimizerConfig,
+              private readonly bf16Moments: boolean) {
     for (const spec of store.trainable()) {
       const size = store.value(spec.name).size;
       const dtype = store.value(spec.name).dtype;

@@ -26,7 +26,8 @@ export function paramSpecs(c: ModelConfig): ParamSpec[] {
 function blockSpecs(c: ModelConfig, prefix: string, moe: boolean): ParamSpec[] {
   const d = c.hidden;
   const specs: ParamSpec[] = [{ name: `${prefix}attn_norm.weight`, shape: [d], kind: 'norm' }];
-  for (const w of ['wq', 'wk', 'wv', 'wo']) specs.push({ name: `${prefix}attn.${w}.weight`, shape: [d, d], kind: 'matrix' });
+  for (const w of ['wq', 'wk', 'wv', 'wo']) specs.push(
+    { name: `${prefix}attn.${w}.weight`, shape: [d, d], kind: 'matrix' });
   specs.push({ name: `${prefix}ffn_norm.weight`, shape: [d], kind: 'norm' });
   if (!moe) return [...specs, ...swigluSpecs(`${prefix}ffn.`, d, c.ffnHidden)];
   specs.push({ name: `${prefix}ffn.gate.weight`, shape: [c.experts, d], kind: 'matrix' });

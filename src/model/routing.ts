@@ -3,7 +3,8 @@
 import { groupScoreTopK, type ModelConfig } from './config.js';
 import type { FloatArray } from '../tensor/tensor.js';
 
-export type RoutingConfig = Pick<ModelConfig, 'experts' | 'topK' | 'groups' | 'topGroups'> & Partial<Pick<ModelConfig, 'routing' | 'seqLen'>>;
+export type RoutingConfig = Pick<ModelConfig, 'experts' | 'topK' | 'groups' | 'topGroups'>
+  & Partial<Pick<ModelConfig, 'routing' | 'seqLen'>>;
 
 /** sel [N, E] -> chosen expert ids [N, K], each row in ascending expert order. */
 export function routeTopK(sel: FloatArray, tokens: number, r: RoutingConfig): Int32Array {

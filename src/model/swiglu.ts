@@ -12,7 +12,8 @@ export interface SwigluWeightInputs { dy: Tensor; da: Tensor; db: Tensor }
 
 // x [N, d] -> y [N, d] through [N, F]. With `xq` (FP8 mode: x as FP8 rows, e.g. from an FP8 dispatch; x holds
 // their values) the first two GEMMs consume those rows as they are.
-export function swigluForwardLayer(nm: Numerics, w: SwigluParams, x: Tensor, xq?: Fp8Tiles): { y: Tensor; saved: SwigluSaved } {
+export function swigluForwardLayer(nm: Numerics, w: SwigluParams, x: Tensor,
+                                   xq?: Fp8Tiles): { y: Tensor; saved: SwigluSaved } {
   const fp8Rows = xq !== undefined && nm.precision === 'fp8';
   const a = fp8Rows ? linearForwardFp8Rows(nm, xq, w.w1) : linearForward(nm, 'linear', x, w.w1);   // [N, F]
   const b = fp8Rows ? linearForwardFp8Rows(nm, xq, w.w3) : linearForward(nm, 'linear', x, w.w3);   // [N, F]

@@ -6,7 +6,8 @@ export function tokenColumns(sequences: Int32Array, seqLen: number, shift: numbe
   const width = seqLen + 2;
   const count = sequences.length / width;
   const out = new Int32Array(count * seqLen);
-  for (let b = 0; b < count; b++) out.set(sequences.subarray(b * width + shift, b * width + shift + seqLen), b * seqLen);
+  for (let b = 0; b < count; b++) out.set(sequences.subarray(b * width + shift, b * width + shift + seqLen),
+    b * seqLen);
   return out;
 }
 

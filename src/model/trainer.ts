@@ -44,7 +44,8 @@ export class ReferenceTrainer {
   constructor(readonly options: TrainerOptions) {
     const { model, training, precision, seed } = options;
     if (training.batchSize % training.microBatches !== 0) {
-      throw moemuError('MOEMU_ERR_CONFIG', `microBatches (${training.microBatches}) must divide batchSize (${training.batchSize})`,
+      throw moemuError('MOEMU_ERR_CONFIG',
+        `microBatches (${training.microBatches}) must divide batchSize (${training.batchSize})`,
         { path: 'training.microBatches' });
     }
     this.nm = numericsFor(precision, model);
@@ -95,6 +96,7 @@ export class ReferenceTrainer {
     updateGateBiases(this.store, loads, this.options.model.biasUpdateSpeed);
     this.#step = step;
     const tokens = this.options.training.batchSize * this.options.model.seqLen;
-    return { step, losses, lr, gradNorm, loadImbalance: loadImbalance(loads), tokens, microBatches: forwards.map((f) => f.losses), loads };
+    return { step, losses, lr, gradNorm, loadImbalance: loadImbalance(loads), tokens,
+      microBatches: forwards.map((f) => f.losses), loads };
   }
 }

@@ -47,7 +47,8 @@ export class EpBlockRun {
 
   /** `prefix`: 'layers.3.' or 'mtp.0.block.'; `layer`: its index in the model (the MTP block's is L); `op`: the
    * schedule op its forward runs under. */
-  constructor(private readonly env: BlockEnv, readonly prefix: string, readonly moe: boolean, readonly layer: number, op: OpRef) {
+  constructor(private readonly env: BlockEnv, readonly prefix: string, readonly moe: boolean, readonly layer: number,
+              op: OpRef) {
     this.#pass = new BlockPass({ c: env.c, nm: env.nm, scale: env.scale }, this.#params('values'));
     this.#op = op;
   }
@@ -81,7 +82,8 @@ export class EpBlockRun {
   async dispatchForward(): Promise<void> {
     if (!this.moe) return;
     const { u, gate } = this.#pass.dispatchInput;
-    this.#sent = await epMoeDispatch(this.env.ep, this.env.c, this.env.nm, u, gate, [this.#event!], this.#name('dispatch', 'F'));
+    this.#sent = await epMoeDispatch(this.env.ep, this.env.c, this.env.nm, u, gate, [this.#event!],
+      this.#name('dispatch', 'F'));
     this.#event = this.#sent.op;
   }
 
@@ -94,8 +96,8 @@ export class EpBlockRun {
   async combineForward(): Promise<void> {
     let routed = null;
     if (this.moe) {
-      const out = await epMoeCombine(this.env.ep, this.env.nm, this.#sent!.handle, this.#pass.combineInput, [this.#event!],
-        this.#name('combine', 'F'));
+      const out = await epMoeCombine(this.env.ep, this.env.nm, this.#sent!.handle, this.#pass.combineInput,
+        [this.#event!], this.#name('combine', 'F'));
       this.#event = out.op;
       routed = out.out;
     }
@@ -109,7 +111,8 @@ export class EpBlockRun {
     this.#pass.startBackward(dy);
     this.#event = latest(waitFor);
     if (!this.moe) return;
-    this.#cached = await epMoeGradDispatch(this.env.ep, this.env.c, this.env.nm, this.#pass.gate, dy, waitFor, this.#name('combine', 'B'));
+    this.#cached = await epMoeGradDispatch(this.env.ep, this.env.c, this.env.nm, this.#pass.gate, dy, waitFor,
+      this.#name('combine', 'B'));
     this.#event = this.#cached.op;
   }
 
@@ -121,8 +124,8 @@ export class EpBlockRun {
   /** The combine of the experts' input and gate-value gradients back to the tokens' ranks (MoE). */
   async dispatchBackward(): Promise<void> {
     if (!this.moe) return;
-    const back = await epMoeGradCombine(this.env.ep, this.env.c, this.env.nm, this.#sent!.handle, this.#pass.gradRows, [this.#event!],
-      this.#name('dispatch', 'B'));
+    const back = await epMoeGradCombine(this.env.ep, this.env.c, this.env.nm, this.#sent!.handle, this.#pass.gradRows,
+      [this.#event!], this.#name('dispatch', 'B'));
     this.#back = back;
     this.#event = back.op;
   }
@@ -153,7 +156,8 @@ export class EpBlockRun {
   /** An op of this block: 'F0.3 L3 attn(F)', labelled with its schedule op, pass, phase and layer. */
   #name(phase: Phase, pass: Pass): OpName {
     const where = this.prefix.startsWith('mtp.') ? 'mtp' : `L${this.layer}`;
-    return { text: `${this.#op.text} ${where} ${phase}(${pass})`, label: { sched: this.#op.sched, pass, phase, layer: this.layer } };
+    return { text: `${this.#op.text} ${where} ${phase}(${pass})`,
+      label: { sched: this.#op.sched, pass, phase, layer: this.layer } };
   }
 
   #computed(phase: Phase, pass: Pass, waitFor: readonly VEvent[]): void {

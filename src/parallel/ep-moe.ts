@@ -24,28 +24,31 @@ import { Tensor, type FloatArray } from '../tensor/tensor.js';
 // u [T, d] and its routing -> the rows this rank's experts compute on (model/moe.ts RoutedRows) and their handle
 export function epMoeDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, u: Tensor, gate: GateSaved,
                               waitFor: readonly VEvent[] = [], name: OpName = 'dispatch'): Promise<DispatchResult> {
-  return dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK, wire: dispatchWire(nm), waitFor },
-    name);
+  return dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK,
+    wire: dispatchWire(nm), waitFor }, name);
 }
 
 // expert outputs [R, d] -> their sum per token [T, d]
 export async function epMoeCombine(ep: EpGroup, nm: Numerics, handle: DispatchHandle, expertOut: Tensor,
-                                   waitFor: readonly VEvent[] = [], name: OpName = 'combine'): Promise<{ out: FloatArray; op: OpRecord }> {
+                                   waitFor: readonly VEvent[] = [],
+                                   name: OpName = 'combine'): Promise<{ out: FloatArray; op: OpRecord }> {
   return combine(ep, handle, expertOut.data, name, { wire: bf16Wire(nm), waitFor });
 }
 
 // dy [T, d] -> its rows [R, d], along the dispatch's layout (no new routing)
 export function epMoeGradDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, gate: GateSaved, dy: Tensor,
-                                  waitFor: readonly VEvent[] = [], name: OpName = 'dispatch dy'): Promise<DispatchResult> {
-  return dispatch(ep, { x: dy.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK, wire: bf16Wire(nm),
-    cached: true, waitFor }, name);
+                                  waitFor: readonly VEvent[] = [],
+                                  name: OpName = 'dispatch dy'): Promise<DispatchResult> {
+  return dispatch(ep, { x: dy.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK,
+    wire: bf16Wire(nm), cached: true, waitFor }, name);
 }
 
 /** One combine carries each row's input gradient and its gate-value gradients side by side ([R, d + K]), as
  * DeepEP's combine returns the combined top-k weights with the rows: the sums are per column, so each part sums
  * exactly as it would alone. The gate-value columns are metadata, not tensor data. */
-export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics, handle: DispatchHandle, mlp: MoeExpertsBackward,
-                                       waitFor: readonly VEvent[] = [], name: OpName = 'combine dx'): Promise<MoeRoutedGrads & { op: OpRecord }> {
+export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics, handle: DispatchHandle,
+                                       mlp: MoeExpertsBackward, waitFor: readonly VEvent[] = [],
+                                       name: OpName = 'combine dx'): Promise<MoeRoutedGrads & { op: OpRecord }> {
   const d = c.hidden;
   const K = c.topK;
   const R = mlp.dRows.rows;
@@ -54,7 +57,8 @@ export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics
     rows.data.set(mlp.dRows.data.subarray(r * d, (r + 1) * d), r * (d + K));
     rows.data.set(mlp.dWeightRows.data.subarray(r * K, (r + 1) * K), r * (d + K) + d);
   }
-  const back = await combine(ep, { ...handle, d: d + K }, rows.data, name, { wire: bf16Wire(nm), waitFor, metadataColumns: K });
+  const back = await combine(ep, { ...handle, d: d + K }, rows.data, name,
+    { wire: bf16Wire(nm), waitFor, metadataColumns: K });
   const T = handle.tokens;
   const routedDx = allocateLike(back.out, T * d);
   const dWeights = allocateLike(back.out, T * K);
@@ -94,12 +98,14 @@ export async function epMoeForward(ep: EpGroup, c: ModelConfig, nm: Numerics, p:
   const mlp = moeExperts(c, nm, p, u, sent);
   const routed = await epMoeCombine(ep, nm, sent.handle, mlp.expertOut);
   const y = moeOutput(u, routed.out, mlp.shared.y);
-  return { y, balanceLoss, loads: expertLoads(c, gate), ops: [sent.op, routed.op], saved: moeSaved(gate, sent, mlp), handle: sent.handle };
+  return { y, balanceLoss, loads: expertLoads(c, gate), ops: [sent.op, routed.op], saved: moeSaved(gate, sent, mlp),
+    handle: sent.handle };
 }
 
 // dy [T, d] -> du [T, d]
-export async function epMoeBackwardInput(ep: EpGroup, c: ModelConfig, nm: Numerics, p: MoeParams, fwd: EpMoeForward,
-                                         dy: Tensor, scale: LossScale): Promise<{ dx: Tensor; forWeight: MoeWeightInputs; ops: OpRecord[] }> {
+export async function epMoeBackwardInput(
+  ep: EpGroup, c: ModelConfig, nm: Numerics, p: MoeParams, fwd: EpMoeForward, dy: Tensor, scale: LossScale,
+): Promise<{ dx: Tensor; forWeight: MoeWeightInputs; ops: OpRecord[] }> {
   const cached = await epMoeGradDispatch(ep, c, nm, fwd.saved.gate, dy);
   const mlp = moeExpertsBackward(c, nm, p, fwd.saved, dy, cached.x);
   const back = await epMoeGradCombine(ep, c, nm, fwd.handle, mlp);

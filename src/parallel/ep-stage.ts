@@ -49,7 +49,8 @@ export class EpStageRun {
   #op: OpRef;
 
   /** `sequences`: this rank's sequences of the micro-batch [b, T+2]; `op`: the schedule op of its forward. */
-  constructor(private readonly env: BlockEnv, readonly shape: StageShape, private readonly sequences: Int32Array, op: OpRef) {
+  constructor(private readonly env: BlockEnv, readonly shape: StageShape, private readonly sequences: Int32Array,
+              op: OpRef) {
     this.#op = op;
     const { c } = env;
     this.#ctx = { c, nm: env.nm, store: env.store, scale: env.scale };
@@ -57,7 +58,9 @@ export class EpStageRun {
     for (let i = shape.firstLayer; i < shape.endLayer; i++) {
       this.blocks.push(new EpBlockRun(env, `layers.${i}.`, isMoeLayer(c, i), i, op));
     }
-    this.#mtpBlock = shape.output && c.mtpDepth > 0 ? new EpBlockRun(env, 'mtp.0.block.', hasMoe(c), c.layers, op) : null;
+    this.#mtpBlock = shape.output && c.mtpDepth > 0
+      ? new EpBlockRun(env, 'mtp.0.block.', hasMoe(c), c.layers, op)
+      : null;
     if (this.#mtpBlock) this.blocks.push(this.#mtpBlock);
   }
 
@@ -140,7 +143,8 @@ export class EpStageRun {
 
   /** The gradient `block` gets from the one after it: once the MTP block is done, its input gradient goes back
    * through the projection and norms and joins the main head's (one compute op). */
-  beforeBlockBackward(block: EpBlockRun | null, dy: Tensor, event: VEvent | null): { dy: Tensor; event: VEvent | null } {
+  beforeBlockBackward(block: EpBlockRun | null, dy: Tensor,
+                      event: VEvent | null): { dy: Tensor; event: VEvent | null } {
     const mtpBlock = this.#mtpBlock;
     if (!mtpBlock || block === mtpBlock || this.#dh === null) return { dy, event };
     const dh = this.#dh;

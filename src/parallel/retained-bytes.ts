@@ -9,8 +9,11 @@ export function retainedBytes(roots: readonly unknown[], emulated?: { storage: '
     if (value === null || typeof value !== 'object' || seen.has(value)) return;
     seen.add(value);
     if (ArrayBuffer.isView(value)) {
-      const storage = emulated && (emulated.storage === 'f32' ? value instanceof Float32Array : value instanceof Float64Array);
-      bytes += storage ? (value.byteLength / (value as Float32Array | Float64Array).BYTES_PER_ELEMENT) * emulated!.bytes : value.byteLength;
+      const storage = emulated &&
+        (emulated.storage === 'f32' ? value instanceof Float32Array : value instanceof Float64Array);
+      bytes += storage
+        ? (value.byteLength / (value as Float32Array | Float64Array).BYTES_PER_ELEMENT) * emulated!.bytes
+        : value.byteLength;
       return;
     }
     for (const child of Array.isArray(value) ? value : Object.values(value)) visit(child);

@@ -13,7 +13,8 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { ChunkOutput } from './stage-work.js';
 
 // input [T, d] (or the tokens, on the input stage) -> output [T, d] (or the losses, on the output stage)
-export async function runForward(stage: EpStageRun, input: Tensor | null, waitFor: readonly VEvent[]): Promise<ChunkOutput> {
+export async function runForward(stage: EpStageRun, input: Tensor | null,
+                                 waitFor: readonly VEvent[]): Promise<ChunkOutput> {
   let { x, event } = stage.prologueForward(input, waitFor);
   for (const block of stage.blocks) ({ x, event } = await blockForward(stage, block, x, event));
   return finishForward(stage, x, event);
@@ -24,7 +25,8 @@ export async function runForward(stage: EpStageRun, input: Tensor | null, waitFo
 export async function runBackward(stage: EpStageRun, dOut: Tensor | null, waitFor: readonly VEvent[],
                                   deferWeights: boolean): Promise<ChunkOutput> {
   let { dy, event } = stage.prologueBackward(dOut, waitFor);
-  for (const block of [...stage.blocks].reverse()) ({ dy, event } = await blockBackward(stage, block, dy, event, deferWeights));
+  for (const block of [...stage.blocks].reverse()) ({ dy, event } =
+    await blockBackward(stage, block, dy, event, deferWeights));
   const done = stage.epilogueBackward(dy, event);
   if (!deferWeights) {
     stage.outputWeight();
@@ -71,7 +73,8 @@ export async function runOverlapped(f: { stage: EpStageRun; input: Tensor | null
     ({ dy, event: bEvent } = { dy: bb.dx!, event: bb.event });
   }
   for (const block of fBlocks.slice(pairs)) ({ x, event: fEvent } = await blockForward(f.stage, block, x, fEvent));
-  for (const block of bBlocks.slice(pairs)) ({ dy, event: bEvent } = await blockBackward(b.stage, block, dy, bEvent, false));
+  for (const block of bBlocks.slice(pairs)) ({ dy, event: bEvent } =
+    await blockBackward(b.stage, block, dy, bEvent, false));
   const forward = finishForward(f.stage, x, fEvent);
   const done = b.stage.epilogueBackward(dy, bEvent);
   b.stage.outputWeight();
@@ -79,7 +82,8 @@ export async function runOverlapped(f: { stage: EpStageRun; input: Tensor | null
   return { forward, backward: { tensor: done.dx, event: done.event } };
 }
 
-async function blockForward(stage: EpStageRun, block: EpBlockRun, h: Tensor, after: VEvent | null): Promise<{ x: Tensor; event: VEvent | null }> {
+async function blockForward(stage: EpStageRun, block: EpBlockRun, h: Tensor,
+                            after: VEvent | null): Promise<{ x: Tensor; event: VEvent | null }> {
   const { x, event } = stage.beforeBlockForward(block, h, after);
   block.attnForward(x, event ? [event] : []);
   await block.dispatchForward();

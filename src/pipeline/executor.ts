@@ -103,8 +103,8 @@ class Executor {
     const rank = this.env.fabric.rank;
     assert(this.#deferred.length === 0, `rank ${rank}: the deferred-W FIFO still holds ` +
       `${this.#deferred.map((x) => `B${x.chunk}.${x.mb}z`).join(', ')} at the end of the step`);
-    assert(this.#live.size === 0, `rank ${rank}: activations of chunk.micro-batch ${[...this.#live.keys()].join(', ')} ` +
-      'are still live at the end of the step');
+    assert(this.#live.size === 0, `rank ${rank}: activations of chunk.micro-batch ` +
+      `${[...this.#live.keys()].join(', ')} ` + 'are still live at the end of the step');
     assert(this.#inputs.size === 0, `rank ${rank}: inputs ${[...this.#inputs.keys()].join(', ')} were never used`);
   }
 
@@ -117,14 +117,16 @@ class Executor {
       case 'F': {
         const stage = this.#start(op, ref);
         const input = this.#input('F', op, waits);
-        await this.#costing(ref, 'F', waits, async () => this.#afterForward(op, stage, await stage.forward(input.tensor, input.waits)));
+        await this.#costing(ref, 'F', waits,
+          async () => this.#afterForward(op, stage, await stage.forward(input.tensor, input.waits)));
         return;
       }
       case 'B': {
         const stage = this.#stageOf(op);
         stage.assign(ref);
         const dOut = this.#input('B', op, waits);
-        await this.#costing(ref, 'B', waits, async () => this.#afterBackward(op, await stage.backward(dOut.tensor, dOut.waits, op.zb === true)));
+        await this.#costing(ref, 'B', waits,
+          async () => this.#afterBackward(op, await stage.backward(dOut.tensor, dOut.waits, op.zb === true)));
         if (op.zb) this.#deferred.push({ chunk: op.chunk, mb: op.mb });
         else this.#release(op);
         return;
@@ -156,8 +158,10 @@ class Executor {
             this.#afterBackward(op.b, out.backward);
           });
         } else {
-          await this.#costing(ref, 'F', waits, async () => this.#afterForward(op.f, fStage, await fStage.forward(input.tensor, input.waits)));
-          await this.#costing(ref, 'B', waits, async () => this.#afterBackward(op.b, await bStage.backward(dOut.tensor, dOut.waits, false)));
+          await this.#costing(ref, 'F', waits,
+            async () => this.#afterForward(op.f, fStage, await fStage.forward(input.tensor, input.waits)));
+          await this.#costing(ref, 'B', waits,
+            async () => this.#afterBackward(op.b, await bStage.backward(dOut.tensor, dOut.waits, false)));
         }
         this.#release(op.b);
         return;
@@ -176,7 +180,8 @@ class Executor {
     }
     await run();
     const pass = part === 'FB' ? 'F' : part;
-    this.env.meter.settleOp({ text: `${ref.text} (${part}: no work)`, label: { sched: ref.sched, pass, phase: 'stage', layer: null } }, waits);
+    this.env.meter.settleOp({ text: `${ref.text} (${part}: no work)`,
+      label: { sched: ref.sched, pass, phase: 'stage', layer: null } }, waits);
   }
 
   #start(x: ChunkMb, ref: { text: string; sched: ScheduleOpRef }): PipelineStage {
@@ -185,7 +190,8 @@ class Executor {
 
   #stageOf(x: ChunkMb): PipelineStage {
     const live = this.#live.get(key(x));
-    if (!live) throw moemuError('MOEMU_ERR_INTERNAL', `backward of chunk ${x.chunk} micro-batch ${x.mb} before its forward`, { rank: this.env.fabric.rank });
+    if (!live) throw moemuError('MOEMU_ERR_INTERNAL',
+      `backward of chunk ${x.chunk} micro-batch ${x.mb} before its forward`, { rank: this.env.fabric.rank });
     return live.stage;
   }
 
@@ -214,7 +220,8 @@ class Executor {
     const to = what === 'F' ? stage + 1 : stage - 1;
     const holder = this.env.holders.holder(pipe, to);
     if (holder === null) return;
-    assert(out.tensor !== null, `rank ${this.#me}: ${what} of chunk ${x.chunk} micro-batch ${x.mb} produced nothing to pass on`);
+    assert(out.tensor !== null,
+      `rank ${this.#me}: ${what} of chunk ${x.chunk} micro-batch ${x.mb} produced nothing to pass on`);
     if (holder === this.#me) {
       const local = this.env.work.decode(this.env.work.encode(out.tensor, what).payload, what);
       this.#inputs.set(this.#tag(what, pipe, to, x.mb), { tensor: local, event: out.event });
@@ -234,7 +241,9 @@ class Executor {
    * (DualPipeV's turn, no batch between), the op that produced it. */
   #input(what: CommWhat, x: ChunkMb, waits: readonly VEvent[]): { tensor: Tensor | null; waits: VEvent[] } {
     const { pipe, stage } = this.env.holders.slot(this.#me, x.chunk);
-    if (this.env.holders.holder(pipe, what === 'F' ? stage - 1 : stage + 1) === null) return { tensor: null, waits: [...waits] };
+    if (this.env.holders.holder(pipe, what === 'F' ? stage - 1 : stage + 1) === null) {
+      return { tensor: null, waits: [...waits] };
+    }
     const t = this.#tag(what, pipe, stage, x.mb);
     const input = this.#inputs.get(t);
     if (!input) throw moemuError('MOEMU_ERR_INTERNAL', `nothing arrived under ${t}`, { rank: this.env.fabric.rank });
@@ -266,7 +275,8 @@ class Executor {
       }
     }
     const label = { sched: next as ScheduleOpRef | null, pass: null, phase: 'p2p' as const, layer: null };
-    const { received, op } = await this.env.fabric.exchange({ text: batchName(next), label }, sends, recvs, { waitFor });
+    const { received, op } = await this.env.fabric.exchange({ text: batchName(next), label }, sends, recvs,
+      { waitFor });
     const taken = batch.batch.filter((b) => b.kind === 'recv');
     received.forEach((m, i) => {
       this.#inputs.set(recvs[i].tag, { tensor: this.env.work.decode(m.payload, taken[i].what), event: op });
@@ -278,7 +288,8 @@ class Executor {
   #takeOutput(item: CommItem): Produced {
     const k = `${item.what}:${item.chunk}:${item.mb}`;
     const out = this.#outputs.get(k);
-    assert(out !== undefined, `rank ${this.#me}: sends ${item.what} of chunk ${item.chunk} micro-batch ${item.mb} before computing it`);
+    assert(out !== undefined,
+      `rank ${this.#me}: sends ${item.what} of chunk ${item.chunk} micro-batch ${item.mb} before computing it`);
     this.#outputs.delete(k);
     return out;
   }

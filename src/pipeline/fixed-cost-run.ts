@@ -14,7 +14,9 @@ import type { ScheduleKind } from './schedule-types.js';
 import { buildSchedule, schedulePlacement } from './schedules/index.js';
 
 /** Figures in cost units, and exactly in picoseconds. */
-export interface FixedCostRank { rank: number; busy: number; bubble: number; peakActivations: number; busyPs: number; bubblePs: number }
+export interface FixedCostRank {
+  rank: number; busy: number; bubble: number; peakActivations: number; busyPs: number; bubblePs: number;
+}
 export interface FixedCostRun { makespan: number; makespanPs: number; ranks: FixedCostRank[]; records: OpRecord[][] }
 
 /** Watchdog for the in-thread run: every wait is on another rank of this thread, so a stall is a bug. */
@@ -41,8 +43,8 @@ export async function runFixedCosts(kind: ScheduleKind, pp: number, microBatches
     // Ops of one stream never overlap, so their durations add up to the time the stream is busy.
     const busyPs = own.filter((o) => o.stream === 'compute').reduce((t, o) => t + o.endPs - o.startPs, 0);
     const bubblePs = endPs - startPs - busyPs;
-    return { rank: r, busy: busyPs / COST_UNIT_PS, bubble: bubblePs / COST_UNIT_PS, peakActivations: results[r].peakLiveActivations,
-      busyPs, bubblePs };
+    return { rank: r, busy: busyPs / COST_UNIT_PS, bubble: bubblePs / COST_UNIT_PS,
+      peakActivations: results[r].peakLiveActivations, busyPs, bubblePs };
   });
   return { makespan: (endPs - startPs) / COST_UNIT_PS, makespanPs: endPs - startPs, ranks, records };
 }

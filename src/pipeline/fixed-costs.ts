@@ -24,7 +24,9 @@ export function costsPs(c: OpCosts): OpCostsPs {
 }
 
 /** What is wrong with a set of costs, one message per field (empty when nothing is). */
-export function costProblems(c: { F?: number; B?: number; W?: number; FB?: number }): { field: string; message: string }[] {
+export function costProblems(
+  c: { F?: number; B?: number; W?: number; FB?: number },
+): { field: string; message: string }[] {
   const problems: { field: string; message: string }[] = [];
   for (const field of ['F', 'B', 'W', 'FB'] as const) {
     const v = c[field];
@@ -52,7 +54,8 @@ export function parseCosts(text: string, option: string): OpCosts {
   }
   const problems = costProblems(given);
   if (problems.length > 0) {
-    throw moemuError('MOEMU_ERR_CONFIG', `${option}: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`, { path: option });
+    throw moemuError('MOEMU_ERR_CONFIG', `${option}: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`,
+      { path: option });
   }
   return { F: given.F, B: given.B, W: given.W, FB: given.FB ?? given.F + given.B };
 }

@@ -32,8 +32,10 @@ export function formatCompact(programs: readonly RankProgram[]): string {
 }
 
 /** `{kind, pp, microBatches, ranks: [{rank, ops}]}`; an op is its plain record (FB: `{op, f, b}`). */
-export function scheduleJson(kind: ScheduleKind, pp: number, microBatches: number, programs: readonly RankProgram[]): ScheduleJson {
-  return { kind, pp, microBatches, ranks: programs.map((p) => ({ rank: p.rank, ops: p.ops.map((op) => ({ ...op })) })) };
+export function scheduleJson(kind: ScheduleKind, pp: number, microBatches: number,
+                             programs: readonly RankProgram[]): ScheduleJson {
+  return { kind, pp, microBatches,
+    ranks: programs.map((p) => ({ rank: p.rank, ops: p.ops.map((op) => ({ ...op })) })) };
 }
 
 function chunkMb(x: ChunkMb): string {

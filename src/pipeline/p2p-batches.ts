@@ -68,22 +68,23 @@ export function resolveTimeline(program: RankProgram, holders: StageHolders): Ti
   const where = (i: number) => `rank ${me}, step ${i} of its program`;
   const needsInput = (what: CommWhat, chunk: number, mb: number, i: number) => {
     if (holders.peer(me, chunk, what, 'recv') === null) return;
-    assert(mb < committedRecvs[what][chunk], `${where(i)}: ${what === 'F' ? 'forward' : 'backward'} of chunk ${chunk} ` +
-      `micro-batch ${mb} runs before its input was received`);
+    assert(mb < committedRecvs[what][chunk], `${where(i)}: ${what === 'F' ? 'forward' : 'backward'} ` +
+      `of chunk ${chunk} micro-batch ${mb} runs before its input was received`);
   };
   program.steps.forEach((step, i) => {
     switch (step.op) {
       case 'RECV': {
         const peer = holders.peer(me, step.chunk, step.what, 'recv');
-        if (peer !== null) pending.push({ kind: 'recv', what: step.what, peer, chunk: step.chunk, mb: queuedRecvs[step.what][step.chunk]++ });
+        if (peer !== null) pending.push({ kind: 'recv', what: step.what, peer, chunk: step.chunk,
+          mb: queuedRecvs[step.what][step.chunk]++ });
         return;
       }
       case 'SEND': {
         const peer = holders.peer(me, step.chunk, step.what, 'send');
         if (peer === null) return;
         const mb = sent[step.what][step.chunk]++;
-        assert(mb < computed[step.what][step.chunk], `${where(i)}: sends output ${mb} of chunk ${step.chunk} (${step.what}) ` +
-          'before computing it');
+        assert(mb < computed[step.what][step.chunk], `${where(i)}: sends output ${mb} of chunk ${step.chunk} ` +
+          `(${step.what}) ` + 'before computing it');
         pending.push({ kind: 'send', what: step.what, peer, chunk: step.chunk, mb });
         return;
       }
@@ -127,6 +128,7 @@ export function resolveTimeline(program: RankProgram, holders: StageHolders): Ti
 /** `F0.1`-style text of an entry (a batch as `COMM[send F0.1→2 recv B1.0←2]`), for messages and docs. */
 export function formatEntry(entry: TimelineEntry): string {
   if (entry.op !== 'COMM') return formatOp(entry);
-  const items = entry.batch.map((t) => `${t.kind} ${t.what}${t.chunk}.${t.mb}${t.kind === 'send' ? '→' : '←'}${t.peer}`);
+  const items = entry.batch.map((t) =>
+    `${t.kind} ${t.what}${t.chunk}.${t.mb}${t.kind === 'send' ? '→' : '←'}${t.peer}`);
   return `COMM[${items.join(' ')}]`;
 }

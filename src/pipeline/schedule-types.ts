@@ -135,8 +135,10 @@ export class ProgramBuilder {
   finish(perChunk: number): RankProgram {
     assert(this.deferred.length === 0, `rank ${this.rank}: ${this.deferred.length} deferred W left at the end`);
     for (let c = 0; c < this.forwardsDone.length; c++) {
-      assert(this.forwardsDone[c] === perChunk, `rank ${this.rank} chunk ${c}: ${this.forwardsDone[c]} forwards, expected ${perChunk}`);
-      assert(this.backwardsDone[c] === perChunk, `rank ${this.rank} chunk ${c}: ${this.backwardsDone[c]} backwards, expected ${perChunk}`);
+      assert(this.forwardsDone[c] === perChunk,
+        `rank ${this.rank} chunk ${c}: ${this.forwardsDone[c]} forwards, expected ${perChunk}`);
+      assert(this.backwardsDone[c] === perChunk,
+        `rank ${this.rank} chunk ${c}: ${this.backwardsDone[c]} backwards, expected ${perChunk}`);
     }
     this.commit();
     return { rank: this.rank, ops: this.ops, steps: this.steps };
@@ -154,7 +156,8 @@ export class ProgramBuilder {
 
   private nextBackward(chunk: number): ChunkMb {
     const mb = this.backwardsDone[chunk]++;
-    assert(mb < this.forwardsDone[chunk], `rank ${this.rank} chunk ${chunk}: backward of micro-batch ${mb} before its forward`);
+    assert(mb < this.forwardsDone[chunk],
+      `rank ${this.rank} chunk ${chunk}: backward of micro-batch ${mb} before its forward`);
     return { chunk, mb };
   }
 }

@@ -19,7 +19,8 @@ export interface StageSpec {
 
 export function splitStages(c: ModelConfig, stages: number): StageSpec[] {
   if (!Number.isInteger(stages) || stages < 1) {
-    throw moemuError('MOEMU_ERR_CONFIG', `a pipeline needs at least one stage, got ${stages}`, { path: 'parallel.pipeline' });
+    throw moemuError('MOEMU_ERR_CONFIG', `a pipeline needs at least one stage, got ${stages}`,
+      { path: 'parallel.pipeline' });
   }
   const blocks = c.layers + c.mtpDepth;
   const layerAt = (s: number) => Math.min(c.layers, Math.floor((s * blocks) / stages));

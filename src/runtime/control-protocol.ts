@@ -30,4 +30,8 @@ export type NodeToCoordinator =
   | { type: 'progress'; node: number; rank: number; progress: unknown }
   | { type: 'error'; node: number; rank: number | null; error: SerializedError };
 
-export const TOKEN_HEADER = 'x-moemu-token';
+/** The control endpoint takes the cluster token in the same upgrade header as the IB endpoints. */
+export { IB_TOKEN_HEADER as TOKEN_HEADER } from '../fabric/ib-common.js';
+
+/** How long a shutdown waits: a node for its GPU threads' programs, the coordinator for each node process. */
+export const SHUTDOWN_WAIT_MS = 5_000;

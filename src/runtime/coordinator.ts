@@ -11,8 +11,12 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { errorFromData, moemuError, type MoemuError } from '../errors.js';
 import { rankOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import type { CoordinatorToNode, NodeToCoordinator, RankResult } from './control-protocol.js';
-import { TOKEN_HEADER } from './control-protocol.js';
+import { SHUTDOWN_WAIT_MS, TOKEN_HEADER } from './control-protocol.js';
 import { spinUsFor } from './spin.js';
+
+/** How long to wait for every node to be ready: forked nodes start in seconds, nodes that join by themselves
+ * (`moemu node` in other terminals, containers, hosts) may have to be started by hand. */
+export const STARTUP_TIMEOUT_MS = Object.freeze({ fork: 60_000, none: 600_000 });
 
 export interface CoordinatorOptions {
   cluster: ClusterConfig;
@@ -49,7 +53,9 @@ export class Coordinator {
   readonly #children: ChildProcess[] = [];
   #failure: MoemuError | null = null;
   #onFailure: ((e: MoemuError) => void)[] = [];
-  #pendingRun: { id: number; results: RankResult[]; nodesDone: number; resolve: (r: RankResult[]) => void } | null = null;
+  #pendingRun: {
+    id: number; results: RankResult[]; nodesDone: number; resolve: (r: RankResult[]) => void;
+  } | null = null;
   #runId = 0;
   #watchdog: NodeJS.Timeout | undefined;
   #closing = false;
@@ -104,7 +110,7 @@ export class Coordinator {
     this.#closing = true;
     clearInterval(this.#watchdog);
     this.#broadcast({ type: 'shutdown' });
-    await Promise.all(this.#children.map((child) => waitForExit(child, 5000)));
+    await Promise.all(this.#children.map((child) => waitForExit(child, SHUTDOWN_WAIT_MS)));
     for (const ws of this.#server.clients) ws.terminate();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
@@ -170,14 +176,16 @@ export class Coordinator {
   #onHello(ws: WebSocket, pid: number, asked: number | null): void {
     const node = asked ?? this.#nodes.size;
     if (node >= this.options.cluster.nodes || this.#nodes.has(node)) {
-      console.error(`moemu coordinator: refused node ${node} (pid ${pid}): the cluster has ${this.options.cluster.nodes} nodes`);
+      console.error(`moemu coordinator: refused node ${node} (pid ${pid}): ` +
+        `the cluster has ${this.options.cluster.nodes} nodes`);
       ws.close();
       return;
     }
     this.#nodes.set(node, { ws, node, pid, lastSeenMs: Date.now(), waiting: [], ready: false });
     const { cluster, watchdogMs, heartbeatMs, frameBytesMax, host, launch } = this.options;
     const spinUs = spinUsFor(launch, cluster, availableParallelism());
-    this.#sendTo(node, { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, host, spinUs } });
+    this.#sendTo(node,
+      { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, host, spinUs } });
   }
 
   #rendezvousDone: (() => void) | null = null;
@@ -188,7 +196,8 @@ export class Coordinator {
     const ready = new Promise<void>((resolve, reject) => {
       this.#rendezvousDone = resolve;
       timer = setTimeout(() => reject(moemuError('MOEMU_ERR_WATCHDOG',
-        `only ${[...this.#nodes.values()].filter((n) => n.ready).length} of ${this.options.cluster.nodes} nodes were ready after ${startupTimeoutMs} ms`)), startupTimeoutMs);
+        `only ${[...this.#nodes.values()].filter((n) => n.ready).length} of ${this.options.cluster.nodes} nodes ` +
+        `were ready after ${startupTimeoutMs} ms`)), startupTimeoutMs);
     });
     return this.#orFail(ready).finally(() => clearTimeout(timer)).then(() => {
       this.#watchdog = setInterval(() => this.#checkHeartbeats(), this.options.heartbeatMs);
@@ -198,7 +207,8 @@ export class Coordinator {
   #maybeSendPeers(): void {
     const states = [...this.#nodes.values()];
     if (states.length < this.options.cluster.nodes || states.some((s) => s.ibPort === undefined)) return;
-    const ibUrls = Array.from({ length: this.options.cluster.nodes }, (_, n) => `ws://${this.options.host}:${this.#nodes.get(n)!.ibPort}`);
+    const ibUrls = Array.from({ length: this.options.cluster.nodes },
+      (_, n) => `ws://${this.options.host}:${this.#nodes.get(n)!.ibPort}`);
     this.#broadcast({ type: 'peers', ibUrls });
   }
 
@@ -221,8 +231,9 @@ export class Coordinator {
     const now = Date.now();
     for (const state of this.#nodes.values()) {
       if (now - state.lastSeenMs > this.options.watchdogMs) {
-        this.#fail(moemuError('MOEMU_ERR_WATCHDOG', `node ${state.node} (${this.#ranksOf(state.node)}, pid ${state.pid}) ` +
-          `sent nothing for ${now - state.lastSeenMs} ms${this.#waitingText(state)}`, { node: state.node }));
+        this.#fail(moemuError('MOEMU_ERR_WATCHDOG', `node ${state.node} (${this.#ranksOf(state.node)}, ` +
+          `pid ${state.pid}) sent nothing for ${now - state.lastSeenMs} ms${this.#waitingText(state)}`,
+          { node: state.node }));
       }
     }
   }
@@ -235,7 +246,8 @@ export class Coordinator {
 
   #lostError(node: number, what: string): MoemuError {
     const state = this.#nodes.get(node);
-    return moemuError('MOEMU_ERR_PEER_LOST', `node ${node} (${this.#ranksOf(node)}) ${what}${state ? this.#waitingText(state) : ''}`, { node });
+    return moemuError('MOEMU_ERR_PEER_LOST',
+      `node ${node} (${this.#ranksOf(node)}) ${what}${state ? this.#waitingText(state) : ''}`, { node });
   }
 
   #ranksOf(node: number): string {

@@ -58,15 +58,15 @@ class GpuRank {
   constructor(private readonly init: GpuInit, private readonly done: () => void) {
     this.#pool = new BufferPool({ bytesMax: init.poolBytesMax, name: `rank ${init.rank} send pool` });
     const { rank, watchdogMs } = init;
-    this.#nvlinkWindows = init.peerPorts.map((_, gpu) => new SendWindow({ bytesMax: init.nvlinkWindowBytes, watchdogMs, rank,
-      link: `nvlink to gpu ${gpu} of the node` }));
+    this.#nvlinkWindows = init.peerPorts.map((_, gpu) => new SendWindow({ bytesMax: init.nvlinkWindowBytes,
+      watchdogMs, rank, link: `nvlink to gpu ${gpu} of the node` }));
     this.#ibWindow = new SendWindow({ bytesMax: init.ibWindowBytes, watchdogMs, rank, link: 'the node\'s IB path' });
     this.#pendingReturns = init.peerPorts.map(() => []);
     this.#flushScheduled = init.peerPorts.map(() => false);
     this.#held = init.peerPorts.map(() => []);
     this.#spinUs = init.spinUs > 0 && pinOwnCore(init.rank) ? init.spinUs : 0;
-    this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(), watchdogMs: init.watchdogMs,
-      spinUs: this.#spinUs });
+    this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(),
+      watchdogMs: init.watchdogMs, spinUs: this.#spinUs });
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
   }
@@ -112,8 +112,10 @@ class GpuRank {
   /** A send buffer handed back for sending: moved as it is (it came from this pool: see sendBuffer). */
   #ownedBuffer(payload: Uint8Array): ArrayBuffer {
     const buffer = payload.buffer as ArrayBuffer;
-    if (payload.byteOffset !== 0 || buffer.byteLength !== sizeClass(buffer.byteLength) || buffer instanceof SharedArrayBuffer) {
-      throw moemuError('MOEMU_ERR_INTERNAL', `rank ${this.init.rank}: an owned send payload must be a whole sendBuffer()`);
+    if (payload.byteOffset !== 0 || buffer.byteLength !== sizeClass(buffer.byteLength) ||
+      buffer instanceof SharedArrayBuffer) {
+      throw moemuError('MOEMU_ERR_INTERNAL',
+        `rank ${this.init.rank}: an owned send payload must be a whole sendBuffer()`);
     }
     return buffer;
   }
@@ -129,7 +131,9 @@ class GpuRank {
    * sleep, for buffers that are already back. */
   #takeArrived(peer: number): void {
     const port = this.init.peerPorts[peer]!;
-    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) this.#onPeer(port, m.message as PeerMessage);
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
+      this.#onPeer(port, m.message as PeerMessage);
+    }
   }
 
   /** Buffers due back to every peer go now, and whatever the peers posted is taken. */
@@ -162,11 +166,12 @@ class GpuRank {
    * (#onCreditWanted). */
   #deliverNvlink(peer: number, header: FabricHeader, buffer: ArrayBuffer): void {
     const held: HeldDelivery = { buffer, message: null };
-    const message: Incoming = { header, link: 'nvlink', payload: new Uint8Array(buffer, 0, header.bytes), release: () => {
-      if (held.message === null) return;   // copied out: its buffer went back already
-      this.#unhold(peer, held);
-      this.#giveBack(peer, buffer);
-    } };
+    const message: Incoming = { header, link: 'nvlink', payload: new Uint8Array(buffer, 0, header.bytes),
+      release: () => {
+        if (held.message === null) return;   // copied out: its buffer went back already
+        this.#unhold(peer, held);
+        this.#giveBack(peer, buffer);
+      } };
     held.message = message;
     this.#held[peer].push(held);
     this.#fabric.mailbox.deliver(message);
@@ -251,14 +256,17 @@ class GpuRank {
     const payload = new Uint8Array(buffer, 0, header.bytes);
     // A buffer ws allocated for this payload (not pooled: the node's delivery pool was at its bound) is simply
     // dropped here; the node has no use for it.
-    const release = pooled ? () => this.init.nodePort.postMessage({ kind: 'return', buffer } satisfies GpuToNode, [buffer]) : () => undefined;
+    const release = pooled
+      ? () => this.init.nodePort.postMessage({ kind: 'return', buffer } satisfies GpuToNode, [buffer])
+      : () => undefined;
     this.#fabric.mailbox.deliver({ header, link: 'ib', payload, release });
   }
 
   async #run(program: unknown): Promise<void> {
     const { rank, nodePort } = this.init;
     try {
-      const report = (progress: unknown) => nodePort.postMessage({ kind: 'progress', rank, progress } satisfies GpuToNode);
+      const report = (progress: unknown) =>
+        nodePort.postMessage({ kind: 'progress', rank, progress } satisfies GpuToNode);
       const result = await runProgram(this.#fabric, program, report);
       nodePort.postMessage({ kind: 'result', rank, result } satisfies GpuToNode);
     } catch (error) {

@@ -1,7 +1,7 @@
 // Entry of a forked node process: `node node-entry.js --join ws://HOST:PORT --token T [--node N]`.
 // A forked node also exits when its parent's IPC channel closes (the coordinator died without a word).
 import { exitCodeOf } from '../errors.js';
-import { runNode } from './node.js';
+import { NODE_DEFAULTS, runNode } from './node.js';
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -16,7 +16,7 @@ if (!joinUrl || !token) {
 }
 const nodeFlag = flag('--node');
 if (process.send) process.on('disconnect', () => process.exit(4));
-runNode({ joinUrl, token, node: nodeFlag === undefined ? null : Number(nodeFlag), poolBytesMax: 1 << 30, connectTimeoutMs: 10_000 })
+runNode({ joinUrl, token, node: nodeFlag === undefined ? null : Number(nodeFlag), ...NODE_DEFAULTS })
   .then((code) => process.exit(code))
   .catch((error: unknown) => {
     console.error(`moemu node: ${error instanceof Error ? error.message : String(error)}`);

@@ -7,11 +7,11 @@ import { Piscina } from 'piscina';
 import WebSocket from 'ws';
 import { EXIT_CODES, moemuError } from '../errors.js';
 import { BufferPool } from '../fabric/buffer-pool.js';
-import { gpuOf, rankOf, worldSize, nodeOf } from '../fabric/cluster-config.js';
+import { gpuOf, rankOf, worldSize, nodeOf, RUNTIME_DEFAULTS } from '../fabric/cluster-config.js';
 import { IbClient, IbServer, type IbHeader } from '../fabric/ib-endpoint.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage } from '../fabric/protocol.js';
 import type { CoordinatorToNode, NodeAssignment, NodeToCoordinator, RankResult } from './control-protocol.js';
-import { TOKEN_HEADER } from './control-protocol.js';
+import { SHUTDOWN_WAIT_MS, TOKEN_HEADER } from './control-protocol.js';
 import { serializeError, type GpuInit } from './gpu-worker.js';
 
 export interface NodeOptions {
@@ -21,6 +21,12 @@ export interface NodeOptions {
   poolBytesMax: number;
   connectTimeoutMs: number;
 }
+
+/** What a node runs with unless told otherwise (`moemu node`, and the nodes `moemu run` forks). */
+export const NODE_DEFAULTS = Object.freeze({
+  poolBytesMax: 1 << 30,       // pooled transfer buffers per GPU thread, and IB bytes queued per GPU
+  connectTimeoutMs: 10_000,    // reaching the coordinator
+});
 
 const GPU_WORKER = new URL('./gpu-worker.js', import.meta.url).href;
 /** NVLink bytes in flight per GPU pair (gpu-worker.ts). Since a sender takes its returned buffers as soon as they
@@ -37,10 +43,12 @@ export async function runNode(options: NodeOptions): Promise<number> {
 
 function connectControl(options: NodeOptions): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
+    // The cluster's own frameBytesMax arrives only with the assignment: until then, the default limit.
     const ws = new WebSocket(options.joinUrl, { headers: { [TOKEN_HEADER]: options.token }, perMessageDeflate: false,
-      handshakeTimeout: options.connectTimeoutMs, maxPayload: 64 << 20 });
+      handshakeTimeout: options.connectTimeoutMs, maxPayload: RUNTIME_DEFAULTS.frameBytesMax });
     ws.once('open', () => resolve(ws));
-    ws.once('error', (error) => reject(moemuError('MOEMU_ERR_PEER_LOST', `cannot reach the coordinator at ${options.joinUrl}: ${error.message}`)));
+    ws.once('error', (error) => reject(moemuError('MOEMU_ERR_PEER_LOST',
+      `cannot reach the coordinator at ${options.joinUrl}: ${error.message}`)));
     ws.once('unexpected-response', (_req, res) => reject(res.statusCode === 401
       ? moemuError('MOEMU_ERR_AUTH', `the coordinator at ${options.joinUrl} refused the cluster token`)
       : moemuError('MOEMU_ERR_PEER_LOST', `the coordinator at ${options.joinUrl} answered HTTP ${res.statusCode}`)));
@@ -63,8 +71,10 @@ class NodeProcess {
   #heartbeat: NodeJS.Timeout | undefined;
   #closing = false;
 
-  constructor(private readonly options: NodeOptions, private readonly control: WebSocket, private readonly exit: (code: number) => void) {
-    control.on('message', (data) => void this.#onControl(JSON.parse(String(data)) as CoordinatorToNode).catch((e) => this.#fail(e)));
+  constructor(private readonly options: NodeOptions, private readonly control: WebSocket,
+              private readonly exit: (code: number) => void) {
+    control.on('message',
+      (data) => void this.#onControl(JSON.parse(String(data)) as CoordinatorToNode).catch((e) => this.#fail(e)));
     // The coordinator gone without a shutdown: this node must not outlive its cluster.
     control.on('close', () => void this.#shutdown(EXIT_CODES.faultNotRecovered));
     // A broken or oversized frame: ws closes the connection next, and the close above shuts the node down.
@@ -98,7 +108,8 @@ class NodeProcess {
       onReject: (reason, detail) => console.error(`moemu node ${a.node}: refused an IB frame (${reason}): ${detail}`),
     });
     this.#heartbeat = setInterval(() => {
-      this.#send({ type: 'heartbeat', node: a.node, waiting: [...this.#waiting].map(([rank, waiting]) => ({ rank, waiting })) });
+      this.#send({ type: 'heartbeat', node: a.node,
+        waiting: [...this.#waiting].map(([rank, waiting]) => ({ rank, waiting })) });
       for (const port of this.#gpuPorts) port.postMessage({ kind: 'status?' } satisfies NodeToGpu);
     }, a.heartbeatMs);
     this.#send({ type: 'ib-ready', node: a.node, port: this.#ibServer.port });
@@ -120,9 +131,10 @@ class NodeProcess {
     const G = a.cluster.gpusPerNode;
     // atomics 'disabled': with the default 'sync' an idle piscina worker blocks in Atomics.wait between tasks,
     // which stalls a long-running async task's event loop (every MessagePort delivery waited for it).
-    this.#pool = new Piscina({ filename: GPU_WORKER, minThreads: G, maxThreads: G, concurrentTasksPerWorker: 1, atomics: 'disabled',
-      idleTimeout: 2 ** 31 - 1, maxQueue: 0 });
-    const peers: (MessagePort | null)[][] = Array.from({ length: G }, () => new Array<MessagePort | null>(G).fill(null));
+    this.#pool = new Piscina({ filename: GPU_WORKER, minThreads: G, maxThreads: G, concurrentTasksPerWorker: 1,
+      atomics: 'disabled', idleTimeout: 2 ** 31 - 1, maxQueue: 0 });
+    const peers: (MessagePort | null)[][] = Array.from({ length: G },
+      () => new Array<MessagePort | null>(G).fill(null));
     for (let i = 0; i < G; i++) {
       for (let j = i + 1; j < G; j++) {
         const { port1, port2 } = new MessageChannel();
@@ -133,12 +145,15 @@ class NodeProcess {
     for (let gpu = 0; gpu < G; gpu++) {
       const { port1, port2 } = new MessageChannel();
       this.#gpuPorts.push(port1);
-      this.#deliveryPools.push(new BufferPool({ bytesMax: this.options.poolBytesMax, name: `node ${a.node} IB deliveries to gpu ${gpu}` }));
+      this.#deliveryPools.push(new BufferPool({ bytesMax: this.options.poolBytesMax,
+        name: `node ${a.node} IB deliveries to gpu ${gpu}` }));
       port1.on('message', (m: GpuToNode) => this.#onGpu(gpu, m));
-      const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs, nvlinkWindowBytes: NVLINK_WINDOW_BYTES, ibWindowBytes: IB_WINDOW_BYTES, spinUs: a.spinUs,
+      const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs,
+        nvlinkWindowBytes: NVLINK_WINDOW_BYTES, ibWindowBytes: IB_WINDOW_BYTES, spinUs: a.spinUs,
         poolBytesMax: this.options.poolBytesMax, nodePort: port2, peerPorts: peers[gpu] };
       const transferList = [port2, ...peers[gpu].filter((p): p is MessagePort => p !== null)];
-      this.#tasks.push(this.#pool.run(init, { transferList }).catch((e) => this.#fail(e, rankOf(a.cluster, a.node, gpu))));
+      this.#tasks.push(this.#pool.run(init, { transferList })
+        .catch((e) => this.#fail(e, rankOf(a.cluster, a.node, gpu))));
     }
   }
 
@@ -169,8 +184,8 @@ class NodeProcess {
     const meta = { seq: h.seq, metadataBytes: h.metadataBytes, step: h.step };
     const giveBack = () => this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
     try {
-      client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs, meta, crc: h.crc },
-        new Uint8Array(buffer, 0, h.bytes), giveBack);
+      client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs,
+        meta, crc: h.crc }, new Uint8Array(buffer, 0, h.bytes), giveBack);
     } catch (error) {   // the link is gone: the coordinator hears it from here (and from the watchdog)
       giveBack();
       this.#fail(error, h.src);
@@ -216,7 +231,8 @@ class NodeProcess {
     }
     const meta = h.meta ?? {};
     const header: FabricHeader = { src: h.src, dst: h.dst, tag: h.tag, seq: Number(meta.seq), bytes: h.bytes,
-      metadataBytes: Number(meta.metadataBytes ?? 0), step: Number(meta.step ?? 0), outPs: h.outPs, egressEndPs: h.egressEndPs, crc: h.crc };
+      metadataBytes: Number(meta.metadataBytes ?? 0), step: Number(meta.step ?? 0), outPs: h.outPs,
+      egressEndPs: h.egressEndPs, crc: h.crc };
     this.#gpuPorts[gpu].postMessage({ kind: 'data', header, buffer, pooled: !owned } satisfies PeerMessage, [buffer]);
   }
 
@@ -247,7 +263,7 @@ class NodeProcess {
     this.#closing = true;
     clearInterval(this.#heartbeat);
     for (const port of this.#gpuPorts) port.postMessage({ kind: 'shutdown' } satisfies NodeToGpu);
-    await withTimeout(Promise.allSettled(this.#tasks), 5000);
+    await withTimeout(Promise.allSettled(this.#tasks), SHUTDOWN_WAIT_MS);
     await this.#pool?.destroy().catch(() => undefined);
     await Promise.allSettled([...this.#ibClients.values()].map((c) => c.close()));
     await this.#ibServer?.close().catch(() => undefined);

@@ -15,7 +15,8 @@ export const SPIN_US = 200;
 /** The poll time for GPU threads of a cluster: only when this machine runs them all ('fork'), has a core for
  * each, and a node has NVLink peers to poll; nodes that join by themselves may share their host with anything,
  * so they never poll. */
-export function spinUsFor(launch: 'fork' | 'none', cluster: { nodes: number; gpusPerNode: number }, cores: number): number {
+export function spinUsFor(launch: 'fork' | 'none', cluster: { nodes: number; gpusPerNode: number },
+                          cores: number): number {
   const gpus = cluster.nodes * cluster.gpusPerNode;
   return launch === 'fork' && cluster.gpusPerNode > 1 && gpus <= cores ? SPIN_US : 0;
 }

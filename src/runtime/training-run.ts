@@ -5,7 +5,7 @@ import { worldSize } from '../fabric/cluster-config.js';
 import { trainingMetrics } from '../metrics/training-metrics.js';
 import { ScenarioError } from '../scenario/load.js';
 import { PARALLEL_DEFAULTS, parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
-import { Coordinator } from './coordinator.js';
+import { Coordinator, STARTUP_TIMEOUT_MS } from './coordinator.js';
 import type { TrainProgram, TrainProgress, TrainRankResult } from './programs/train.js';
 
 export interface TrainingRunOptions {
@@ -36,8 +36,10 @@ export const WALL_VERSION = 1;
 export function checkLayout(s: Scenario, file: string): void {
   const problems = parallelProblems(s, parallelOf(s));
   if (problems.length === 0) return;
-  const defaults = s.parallel ? '' : ` (the file has no parallel section: the defaults ${JSON.stringify(PARALLEL_DEFAULTS)} were used)`;
-  throw new ScenarioError('MOEMU_ERR_SCENARIO', file, problems.map((p) => ({ path: p.path.join('.'), message: `${p.message}${defaults}` })));
+  const defaults = s.parallel ? ''
+    : ` (the file has no parallel section: the defaults ${JSON.stringify(PARALLEL_DEFAULTS)} were used)`;
+  throw new ScenarioError('MOEMU_ERR_SCENARIO', file,
+    problems.map((p) => ({ path: p.path.join('.'), message: `${p.message}${defaults}` })));
 }
 
 export async function runTraining(s: Scenario, options: TrainingRunOptions): Promise<TrainingRun> {
@@ -47,18 +49,20 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   const started = performance.now();
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
     heartbeatMs: cluster.heartbeatMs, frameBytesMax: cluster.frameBytesMax, port: options.port ?? 0,
-    startupTimeoutMs: options.startupTimeoutMs ?? (options.external ? 600_000 : 60_000), launch: options.external ? 'none' : 'fork',
-    onListening: options.onListening, onProgress: (_rank, progress) => options.onProgress?.(progress as TrainProgress) });
+    startupTimeoutMs: options.startupTimeoutMs ?? STARTUP_TIMEOUT_MS[options.external ? 'none' : 'fork'],
+    launch: options.external ? 'none' : 'fork', onListening: options.onListening,
+    onProgress: (_rank, progress) => options.onProgress?.(progress as TrainProgress) });
   try {
     const startupMs = performance.now() - started;
-    const program: TrainProgram = { kind: 'train', model: s.model, training: s.training, precision: s.precision, seed: s.seed, parallel,
-      check: options.check ?? false };
+    const program: TrainProgram = { kind: 'train', model: s.model, training: s.training, precision: s.precision,
+      seed: s.seed, parallel, check: options.check ?? false };
     const trainStarted = performance.now();
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
     const trainMs = performance.now() - trainStarted;
     const { name, seed, precision, model, training } = s;
     const { nodes, gpusPerNode, gpu, nvlink, ib } = cluster;
-    const config = { name, seed, precision, model, training, cluster: { nodes, gpusPerNode, gpu, nvlink, ib }, parallel };
+    const config = { name, seed, precision, model, training,
+      cluster: { nodes, gpusPerNode, gpu, nvlink, ib }, parallel };
     const metrics = trainingMetrics(config, {
       pipeOffset: parallel.schedule === 'dualpipe' ? s.training.microBatches / 2 : 0,
       microBatches: s.training.microBatches, tokensPerStep: s.training.batchSize * s.model.seqLen,
@@ -67,8 +71,8 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
     // A step's wall time is its slowest rank's; set-up (building the ranks' parameters and corpus) is not a step.
     const stepsMs = results[0].steps.map((_, i) => Math.max(...results.map((r) => r.steps[i].wallMs)));
     const steppingMs = stepsMs.reduce((a, b) => a + b, 0);
-    return { metrics, results, wall: { version: WALL_VERSION, nodes, gpus: worldSize(cluster), startupMs: round(startupMs),
-      trainMs: round(trainMs), stepsMs: stepsMs.map(round),
+    return { metrics, results, wall: { version: WALL_VERSION, nodes, gpus: worldSize(cluster),
+      startupMs: round(startupMs), trainMs: round(trainMs), stepsMs: stepsMs.map(round),
       virtualSecondsPerWallSecond: steppingMs === 0 ? null : virtualS / (steppingMs / 1000) } };
   } finally {
     await coordinator.shutdown();
@@ -80,8 +84,9 @@ function departures(s: Scenario): string[] {
   const p = parallelOf(s);
   const epNodes = s.cluster.nodes / p.pipeline;
   if (p.expertGroups !== 'free' || s.model.groups === epNodes) return [];
-  return [`parallel.expertGroups: free — the model's ${s.model.groups} expert groups are kept although an EP group has ` +
-    `${epNodes} node(s): node-limited routing (topGroups ${s.model.topGroups}) then limits groups, not nodes`];
+  return [`parallel.expertGroups: free — the model's ${s.model.groups} expert groups are kept ` +
+    `although an EP group has ${epNodes} node(s): node-limited routing (topGroups ${s.model.topGroups}) ` +
+    'then limits groups, not nodes'];
 }
 
 function round(ms: number): number {

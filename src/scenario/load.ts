@@ -205,7 +205,8 @@ function readScenarioFile(path: string): string {
   try {
     const bytes = statSync(path).size;
     if (bytes > SCENARIO_FILE_BYTES_MAX) {
-      throw moemuError('MOEMU_ERR_FILE', `the scenario is ${bytes} bytes, more than the ${SCENARIO_FILE_BYTES_MAX} a scenario may have`, { file: path });
+      throw moemuError('MOEMU_ERR_FILE', `the scenario is ${bytes} bytes, more than the ${SCENARIO_FILE_BYTES_MAX} ` +
+        'a scenario may have', { file: path });
     }
     return readFileSync(path, 'utf8');
   } catch (error) {

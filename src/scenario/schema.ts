@@ -17,6 +17,7 @@ import { EXPERT_GROUPS, type ParallelConfig } from '../train/layout.js';
 import { SCHEDULE_KINDS } from '../pipeline/schedule-types.js';
 import { buildSchedule } from '../pipeline/schedules/index.js';
 import { MoemuError } from '../errors.js';
+import { flag, integer, mapping, mustBe, oneOf, positive, real } from './fields.js';
 
 export const SEED_MAX = 2 ** 32 - 1;
 export const NAME_LENGTH_MAX = 64;
@@ -29,80 +30,25 @@ export const WARMUP_STEPS_DEFAULT = 3;
 /** minLr defaults to lr / this (0.0003 for the default lr). */
 export const MIN_LR_DIVISOR = 10;
 
-// ---- field builders: each one carries the sentence that describes it ------------------------------------------
-
-/** `value` as a message shows it: strings quoted, lists and mappings by kind, long text cut. */
-export function describeValue(value: unknown): string {
-  if (value === null || value === undefined) return 'an empty value';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  return String(value);
-}
-
-const mustBe = (expected: string) => (issue: { input?: unknown }) => `must be ${expected}, got ${describeValue(issue.input)}`;
-
-function integer(range: { min: number; max?: number }) {
-  const expected = range.max === undefined ? `an integer ≥ ${range.min}` : `an integer in ${range.min} .. ${range.max}`;
-  const error = mustBe(expected);
-  // zod's int() also refuses integers past 2^53 − 1 (not exact in a double): say so rather than repeat the range.
-  const intError = range.max === undefined
-    ? (issue: { code?: string; input?: unknown }) => (issue.code === 'too_big'
-      ? mustBe(`${expected} and ≤ ${Number.MAX_SAFE_INTEGER} (exact in a double)`)(issue) : error(issue))
-    : error;
-  const base = z.number({ error }).int({ error: intError }).min(range.min, { error });
-  return range.max === undefined ? base : base.max(range.max, { error });
-}
-
-/** A finite number; `above` is exclusive, `min` inclusive, `below` exclusive. */
-function real(range: { above?: number; min?: number; below?: number }) {
-  const parts = [
-    range.above !== undefined ? `> ${range.above}` : range.min !== undefined ? `≥ ${range.min}` : '',
-    range.below !== undefined ? `< ${range.below}` : '',
-  ].filter((p) => p !== '');
-  const error = mustBe(parts.length === 0 ? 'a number' : `a number ${parts.join(' and ')}`);
-  let schema = z.number({ error });
-  if (range.above !== undefined) schema = schema.gt(range.above, { error });
-  if (range.min !== undefined) schema = schema.min(range.min, { error });
-  if (range.below !== undefined) schema = schema.lt(range.below, { error });
-  return schema;
-}
-
-function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
-  return z.enum(values, { error: mustBe(`one of ${values.join(', ')}`) });
-}
-
-/** A strict mapping: an unknown key's message lists the accepted ones (load.ts splits it per key). */
-export function mapping<const S extends z.core.$ZodLooseShape>(shape: S) {
-  const keys = Object.keys(shape).join(', ');
-  return z.strictObject(shape, {
-    error: (issue) => issue.code === 'unrecognized_keys'
-      ? `unknown key; accepted keys: ${keys}`
-      : `must be a mapping with keys ${keys}, got ${describeValue(issue.input)}`,
-  });
-}
-
 // ---- model ------------------------------------------------------------------------------------------------------
-
-const size = () => integer({ min: 1 }).optional();
 
 /** Every ModelConfig field, optional: an absent field keeps the preset's value. */
 const modelFields = {
-  vocabSize: size(),
-  hidden: size(),
-  heads: size(),
-  layers: size(),
+  vocabSize: positive(),
+  hidden: positive(),
+  heads: positive(),
+  layers: positive(),
   denseLayers: integer({ min: 0 }).optional(),
-  ffnHidden: size(),
-  experts: size(),
-  sharedExperts: size(),
-  expertHidden: size(),
-  topK: size(),
-  groups: size(),
+  ffnHidden: positive(),
+  experts: positive(),
+  sharedExperts: positive(),
+  expertHidden: positive(),
+  topK: positive(),
+  groups: positive(),
   routing: oneOf(['learned', 'balanced']).optional(),
-  topGroups: size(),
+  topGroups: positive(),
   routeScale: real({ above: 0 }).optional(),
-  seqLen: size(),
+  seqLen: positive(),
   ropeTheta: real({ above: 0 }).optional(),
   normEps: real({ above: 0 }).optional(),
   mtpDepth: integer({ min: 0, max: 1 }).optional(),
@@ -110,8 +56,9 @@ const modelFields = {
   balanceWeight: real({ min: 0 }).optional(),
   biasUpdateSpeed: real({ min: 0 }).optional(),
   initStd: real({ above: 0 }).optional(),
-  fp8Tile: size(),
-  fp8Accumulation: size(),
+  fp8Tile: positive(),
+  fp8Accumulation: positive(),
+  qkNorm: flag().optional(),
 } satisfies Record<keyof ModelConfig, z.ZodType>;
 
 const modelInputSchema = mapping({
@@ -133,7 +80,8 @@ export const modelSchema = modelInputSchema
   .superRefine((input, ctx) => {
     for (const problem of modelConfigProblems(mergeModel(input))) {
       const field = problem.path as keyof ModelConfig;
-      const fromPreset = input[field] === undefined ? ` (${field} ${MODEL_PRESETS[input.preset][field]} is the ${input.preset} preset's value)` : '';
+      const fromPreset = input[field] === undefined
+        ? ` (${field} ${MODEL_PRESETS[input.preset][field]} is the ${input.preset} preset's value)` : '';
       ctx.addIssue({ code: 'custom', path: [field], message: `${problem.message}${fromPreset}` });
     }
   })
@@ -178,7 +126,8 @@ export const trainingSchema = trainingInputSchema
     const need = (ok: boolean, field: string, message: string) => {
       if (!ok) ctx.addIssue({ code: 'custom', path: [field], message });
     };
-    need(t.batchSize % t.microBatches === 0, 'microBatches', `must divide batchSize (${t.batchSize}), got ${t.microBatches}`);
+    need(t.batchSize % t.microBatches === 0, 'microBatches',
+      `must divide batchSize (${t.batchSize}), got ${t.microBatches}`);
     need(t.minLr <= t.lr, 'minLr', `must be ≤ lr (${t.lr}), got ${t.minLr}`);
     need(t.warmupSteps <= t.steps, 'warmupSteps', `must be ≤ steps (${t.steps}), got ${t.warmupSteps}`);
   });
@@ -197,21 +146,18 @@ export const FRAME_BYTES_MIN = 65_536;
 /** The longest DNS name; an IP address is shorter. */
 export const HOST_LENGTH_MAX = 253;
 
-/** A rate per second: an integer, so virtual time computes exact integer picoseconds (DESIGN.md "Virtual time"). */
-const rate = () => integer({ min: 1 }).optional();
-
 const gpuFields = {
-  flopsPerS: rate(),
-  fp8FlopsPerS: rate(),
+  flopsPerS: positive(),
+  fp8FlopsPerS: positive(),
   hbmBytes: integer({ min: 1 }).optional(),
-  hbmBytesPerS: rate(),
+  hbmBytesPerS: positive(),
   sms: integer({ min: 1 }).optional(),
   commSms: integer({ min: 0 }).optional(),
 } satisfies Record<keyof GpuConfig, z.ZodType>;
 
 const linkFields = {
-  egressBytesPerS: rate(),
-  ingressBytesPerS: rate(),
+  egressBytesPerS: positive(),
+  ingressBytesPerS: positive(),
   latencyNs: real({ min: 0 }).optional(),   // any number: virtual time rounds it up to a whole picosecond
 } satisfies Record<keyof LinkConfig, z.ZodType>;
 
@@ -244,10 +190,12 @@ export type ScenarioCluster = ClusterConfig & RuntimeConfig;
 
 /** The fields a mapping sets (zod leaves absent optional keys out, but an explicit undefined must not win). */
 function setFields<T extends object>(fields: T | undefined): { [K in keyof T]?: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(fields ?? {}).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+  return Object.fromEntries(Object.entries(fields ?? {}).filter(([, v]) => v !== undefined)) as
+    { [K in keyof T]?: Exclude<T[K], undefined> };
 }
 
-/** The preset with the file's fields on top, gpu/nvlink/ib merged field by field; runtime fields over RUNTIME_DEFAULTS. */
+/** The preset with the file's fields on top, gpu/nvlink/ib merged field by field; runtime fields over
+ *  RUNTIME_DEFAULTS. */
 export function mergeCluster(input: ParsedClusterInput): ScenarioCluster {
   const base = CLUSTER_PRESETS[input.preset];
   const top = setFields(input);
@@ -271,14 +219,15 @@ export const clusterSchema = clusterInputSchema
     // A rule on a field that already has a problem (sms: 0) would only repeat it.
     const bad = (...path: string[]) => ctx.issues.some((issue) => path.every((key, i) => issue.path?.[i] === key));
     if (c.gpu.commSms >= c.gpu.sms && !bad('gpu', 'sms') && !bad('gpu', 'commSms')) {
-      const fromPreset = input.gpu?.commSms === undefined ? ` (commSms ${c.gpu.commSms} is the ${input.preset} preset's value)` : '';
-      ctx.addIssue({ code: 'custom', path: ['gpu', 'commSms'],
-        message: `must be < sms (${c.gpu.sms}) so that GEMMs keep sms − commSms SMs, got ${c.gpu.commSms}${fromPreset}` });
+      const fromPreset = input.gpu?.commSms === undefined
+        ? ` (commSms ${c.gpu.commSms} is the ${input.preset} preset's value)` : '';
+      ctx.addIssue({ code: 'custom', path: ['gpu', 'commSms'], message: `must be < sms (${c.gpu.sms}) ` +
+        `so that GEMMs keep sms − commSms SMs, got ${c.gpu.commSms}${fromPreset}` });
     }
     if (c.heartbeatMs >= c.watchdogMs && !bad('watchdogMs') && !bad('heartbeatMs')) {
       const fromDefault = input.heartbeatMs === undefined ? ` (heartbeatMs ${c.heartbeatMs} is the default)` : '';
-      ctx.addIssue({ code: 'custom', path: ['heartbeatMs'],
-        message: `must be < watchdogMs (${c.watchdogMs}) so that a live node is never taken for dead, got ${c.heartbeatMs}${fromDefault}` });
+      ctx.addIssue({ code: 'custom', path: ['heartbeatMs'], message: `must be < watchdogMs (${c.watchdogMs}) ` +
+        `so that a live node is never taken for dead, got ${c.heartbeatMs}${fromDefault}` });
     }
   })
   .transform(mergeCluster);
@@ -304,11 +253,11 @@ const costsSchema = mapping({ F: costSchema(), B: costSchema(), W: costSchema(),
 const parallelSchema = mapping({
   schedule: oneOf(SCHEDULE_KINDS).default(PARALLEL_DEFAULTS.schedule),
   pipeline: integer({ min: 1 }).default(PARALLEL_DEFAULTS.pipeline),
-  overlap: z.boolean({ error: mustBe('true or false') }).default(PARALLEL_DEFAULTS.overlap),
+  overlap: flag().default(PARALLEL_DEFAULTS.overlap),
   costs: costsSchema.nullable().optional(),   // null: the cost model (what a resolved scenario holds)
   expertGroups: oneOf(EXPERT_GROUPS).default(PARALLEL_DEFAULTS.expertGroups),
-}).transform((p): ParallelConfig => ({ schedule: p.schedule, pipeline: p.pipeline, overlap: p.overlap, costs: p.costs ?? null,
-  expertGroups: p.expertGroups }));
+}).transform((p): ParallelConfig => ({ schedule: p.schedule, pipeline: p.pipeline, overlap: p.overlap,
+  costs: p.costs ?? null, expertGroups: p.expertGroups }));
 
 /** The scenario's layout for `moemu run`: its parallel section, or the defaults when it has none. */
 export function parallelOf(s: Pick<Scenario, 'parallel'>): ParallelConfig {
@@ -321,27 +270,31 @@ export function parallelOf(s: Pick<Scenario, 'parallel'>): ParallelConfig {
  * (unless parallel.expertGroups is free), the experts shard evenly over an EP group, every EP rank gets whole
  * sequences of every micro-batch, and the schedule accepts (P, N).
  */
-export function parallelProblems(s: Pick<Scenario, 'model' | 'training' | 'cluster'>, p: ParallelConfig): { path: string[]; message: string }[] {
+export function parallelProblems(s: Pick<Scenario, 'model' | 'training' | 'cluster'>,
+                                 p: ParallelConfig): { path: string[]; message: string }[] {
   const problems: { path: string[]; message: string }[] = [];
   const { nodes, gpusPerNode } = s.cluster;
   if (nodes % p.pipeline !== 0) {
-    problems.push({ path: ['parallel', 'pipeline'], message: `must divide cluster.nodes (${nodes}): each pipeline rank owns whole nodes, got ${p.pipeline}` });
+    problems.push({ path: ['parallel', 'pipeline'], message: `must divide cluster.nodes (${nodes}): ` +
+      `each pipeline rank owns whole nodes, got ${p.pipeline}` });
     return problems;
   }
   const ep = (nodes / p.pipeline) * gpusPerNode;
   const epNodes = nodes / p.pipeline;
   if (p.expertGroups === 'per-node' && s.model.groups !== epNodes) {
-    problems.push({ path: ['model', 'groups'], message: `must be the number of nodes of an EP group, ${epNodes} (cluster.nodes / ` +
-      `parallel.pipeline), so that node-limited routing limits nodes (DESIGN "Rank layout and data"), got ${s.model.groups}; ` +
-      'or set parallel.expertGroups: free to keep the model\'s groups' });
+    problems.push({ path: ['model', 'groups'], message: `must be the number of nodes of an EP group, ${epNodes} ` +
+      '(cluster.nodes / parallel.pipeline), so that node-limited routing limits nodes ' +
+      `(DESIGN "Rank layout and data"), got ${s.model.groups}; ` +
+      "or set parallel.expertGroups: free to keep the model's groups" });
   }
   if (s.model.experts % ep !== 0) {
-    problems.push({ path: ['model', 'experts'], message: `must be a multiple of the EP group size ${ep} (nodes / pipeline × gpusPerNode), got ${s.model.experts}` });
+    problems.push({ path: ['model', 'experts'], message: `must be a multiple of the EP group size ${ep} ` +
+      `(nodes / pipeline × gpusPerNode), got ${s.model.experts}` });
   }
   const { batchSize, microBatches } = s.training;
   if (batchSize % (microBatches * ep) !== 0) {
-    problems.push({ path: ['training', 'batchSize'],
-      message: `must be a multiple of microBatches × EP = ${microBatches} × ${ep}: every EP rank takes whole sequences of every micro-batch, got ${batchSize}` });
+    problems.push({ path: ['training', 'batchSize'], message: 'must be a multiple of microBatches × EP = ' +
+      `${microBatches} × ${ep}: every EP rank takes whole sequences of every micro-batch, got ${batchSize}` });
   }
   try {
     buildSchedule(p.schedule, p.pipeline, microBatches);
@@ -387,5 +340,6 @@ export const SCENARIO_KEYS: readonly string[] = Object.keys(scenarioSchema('scen
 // Compile-time proof that a Scenario is exactly TrainerOptions (src/model/trainer.ts) plus its name and cluster
 // (the trainer ignores the extra fields, so a Scenario is usable as its options).
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const scenarioIsTrainerOptions: Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster; parallel?: ParallelConfig }> = true;
+const scenarioIsTrainerOptions:
+  Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster; parallel?: ParallelConfig }> = true;
 void scenarioIsTrainerOptions;

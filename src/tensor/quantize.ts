@@ -216,7 +216,8 @@ function checkTiles(op: string, q: Fp8Tiles): void {
 
 /** The given rows of a 1×T-tiled FP8 matrix (codes and their tile scales), in the order given. */
 export function selectTileRows(q: Fp8Tiles, rows: ArrayLike<number>): Fp8Tiles {
-  if (q.layout !== 'tile') throw moemuError('MOEMU_ERR_SHAPE', `selectTileRows: needs 1×T tiles, got ${q.layout}`, { op: 'selectTileRows' });
+  if (q.layout !== 'tile') throw moemuError('MOEMU_ERR_SHAPE', `selectTileRows: needs 1×T tiles, got ${q.layout}`,
+    { op: 'selectTileRows' });
   const tilesPerRow = Math.ceil(q.cols / q.tile);
   const codes = new Uint8Array(rows.length * q.cols);
   const scales = new Float32Array(rows.length * tilesPerRow);

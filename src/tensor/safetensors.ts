@@ -20,7 +20,8 @@ export function safeTensor(data: Float64Array | Float32Array | Int32Array, shape
 }
 
 /** Tensors in insertion order, so the same inputs give the same bytes. */
-export function encodeSafetensors(tensors: ReadonlyMap<string, SafeTensor>, metadata?: Record<string, string>): Uint8Array {
+export function encodeSafetensors(tensors: ReadonlyMap<string, SafeTensor>,
+                                  metadata?: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let offset = 0;
@@ -71,7 +72,8 @@ export function decodeSafetensors(bytes: Uint8Array, file = 'safetensors'): Deco
     if (!size) throw fail(`${name}: unsupported dtype ${entry.dtype}`);
     const [begin, end] = entry.data_offsets;
     const count = entry.shape.reduce((a, b) => a * b, 1);
-    if (end - begin !== count * size || base + end > bytes.length) throw fail(`${name}: data offsets [${begin}, ${end}] do not fit shape [${entry.shape}]`);
+    if (end - begin !== count * size || base + end > bytes.length) throw fail(
+      `${name}: data offsets [${begin}, ${end}] do not fit shape [${entry.shape}]`);
     const raw = bytes.slice(base + begin, base + end);  // a copy: aligned for the typed-array view
     tensors.set(name, { dtype: entry.dtype, shape: entry.shape, data: view(entry.dtype, raw.buffer) });
   }

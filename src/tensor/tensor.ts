@@ -63,7 +63,8 @@ export class Tensor {
 export function sizeOf(shape: readonly number[]): number {
   let size = 1;
   for (const dim of shape) {
-    if (!Number.isInteger(dim) || dim < 0) throw moemuError('MOEMU_ERR_SHAPE', `bad dimension ${dim} in shape [${shape}]`);
+    if (!Number.isInteger(dim) || dim < 0) throw moemuError('MOEMU_ERR_SHAPE',
+      `bad dimension ${dim} in shape [${shape}]`);
     size *= dim;
   }
   return size;

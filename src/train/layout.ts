@@ -45,7 +45,8 @@ export function paramsByPipelineRank(c: ModelConfig, parallel: ParallelConfig, p
   return Array.from({ length: parallel.pipeline }, (_, p) => {
     const names = new Set<string>();
     for (let chunk = 0; chunk < placement.chunks; chunk++) {
-      for (const s of stageParamSpecs(c, stages[placement.slot(p, chunk).stage], place.epRank, place.ep)) names.add(s.name);
+      for (const s of stageParamSpecs(c, stages[placement.slot(p, chunk).stage],
+        place.epRank, place.ep)) names.add(s.name);
     }
     return paramSpecs(c).filter((s) => names.has(s.name));
   });
@@ -53,7 +54,8 @@ export function paramsByPipelineRank(c: ModelConfig, parallel: ParallelConfig, p
 
 /** For each other pipeline rank that holds some of `mine`: those parameters, in spec order. At most two pipeline
  * ranks hold a parameter. */
-export function sharedParams(mine: readonly string[], byRank: readonly ParamSpec[][], me: number): { pipelineRank: number; names: string[] }[] {
+export function sharedParams(mine: readonly string[], byRank: readonly ParamSpec[][],
+                             me: number): { pipelineRank: number; names: string[] }[] {
   const out: { pipelineRank: number; names: string[] }[] = [];
   byRank.forEach((specs, p) => {
     if (p === me) return;
@@ -63,7 +65,8 @@ export function sharedParams(mine: readonly string[], byRank: readonly ParamSpec
   const holders = new Map<string, number>();
   for (const { names } of out) for (const n of names) holders.set(n, (holders.get(n) ?? 1) + 1);
   for (const [n, count] of holders) {
-    if (count > 2) throw moemuError('MOEMU_ERR_INTERNAL', `${n} is held by ${count} pipeline ranks (at most 2 are summed)`);
+    if (count > 2) throw moemuError('MOEMU_ERR_INTERNAL',
+      `${n} is held by ${count} pipeline ranks (at most 2 are summed)`);
   }
   return out;
 }

@@ -36,7 +36,8 @@ export function afterSchedule(text: string, phase: Phase): OpName {
 }
 
 /** Steps 1 and 2 above; returns the step's global loads of this rank's MoE layers ('layers.3.ffn'). */
-export async function reduceGradients(env: ReductionsEnv, localLoads: Map<string, Float64Array>): Promise<Map<string, Float64Array>> {
+export async function reduceGradients(env: ReductionsEnv,
+                                      localLoads: Map<string, Float64Array>): Promise<Map<string, Float64Array>> {
   const { fabric, store, ep, experts } = env;
   const replicated = store.trainable().filter((s) => !isExpertParam(s.name)).map((s) => s.name);
   const loadKeys = moeLayers(store);
@@ -70,7 +71,8 @@ async function sumWithCopy(env: ReductionsEnv, pipelineRank: number, names: stri
   const theirLoads = typed(received[1].payload, myLoads);
   const lowerFirst = place.pipelineRank < pipelineRank;
   for (let i = 0; i < mine.length; i++) mine[i] = lowerFirst ? mine[i] + theirs[i] : theirs[i] + mine[i];
-  for (let i = 0; i < myLoads.length; i++) myLoads[i] = lowerFirst ? myLoads[i] + theirLoads[i] : theirLoads[i] + myLoads[i];
+  for (let i = 0; i < myLoads.length; i++) myLoads[i] =
+    lowerFirst ? myLoads[i] + theirLoads[i] : theirLoads[i] + myLoads[i];
   received.forEach((m) => m.release());
   unflatten(store, names, mine);
   keys.forEach((k, i) => loads.set(k, myLoads.slice(i * experts, (i + 1) * experts)));

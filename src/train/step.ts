@@ -14,7 +14,7 @@ import { updateGateBiases } from '../model/bias-update.js';
 import type { ModelConfig } from '../model/config.js';
 import { generateCorpus, microBatch, sampleBatch } from '../model/corpus.js';
 import { momentsInBf16, numericsFor, type Numerics, type Precision } from '../model/numerics.js';
-import { AdamW } from '../model/optimizer.js';
+import { AdamW, clipToNorm } from '../model/optimizer.js';
 import { initParamStore, type ParamStore } from '../model/params.js';
 import type { TrainingConfig } from '../model/trainer.js';
 import type { BlockEnv } from '../parallel/ep-block.js';
@@ -63,7 +63,8 @@ export class RankTrainer {
     this.place = rankPlace(fabric.cluster, fabric.rank, parallel.pipeline);
     const { ep, pipelineRank } = this.place;
     if (c.experts % ep !== 0) {
-      throw moemuError('MOEMU_ERR_CONFIG', `${c.experts} experts cannot be sharded over an EP group of ${ep} ranks`, { path: 'model.experts' });
+      throw moemuError('MOEMU_ERR_CONFIG', `${c.experts} experts cannot be sharded over an EP group of ${ep} ranks`,
+        { path: 'model.experts' });
     }
     this.nm = numericsFor(precision, c);
     const byPipelineRank = paramsByPipelineRank(c, parallel, this.place);
@@ -77,11 +78,12 @@ export class RankTrainer {
     }
     this.#holders = new StageHolders(schedulePlacement(parallel.schedule, parallel.pipeline), parallel.pipeline);
     const first = pipelineRank * ep;
-    this.#ep = new EpGroup(fabric, Array.from({ length: ep }, (_, e) => first + e), fabric.cluster.gpusPerNode, c.experts);
+    this.#ep = new EpGroup(fabric, Array.from({ length: ep }, (_, e) => first + e), fabric.cluster.gpusPerNode,
+      c.experts);
     const world = new Group(fabric, Array.from({ length: worldSize(fabric.cluster) }, (_, r) => r), 'world');
     const shared = sharedParams(this.store.trainable().map((s) => s.name), byPipelineRank, pipelineRank);
-    this.#reductions = { fabric, store: this.store, ep: this.#ep, world, place: this.place, experts: c.experts, dtype: this.nm.dtype,
-      byPipelineRank, shared };
+    this.#reductions = { fabric, store: this.store, ep: this.#ep, world, place: this.place, experts: c.experts,
+      dtype: this.nm.dtype, byPipelineRank, shared };
     this.#accountHbm();
   }
 
@@ -96,12 +98,10 @@ export class RankTrainer {
     beforeClip?.(this.store);
     const gradNorm = await globalGradNorm(this.#reductions);
     if (!Number.isFinite(gradNorm)) {
-      throw moemuError('MOEMU_ERR_NONFINITE', `the gradient norm is ${gradNorm}: a loss or gradient overflowed`, { rank: this.fabric.rank, step });
+      throw moemuError('MOEMU_ERR_NONFINITE', `the gradient norm is ${gradNorm}: a loss or gradient overflowed`,
+        { rank: this.fabric.rank, step });
     }
-    if (gradNorm > training.gradClip) {
-      const factor = training.gradClip / (gradNorm + 1e-6);
-      for (const g of this.store.grads.values()) for (let i = 0; i < g.size; i++) g.data[i] *= factor;
-    }
+    clipToNorm(this.store, gradNorm, training.gradClip);
     const lr = this.#optimizer.step();
     updateGateBiases(this.store, loads, c.biasUpdateSpeed);
     this.#chargeOptimizer();
@@ -120,7 +120,8 @@ export class RankTrainer {
     const b = training.batchSize / N / ep;
     const width = c.seqLen + 2;
     const dual = parallel.schedule === 'dualpipe';
-    const block: BlockEnv = { c, nm: this.nm, scale: { tokens: training.batchSize * c.seqLen, sequences: training.batchSize },
+    const block: BlockEnv = { c, nm: this.nm,
+      scale: { tokens: training.batchSize * c.seqLen, sequences: training.batchSize },
       ep: this.#ep, meter: this.#meter, store: this.store, firstExpert: epRank * (c.experts / ep) };
     const sequences = (pipe: number, mb: number) =>
       microBatch(batch, N, dual ? mb + pipe * (N / 2) : mb).subarray(epRank * b * width, (epRank + 1) * b * width);
@@ -146,7 +147,8 @@ export class RankTrainer {
 
   #accountHbm(): void {
     const hbm = this.fabric.hbm;
-    const bytes = (which: 'values' | 'grads') => [...this.store[which].values()].reduce((n, t) => n + t.data.byteLength, 0);
+    const bytes = (which: 'values' | 'grads') =>
+      [...this.store[which].values()].reduce((n, t) => n + t.data.byteLength, 0);
     hbm.alloc('parameters', 'parameters of the stage', bytes('values'));
     hbm.alloc('gradients', 'gradients of the stage', bytes('grads'));
     const momentBytes = momentsInBf16(this.nm) ? 2 : this.nm.dtype === 'f64' ? 8 : 4;

@@ -76,7 +76,8 @@ describe('layers', () => {
     const text = "import { a } from '../model/a.js';\nimport type {\n  B,\n} from './b.js';\n" +
       "export { c } from '../runtime/c.js';\nimport 'side-effect';\nconst m = await import('../cli/m.js');\n" +
       "// a comment about import(x) from 'nowhere'\n";
-    expect(importsOf(text).sort()).toEqual(['../cli/m.js', '../model/a.js', '../runtime/c.js', './b.js', 'side-effect']);
+    expect(importsOf(text).sort())
+      .toEqual(['../cli/m.js', '../model/a.js', '../runtime/c.js', './b.js', 'side-effect']);
   });
 
   it('tells a lower layer from a higher one, and what lies outside src/', () => {
@@ -89,7 +90,8 @@ describe('layers', () => {
       at('errors.ts', "import { t } from './tensor/t.js';"),
     ]);
     expect(found.map((v) => `${v.file}: ${v.from || 'src'} -> ${v.to}`)).toEqual([
-      'src/model/moe.ts: model -> runtime', 'src/fabric/link.ts: fabric -> test/helpers/z.js', 'src/errors.ts: src -> tensor',
+      'src/model/moe.ts: model -> runtime', 'src/fabric/link.ts: fabric -> test/helpers/z.js',
+      'src/errors.ts: src -> tensor',
     ]);
   });
 

@@ -7,7 +7,8 @@ export function checkBytes(traces: readonly RankStepTrace[]): Violation[] {
   const out: Violation[] = [];
   const sent = new Map<string, MessageEvent>();
   const received = new Map<string, MessageEvent>();
-  const totals = new Map<string, { sent: number; received: number; src: number; dst: number; step: number; link: string }>();
+  const totals =
+    new Map<string, { sent: number; received: number; src: number; dst: number; step: number; link: string }>();
   const total = (m: MessageEvent) => {
     const k = `${m.src}>${m.dst}@${m.step}`;
     let t = totals.get(k);
@@ -21,7 +22,9 @@ export function checkBytes(traces: readonly RankStepTrace[]): Violation[] {
     }
     for (const m of t.received) {
       const k = key(m);
-      if (received.has(k)) out.push({ checker: 'bytes', rank: m.dst, step: t.step, what: `${describe(m)} was taken twice` });
+      if (received.has(k)) {
+        out.push({ checker: 'bytes', rank: m.dst, step: t.step, what: `${describe(m)} was taken twice` });
+      }
       received.set(k, m);
       total(m).received += m.bytes;
     }
@@ -34,17 +37,20 @@ export function checkBytes(traces: readonly RankStepTrace[]): Violation[] {
     }
     for (const field of ['tag', 'bytes', 'metadataBytes', 'crc', 'outPs', 'egressEndPs', 'step'] as const) {
       if (r[field] !== m[field]) {
-        out.push({ checker: 'bytes', rank: m.dst, step: m.step, what: `${describe(m)} arrived with ${field} ${r[field]}, sent with ${m[field]}` });
+        out.push({ checker: 'bytes', rank: m.dst, step: m.step,
+          what: `${describe(m)} arrived with ${field} ${r[field]}, sent with ${m[field]}` });
       }
     }
   }
   for (const [k, r] of received) {
-    if (!sent.has(k)) out.push({ checker: 'bytes', rank: r.dst, step: r.step, what: `${describe(r)} was received but never sent` });
+    if (!sent.has(k)) {
+      out.push({ checker: 'bytes', rank: r.dst, step: r.step, what: `${describe(r)} was received but never sent` });
+    }
   }
   for (const t of totals.values()) {
     if (t.sent !== t.received) {
-      out.push({ checker: 'bytes', rank: t.src, step: t.step, what: `link ${t.link} rank ${t.src} → rank ${t.dst}: ${t.sent} B sent, ` +
-        `${t.received} B received` });
+      out.push({ checker: 'bytes', rank: t.src, step: t.step,
+        what: `link ${t.link} rank ${t.src} → rank ${t.dst}: ${t.sent} B sent, ${t.received} B received` });
     }
   }
   return out;

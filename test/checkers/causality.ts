@@ -67,7 +67,9 @@ function checkChains(passes: Map<string, OpRecord[]>, v: Report): void {
     if (k.startsWith('W:')) continue;
     for (let i = 1; i < records.length; i++) {
       const [prev, cur] = [records[i - 1], records[i]];
-      if (cur.startPs < prev.endPs) v(`${cur.name} starts at ${cur.startPs} ps, before ${prev.name} (its input) ended at ${prev.endPs} ps`);
+      if (cur.startPs < prev.endPs) {
+        v(`${cur.name} starts at ${cur.startPs} ps, before ${prev.name} (its input) ended at ${prev.endPs} ps`);
+      }
     }
   }
 }
@@ -80,15 +82,16 @@ function checkPassMessages(t: RankStepTrace, passes: Map<string, OpRecord[]>, v:
     const unit = unitOf(label);
     if (!unit) continue;
     const records = passes.get(passKey(label.pass, unit.chunk, unit.mb)) ?? [];
-    const at = records.findIndex((r) => r.stream === 'comm' && r.label!.phase === label.phase && r.label!.layer === label.layer &&
-      r.startPs <= m.postedPs && m.postedPs <= r.endPs);
+    const at = records.findIndex((r) => r.stream === 'comm' && r.label!.phase === label.phase &&
+      r.label!.layer === label.layer && r.startPs <= m.postedPs && m.postedPs <= r.endPs);
     if (at < 0) {
       v(`${m.tag} was sent by no comm op of its pass`);
       continue;
     }
     const before = records[at - 1];
     if (before && m.outPs < before.endPs) {
-      v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before ${before.name} (whose output it carries) ended at ${before.endPs} ps`);
+      v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before ${before.name} (whose output it carries) ` +
+        `ended at ${before.endPs} ps`);
     }
   }
 }
@@ -99,10 +102,13 @@ function checkWeights(passes: Map<string, OpRecord[]>, v: Report): void {
     const backward = passes.get(`B:${k.slice(2)}`) ?? [];
     const backwardEnd = endOf(backward);
     for (const w of records) {
-      const same = backward.find((b) => b.label!.phase === w.label!.phase && b.label!.layer === w.label!.layer && w.label!.layer !== null);
+      const same = backward.find((b) => b.label!.phase === w.label!.phase && b.label!.layer === w.label!.layer &&
+        w.label!.layer !== null);
       const needEnd = same ? same.endPs : backwardEnd;
       // A stage without blocks has no backward op: its weight work needs only the received gradient (below).
-      if (needEnd !== null && w.startPs < needEnd) v(`${w.name} starts at ${w.startPs} ps, before the backward work it needs ended at ${needEnd} ps`);
+      if (needEnd !== null && w.startPs < needEnd) {
+        v(`${w.name} starts at ${w.startPs} ps, before the backward work it needs ended at ${needEnd} ps`);
+      }
     }
   }
 }
@@ -128,7 +134,8 @@ function producer(tag: PpTag, holders: StageHolders, q: number): { pass: Pass; c
   return chunk === null ? null : { pass: tag.kind === 'act' ? 'F' : 'B', chunk };
 }
 
-function checkPipelineSends(t: RankStepTrace, p: PipelineLayout, holders: StageHolders, passes: Map<string, OpRecord[]>, v: Report): void {
+function checkPipelineSends(t: RankStepTrace, p: PipelineLayout, holders: StageHolders, passes: Map<string, OpRecord[]>,
+                            v: Report): void {
   const q = Math.floor(t.rank / p.ep);
   for (const m of t.sent) {
     const tag = parsePpTag(m.tag);
@@ -141,8 +148,8 @@ function checkPipelineSends(t: RankStepTrace, p: PipelineLayout, holders: StageH
     const ready = readyAt(t, holders, q, passes, tag, 2 * holders.placement.stages);
     if (ready === null) v(`sent ${m.tag} with no ${from.pass} of chunk ${from.chunk} micro-batch ${tag.mb} before it`);
     else if (m.outPs < ready) {
-      v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before the ${from.pass} of chunk ${from.chunk} micro-batch ` +
-        `${tag.mb} that produced it ended at ${ready} ps`);
+      v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before the ${from.pass} of chunk ${from.chunk} ` +
+        `micro-batch ${tag.mb} that produced it ended at ${ready} ps`);
     }
   }
 }
@@ -163,7 +170,8 @@ function readyAt(t: RankStepTrace, holders: StageHolders, q: number, passes: Map
   return first ? null : readyAt(t, holders, q, passes, input, depth - 1);
 }
 
-function checkPipelineInputs(t: RankStepTrace, p: PipelineLayout, holders: StageHolders, passes: Map<string, OpRecord[]>, v: Report): void {
+function checkPipelineInputs(t: RankStepTrace, p: PipelineLayout, holders: StageHolders,
+                             passes: Map<string, OpRecord[]>, v: Report): void {
   const q = Math.floor(t.rank / p.ep);
   for (const m of t.received) {
     const tag = parsePpTag(m.tag);
@@ -174,7 +182,8 @@ function checkPipelineInputs(t: RankStepTrace, p: PipelineLayout, holders: Stage
       continue;
     }
     // A backward with no op of its own (a stage without blocks) hands the gradient to its weight work.
-    const pass = passes.get(passKey(tag.kind === 'act' ? 'F' : 'B', chunk, tag.mb)) ?? (tag.kind === 'grad' ? passes.get(passKey('W', chunk, tag.mb)) : undefined);
+    const pass = passes.get(passKey(tag.kind === 'act' ? 'F' : 'B', chunk, tag.mb)) ??
+      (tag.kind === 'grad' ? passes.get(passKey('W', chunk, tag.mb)) : undefined);
     const first = pass?.[0];
     if (first && first.startPs < m.donePs) {
       v(`${first.name} starts at ${first.startPs} ps, before its input ${m.tag} was received at ${m.donePs} ps`);
@@ -184,7 +193,8 @@ function checkPipelineInputs(t: RankStepTrace, p: PipelineLayout, holders: Stage
 
 /** At DualPipeV's turn a stage's input comes from the rank's other chunk, with no batch between: the consuming
  * pass starts after the producing one ended. */
-function checkLocalInputs(t: RankStepTrace, p: PipelineLayout, holders: StageHolders, passes: Map<string, OpRecord[]>, v: Report): void {
+function checkLocalInputs(t: RankStepTrace, p: PipelineLayout, holders: StageHolders, passes: Map<string, OpRecord[]>,
+                          v: Report): void {
   const q = Math.floor(t.rank / p.ep);
   for (let c = 0; c < holders.placement.chunks; c++) {
     const { pipe, stage } = holders.slot(q, c);
@@ -195,7 +205,8 @@ function checkLocalInputs(t: RankStepTrace, p: PipelineLayout, holders: StageHol
         const first = passes.get(passKey(pass, c, mb))?.[0];
         const end = endOf(passes.get(passKey(pass, from, mb)));
         if (first && end !== null && first.startPs < end) {
-          v(`${first.name} starts at ${first.startPs} ps, before chunk ${from}'s ${pass} of micro-batch ${mb}, which hands it its input on this rank, ended at ${end} ps`);
+          v(`${first.name} starts at ${first.startPs} ps, before chunk ${from}'s ${pass} of micro-batch ${mb}, ` +
+            `which hands it its input on this rank, ended at ${end} ps`);
         }
       }
     }
@@ -218,7 +229,10 @@ function checkTwoHop(t: RankStepTrace, p: PipelineLayout, v: Report): void {
       needs = received.get(epPartTag(parsed.base, { kind: 'fwd', origin: m.dst - base })) ?? [];
     }
     for (const r of needs) {
-      if (m.outPs < r.donePs) v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before the rows it carries arrived in ${r.tag} at ${r.donePs} ps`);
+      if (m.outPs < r.donePs) {
+        v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before the rows it carries arrived in ${r.tag} ` +
+          `at ${r.donePs} ps`);
+      }
     }
   }
 }

@@ -23,14 +23,16 @@ import { runCheckers, tracesOfTraining, trainingLayout, type CheckInput, type Ra
 
 const CLUSTER = { ...CLUSTER_PRESETS.scaled, nodes: 4, gpusPerNode: 2 };
 const PROGRAM: TrainProgram = { kind: 'train', model: { ...MODEL_PRESETS.micro, groups: 2, topGroups: 1 },
-  training: { steps: 1, batchSize: 16, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95, eps: 1e-8,
-    weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 },
-  precision: 'fp32', seed: 3, parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'per-node' } };
+  training: { steps: 1, batchSize: 16, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9,
+    beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 },
+  precision: 'fp32', seed: 3,
+  parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'per-node' } };
 
 async function cleanRun(): Promise<CheckInput> {
   const { fabrics } = localFabric(CLUSTER, 20_000);
   const results = await Promise.all(fabrics.map((f) => runTrainProgram(f, { ...PROGRAM, check: true })));
-  return { traces: tracesOfTraining(results), pipeline: trainingLayout(PROGRAM.parallel, PROGRAM.training.microBatches, CLUSTER) };
+  return { traces: tracesOfTraining(results),
+    pipeline: trainingLayout(PROGRAM.parallel, PROGRAM.training.microBatches, CLUSTER) };
 }
 
 /** A deep copy whose traces can be changed. */
@@ -67,11 +69,12 @@ describe('checkers', async () => {
     const bad = copy(clean);
     // Rank 0's activations are those of its chunk 0 (stage 0 of direction 0: DualPipe's placement).
     const m = traceOf(bad, 0).sent.find((x) => parsePpTag(x.tag)?.kind === 'act')!;
-    const forward = traceOf(bad, 0).records.filter((r) => r.label !== null && r.label.pass === 'F' && r.label.phase !== 'p2p' &&
-      unitOf(r.label)?.chunk === 0 && unitOf(r.label)?.mb === parsePpTag(m.tag)!.mb);
+    const forward = traceOf(bad, 0).records.filter((r) => r.label !== null && r.label.pass === 'F' &&
+      r.label.phase !== 'p2p' && unitOf(r.label)?.chunk === 0 && unitOf(r.label)?.mb === parsePpTag(m.tag)!.mb);
     const end = Math.max(...forward.map((r) => r.endPs));
     for (const e of [m, receiptOf(bad, m)]) e.outPs = end - 1;
-    expect(whats(bad, 'causality').some((w) => w.startsWith(`${m.tag} left for rank ${m.dst} at ${end - 1} ps, before the F`))).toBe(true);
+    expect(whats(bad, 'causality')
+      .some((w) => w.startsWith(`${m.tag} left for rank ${m.dst} at ${end - 1} ps, before the F`))).toBe(true);
   });
 
   it('a forwarded row leaving before its IB message arrived is named', () => {
@@ -79,14 +82,17 @@ describe('checkers', async () => {
     const t = bad.traces.find((x) => x.sent.some((m) => /:fwd:\d+$/.test(m.tag) && m.tag.includes('dispatch(F)')))!;
     const m = (t.sent as SentEvent[]).find((x) => /:fwd:\d+$/.test(x.tag) && x.tag.includes('dispatch(F)'))!;
     for (const e of [m, receiptOf(bad, m)]) e.outPs = 0;
-    expect(whats(bad, 'causality').some((w) => w.startsWith(`${m.tag} left for rank ${m.dst} at 0 ps, before the rows it carries arrived`))).toBe(true);
+    expect(whats(bad, 'causality')
+      .some((w) => w.startsWith(`${m.tag} left for rank ${m.dst} at 0 ps, before the rows it carries arrived`)))
+      .toBe(true);
   });
 
   it('weight work starting before its backward is named', () => {
     const bad = copy(clean);
     const w = traceOf(bad, 1).records.find((r) => r.label?.pass === 'W' && r.label.phase === 'mlp')!;
     w.startPs = 0;
-    expect(whats(bad, 'causality').some((x) => x.startsWith(`${w.name} starts at 0 ps, before the backward work it needs`))).toBe(true);
+    expect(whats(bad, 'causality')
+      .some((x) => x.startsWith(`${w.name} starts at 0 ps, before the backward work it needs`))).toBe(true);
   });
 
   it('a clock that goes back is named', () => {
@@ -94,7 +100,8 @@ describe('checkers', async () => {
     const records = traceOf(bad, 2).records;
     const k = records.findIndex((r, i) => i > 0 && r.stream === 'compute' && r.startPs > 0);
     records[k].startPs = 0;
-    expect(whats(bad, 'clocks').some((w) => w.includes(`clock went back: ${records[k].name} starts at 0 ps`))).toBe(true);
+    expect(whats(bad, 'clocks')
+      .some((w) => w.includes(`clock went back: ${records[k].name} starts at 0 ps`))).toBe(true);
   });
 
   it('a lost byte is named with its link, and so is a lost message', () => {
@@ -107,7 +114,8 @@ describe('checkers', async () => {
     ]));
     const lostMessage = copy(clean);
     const gone = traceOf(lostMessage, 3).received.splice(0, 1)[0];
-    expect(whats(lostMessage, 'bytes').some((w) => w === `message ${gone.seq} (${gone.tag}, ${gone.bytes} B) on link ${gone.link} rank ${gone.src} → rank 3 was never received`)).toBe(true);
+    expect(whats(lostMessage, 'bytes').some((w) => w === `message ${gone.seq} (${gone.tag}, ${gone.bytes} B) ` +
+      `on link ${gone.link} rank ${gone.src} → rank 3 was never received`)).toBe(true);
   });
 
   it('an expert-parallel message leaving before the op whose output it carries ended is named', () => {
@@ -123,17 +131,20 @@ describe('checkers', async () => {
     const bad = copy(clean);
     const r = traceOf(bad, 1).received[0];
     r.donePs = r.egressEndPs - 1;
-    expect(whats(bad, 'clocks').some((w) => w.startsWith(`message ${r.tag} from rank ${r.src} was received at ${r.donePs} ps`))).toBe(true);
+    expect(whats(bad, 'clocks')
+      .some((w) => w.startsWith(`message ${r.tag} from rank ${r.src} was received at ${r.donePs} ps`))).toBe(true);
   });
 
   it('pipeline tensors taken out of order are named', () => {
     const bad = copy(clean);
-    const t = bad.traces.find((x) => x.received.filter((m) => parsePpTag(m.tag) && m.src === x.received.find((y) => parsePpTag(y.tag))!.src).length >= 2)!;
+    const t = bad.traces.find((x) => x.received.filter((m) => parsePpTag(m.tag) &&
+      m.src === x.received.find((y) => parsePpTag(y.tag))!.src).length >= 2)!;
     const pp = (t.received as ReceivedEvent[]).map((m, i) => ({ m, i })).filter(({ m }) => parsePpTag(m.tag) !== null);
     const [a, b] = pp.filter(({ m }) => m.src === pp[0].m.src).slice(0, 2);
     (t.received as ReceivedEvent[])[a.i] = b.m;
     (t.received as ReceivedEvent[])[b.i] = a.m;
-    expect(whats(bad, 'pipeline').some((w) => w.startsWith(`its pipeline receive 0 from rank ${a.m.src} took ${b.m.tag}`))).toBe(true);
+    expect(whats(bad, 'pipeline')
+      .some((w) => w.startsWith(`its pipeline receive 0 from rank ${a.m.src} took ${b.m.tag}`))).toBe(true);
   });
 });
 
@@ -141,17 +152,21 @@ describe('checkers at DualPipeV\'s turn', async () => {
   // DualPipeV over 2 pipeline ranks: rank 1 holds stages 1 and 2 and hands stage 1's output to stage 2 itself.
   const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 };
   const program = { ...PROGRAM, model: { ...MODEL_PRESETS.micro, groups: 1, topGroups: 1 },
-    training: { ...PROGRAM.training, batchSize: 4 }, parallel: { ...PROGRAM.parallel, schedule: 'dualpipev' as const } };
+    training: { ...PROGRAM.training, batchSize: 4 },
+    parallel: { ...PROGRAM.parallel, schedule: 'dualpipev' as const } };
   const { fabrics } = localFabric(cluster, 20_000);
   const results = await Promise.all(fabrics.map((f) => runTrainProgram(f, { ...program, check: true })));
-  const clean: CheckInput = { traces: tracesOfTraining(results), pipeline: trainingLayout(program.parallel, program.training.microBatches, cluster) };
+  const clean: CheckInput = { traces: tracesOfTraining(results),
+    pipeline: trainingLayout(program.parallel, program.training.microBatches, cluster) };
 
   it('a pass starting before the pass on the same rank that hands it its input ended is named', () => {
     expect(runCheckers(clean)).toEqual([]);
     const bad = copy(clean);
-    const first = traceOf(bad, 1).records.find((r) => r.label?.pass === 'F' && r.label.phase !== 'p2p' && unitOf(r.label)?.chunk === 1)!;
+    const first = traceOf(bad, 1).records
+      .find((r) => r.label?.pass === 'F' && r.label.phase !== 'p2p' && unitOf(r.label)?.chunk === 1)!;
     first.startPs = 0;
-    expect(whats(bad, 'causality').some((w) => w.startsWith(`${first.name} starts at 0 ps, before chunk 0's F of micro-batch 0, which hands it its input on this rank`))).toBe(true);
+    expect(whats(bad, 'causality').some((w) => w.startsWith(`${first.name} starts at 0 ps, ` +
+      'before chunk 0\'s F of micro-batch 0, which hands it its input on this rank'))).toBe(true);
   });
 });
 
@@ -162,8 +177,8 @@ describe('step postconditions', () => {
     meter.useFixedCosts();
     const program: RankProgram = { rank: 0, ops, steps: [...ops, { op: 'COMMIT' }] };
     try {
-      await executeProgram({ fabric, meter, program, holders: new StageHolders(schedulePlacement('1f1b', 1), 1), work: new CostWork(meter),
-        peer: (p) => p, overlap: true, costs: { F: 1, B: 2, W: 1, FB: 3 } });
+      await executeProgram({ fabric, meter, program, holders: new StageHolders(schedulePlacement('1f1b', 1), 1),
+        work: new CostWork(meter), peer: (p) => p, overlap: true, costs: { F: 1, B: 2, W: 1, FB: 3 } });
     } catch (error) {
       return error;
     }
@@ -171,7 +186,8 @@ describe('step postconditions', () => {
   }
 
   it('the executor: a deferred backward with no W left in the FIFO', async () => {
-    const error = await runOne([{ op: 'F', chunk: 0, mb: 0 }, { op: 'B', chunk: 0, mb: 0, zb: true }]) as { code: string; message: string };
+    const error = await runOne([{ op: 'F', chunk: 0, mb: 0 }, { op: 'B', chunk: 0, mb: 0, zb: true }]) as
+      { code: string; message: string };
     expect(error.code).toBe('MOEMU_ERR_INTERNAL');
     expect(error.message).toContain('the deferred-W FIFO still holds B0.0z at the end of the step');
   });
@@ -186,14 +202,15 @@ describe('step postconditions', () => {
     const { fabrics } = localFabric({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 });
     const holders = new StageHolders(schedulePlacement('1f1b', 2), 2);
     const programs: RankProgram[] = [
-      { rank: 0, ops: [{ op: 'F', chunk: 0, mb: 0 }], steps: [{ op: 'F', chunk: 0, mb: 0 }, { op: 'SEND', what: 'F', chunk: 0 }, { op: 'COMMIT' }] },
+      { rank: 0, ops: [{ op: 'F', chunk: 0, mb: 0 }],
+        steps: [{ op: 'F', chunk: 0, mb: 0 }, { op: 'SEND', what: 'F', chunk: 0 }, { op: 'COMMIT' }] },
       { rank: 1, ops: [], steps: [{ op: 'RECV', what: 'F', chunk: 0 }, { op: 'COMMIT' }] },
     ];
     const errors = await Promise.allSettled(fabrics.map((fabric, r) => {
       const meter = new ComputeMeter(fabric.clock, fabric.cluster.gpu);
       meter.useFixedCosts();
-      return executeProgram({ fabric, meter, program: programs[r], holders, work: new CostWork(meter), peer: (p) => p, overlap: true,
-        costs: { F: 1, B: 2, W: 1, FB: 3 } });
+      return executeProgram({ fabric, meter, program: programs[r], holders, work: new CostWork(meter), peer: (p) => p,
+        overlap: true, costs: { F: 1, B: 2, W: 1, FB: 3 } });
     }));
     const rejected = errors[1] as PromiseRejectedResult;
     expect(rejected.reason.code).toBe('MOEMU_ERR_INTERNAL');
@@ -203,9 +220,11 @@ describe('step postconditions', () => {
   it('the trainer: activation bytes still allocated at the end of the step', async () => {
     const { fabrics } = localFabric({ ...CLUSTER_PRESETS.scaled, nodes: 1, gpusPerNode: 1 }, 20_000);
     fabrics[0].hbm.alloc('activations', 'a leak', 1024);
-    const program = { ...PROGRAM, model: { ...MODEL_PRESETS.micro, groups: 1, topGroups: 1 }, training: { ...PROGRAM.training, batchSize: 4 },
+    const program = { ...PROGRAM, model: { ...MODEL_PRESETS.micro, groups: 1, topGroups: 1 },
+      training: { ...PROGRAM.training, batchSize: 4 },
       parallel: { ...PROGRAM.parallel, schedule: '1f1b' as const, pipeline: 1 } };
-    const error = await runTrainProgram(fabrics[0], program).catch((e: unknown) => e) as { code: string; message: string };
+    const error = await runTrainProgram(fabrics[0], program).catch((e: unknown) => e) as
+      { code: string; message: string };
     expect(error.code).toBe('MOEMU_ERR_INTERNAL');
     expect(error.message).toContain('1024 B of activations are still allocated at the end of step 1');
   });
@@ -213,7 +232,8 @@ describe('step postconditions', () => {
   it('the trainer: a message of the step nobody took', async () => {
     const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 };
     const { fabrics } = localFabric(cluster, 20_000);
-    const stray = { src: 1, dst: 0, tag: 'stray', seq: 999, bytes: 0, metadataBytes: 0, step: 1, outPs: 0, egressEndPs: 0 };
+    const stray = { src: 1, dst: 0, tag: 'stray', seq: 999, bytes: 0, metadataBytes: 0, step: 1, outPs: 0,
+      egressEndPs: 0 };
     fabrics[0].mailbox.deliver({ header: stray, link: 'ib', payload: new Uint8Array(0), release: () => undefined });
     const program = { ...PROGRAM, model: { ...MODEL_PRESETS.micro, groups: 1, topGroups: 1 },
       training: { ...PROGRAM.training, batchSize: 4 }, parallel: { ...PROGRAM.parallel } };

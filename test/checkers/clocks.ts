@@ -16,7 +16,8 @@ export function checkClocks(traces: readonly RankStepTrace[]): Violation[] {
         if (r.endPs < r.startPs) v(`${r.name} ends at ${r.endPs} ps, before it starts at ${r.startPs} ps`);
         const prev = lastEnd.get(r.stream);
         if (prev && r.startPs < prev.endPs) {
-          v(`${r.stream} clock went back: ${r.name} starts at ${r.startPs} ps, before ${prev.name} ended at ${prev.endPs} ps`);
+          v(`${r.stream} clock went back: ${r.name} starts at ${r.startPs} ps, before ${prev.name} ` +
+            `ended at ${prev.endPs} ps`);
         }
         lastEnd.set(r.stream, { endPs: Math.max(prev?.endPs ?? 0, r.endPs), name: r.name });
       }
@@ -28,8 +29,9 @@ export function checkClocks(traces: readonly RankStepTrace[]): Violation[] {
       }
       for (const m of t.received) {
         if (m.donePs < m.egressEndPs || m.donePs < m.postedPs) {
-          out.push({ checker: 'clocks', rank, step: t.step, what: `message ${m.tag} from rank ${m.src} was received at ` +
-            `${m.donePs} ps, before it finished leaving (${m.egressEndPs} ps) or its receive was posted (${m.postedPs} ps)` });
+          out.push({ checker: 'clocks', rank, step: t.step,
+            what: `message ${m.tag} from rank ${m.src} was received at ${m.donePs} ps, ` +
+              `before it finished leaving (${m.egressEndPs} ps) or its receive was posted (${m.postedPs} ps)` });
         }
       }
     }

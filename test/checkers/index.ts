@@ -22,9 +22,11 @@ interface StepOfRank {
   messages?: { sent: readonly SentEvent[]; received: readonly ReceivedEvent[] };
 }
 
-export function tracesOfTraining(results: readonly { rank: number; steps: readonly StepOfRank[] }[]): CheckInput['traces'] {
+export function tracesOfTraining(results: readonly { rank: number; steps: readonly StepOfRank[] }[]):
+  CheckInput['traces'] {
   return results.flatMap((r) => r.steps.map((s) => ({
-    rank: r.rank, step: s.step, records: s.records ?? [], sent: s.messages?.sent ?? [], received: s.messages?.received ?? [],
+    rank: r.rank, step: s.step, records: s.records ?? [], sent: s.messages?.sent ?? [],
+    received: s.messages?.received ?? [],
   })));
 }
 

@@ -30,8 +30,9 @@ export function checkPipeline(input: CheckInput): Violation[] {
         got.forEach((m, k) => {
           const s = order[k];
           if (!s || s.seq !== m.seq || s.tag !== m.tag || s.crc !== m.crc) {
-            v(`its pipeline receive ${k} from rank ${src} took ${m.tag} (message ${m.seq}), but the ${k}-th pipeline message rank ` +
-              `${src} sent it is ${s ? `${s.tag} (message ${s.seq})` : 'missing'}`);
+            v(`its pipeline receive ${k} from rank ${src} took ${m.tag} (message ${m.seq}), ` +
+              `but the ${k}-th pipeline message rank ${src} sent it is ` +
+              `${s ? `${s.tag} (message ${s.seq})` : 'missing'}`);
           }
         });
       }
@@ -40,14 +41,18 @@ export function checkPipeline(input: CheckInput): Violation[] {
       const missing = want.filter((w) => !have.includes(w));
       const extra = have.filter((h) => !want.includes(h));
       const twice = have.filter((h, i) => have.indexOf(h) !== i);
-      if (missing.length > 0) v(`never took ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ` and ${missing.length - 4} more` : ''}`);
+      if (missing.length > 0) {
+        v(`never took ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ` and ${missing.length - 4} more` : ''}`);
+      }
       if (extra.length > 0) v(`took ${extra.slice(0, 4).join(', ')}, which its schedule does not consume`);
       if (twice.length > 0) v(`took ${twice.slice(0, 4).join(', ')} twice`);
       const last = new Map<string, number>();
       for (const m of taken) {
         const tag = parsePpTag(m.tag)!;
         const stream = `${m.src}:${tag.kind}:${tag.pipe}:${tag.stage}`;
-        if ((last.get(stream) ?? -1) >= tag.mb) v(`took ${m.tag} from rank ${m.src} after a later micro-batch of the same stage`);
+        if ((last.get(stream) ?? -1) >= tag.mb) {
+          v(`took ${m.tag} from rank ${m.src} after a later micro-batch of the same stage`);
+        }
         last.set(stream, tag.mb);
       }
     }

@@ -7,7 +7,8 @@ const CLI = 'dist/src/cli/main.js';
 
 describe('moemu fabric / moemu node', () => {
   it('fabric on 2 nodes × 2 GPUs: intact payloads, NVLink and IB transfers equal to the closed form', () => {
-    const r = spawnSync('node', [CLI, 'fabric', 'scenarios/cluster-4x4.yaml', '--nodes', '2', '--gpus', '2'], { timeout: 120_000, encoding: 'utf8' });
+    const r = spawnSync('node', [CLI, 'fabric', 'scenarios/cluster-4x4.yaml', '--nodes', '2', '--gpus', '2'],
+      { timeout: 120_000, encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/p2p 1 MiB over NVLink .* \(equal\)/);
@@ -16,7 +17,8 @@ describe('moemu fabric / moemu node', () => {
   }, 120_000);
 
   it('fabric --external: two `moemu node --join` processes join from outside and the check passes', async () => {
-    const coordinator = spawn('node', [CLI, 'fabric', 'scenarios/cluster-4x4.yaml', '--nodes', '2', '--gpus', '1', '--external'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const coordinator = spawn('node', [CLI, 'fabric', 'scenarios/cluster-4x4.yaml', '--nodes', '2', '--gpus', '1',
+      '--external'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const nodes: ReturnType<typeof spawn>[] = [];
     try {
       let out = '';
@@ -28,11 +30,14 @@ describe('moemu fabric / moemu node', () => {
           if (m) { clearTimeout(timer); resolve([m[1], m[2]]); }
         });
       });
-      for (let i = 0; i < 2; i++) nodes.push(spawn('node', [CLI, 'node', '--join', join[0], '--token', join[1]], { stdio: 'ignore' }));
+      for (let i = 0; i < 2; i++) {
+        nodes.push(spawn('node', [CLI, 'node', '--join', join[0], '--token', join[1]], { stdio: 'ignore' }));
+      }
       const code = await new Promise<number | null>((resolve) => coordinator.on('exit', resolve));
       expect(code).toBe(0);
       expect(out).toMatch(/p2p 1 MiB over IB .* \(equal\)/);
-      const nodeCodes = await Promise.all(nodes.map((n) => (n.exitCode !== null ? n.exitCode : new Promise((resolve) => n.on('exit', resolve)))));
+      const nodeCodes = await Promise.all(nodes.map((n) =>
+        (n.exitCode !== null ? n.exitCode : new Promise((resolve) => n.on('exit', resolve)))));
       expect(nodeCodes).toEqual([0, 0]);
     } finally {
       coordinator.kill('SIGKILL');

@@ -44,15 +44,18 @@ const SMALL = {
 interface Losses { main: number; mtp: number; balance: number; total: number }
 interface MetricsFile {
   version: number;
-  config: { name: string; training: { steps: number; warmupSteps: number }; parallel: { schedule: string; pipeline: number; overlap: boolean } };
+  config: { name: string; training: { steps: number; warmupSteps: number };
+    parallel: { schedule: string; pipeline: number; overlap: boolean } };
   ranks: { rank: number }[];
   summary: { steps: number };
-  steps: { step: number; loss: Losses; microBatches: Losses[]; cluster: Record<string, unknown> & { bubbleFraction: number | null; ranks: number };
+  steps: { step: number; loss: Losses; microBatches: Losses[];
+    cluster: Record<string, unknown> & { bubbleFraction: number | null; ranks: number };
     ranks: { rank: number }[] }[];
 }
 interface WallFile { version: number; nodes: number; gpus: number; stepsMs: number[] }
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number; leftovers: number[] }
+interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number;
+  leftovers: number[] }
 
 let work = '';
 /** Process groups of runs still going (killed in afterAll if a test gave up on them). */
@@ -88,7 +91,8 @@ function killGroup(pgid: number): void {
 /** Runs `moemu <args>` in the work directory, in its own process group, killed with its group after `timeoutMs`. */
 function moemu(args: string[], timeoutMs: number): Promise<Run> {
   const started = performance.now();
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: work, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args],
+    { cwd: work, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const pgid = child.pid!;
   live.add(pgid);
   let stdout = '';
@@ -123,7 +127,8 @@ function count(text: string, pattern: RegExp): number {
   return (text.match(pattern) ?? []).length;
 }
 
-/** The refusal of bad input: exit 2, only `moemu: ` lines on stderr, no stack trace, nothing left running or written. */
+/** The refusal of bad input: exit 2, only `moemu: ` lines on stderr, no stack trace, nothing left running or
+ * written. */
 function expectRefused(run: Run, out: string): string[] {
   expect(run.signal).toBeNull();
   expect(run.code).toBe(EXIT_CODES.badInput);
@@ -171,7 +176,8 @@ describe('moemu run: a small scenario', () => {
     first = metrics;
     expect(metrics.version).toBe(2);
     expect(metrics.config.name).toBe(SMALL.name);
-    expect(metrics.config.parallel).toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'per-node' });
+    expect(metrics.config.parallel)
+      .toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'per-node' });
     expect(metrics.ranks.map((r) => r.rank)).toEqual([0, 1, 2, 3]);
     expect(metrics.summary.steps).toBe(2);
     expect(metrics.steps.map((s) => s.step)).toEqual([1, 2]);
@@ -195,7 +201,8 @@ describe('moemu run: a small scenario', () => {
     expect(wall.stepsMs).toHaveLength(2);
   }, TEST_TIMEOUT_MS);
 
-  it('the same command again, unchecked: metrics.json byte-identical (checking only observes), wall.json a valid record of its own', async (context) => {
+  it('the same command again, unchecked: metrics.json byte-identical (checking only observes), ' +
+    'wall.json a valid record of its own', async (context) => {
     if (first === undefined) context.skip();
     const out = join(work, 'out-b');
     const run = await moemu(['run', join(work, 'small.yaml'), '--out', out], RUN_TIMEOUT_MS);
@@ -226,24 +233,29 @@ describe('moemu run: a small scenario', () => {
     expect(metrics.config.training.steps).toBe(1);
     expect(metrics.config.training.warmupSteps).toBe(1);   // min(default 3, steps)
     expect(metrics.config.parallel.overlap).toBe(false);
-    expect(metrics.config.parallel).toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: false, costs: null, expertGroups: 'per-node' });
+    expect(metrics.config.parallel)
+      .toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: false, costs: null, expertGroups: 'per-node' });
   }, TEST_TIMEOUT_MS);
 });
 
 describe('moemu run: layouts that do not fit are refused before anything starts', () => {
-  const cases: { title: string; file: string; changes: { model?: object; training?: object; cluster?: object; parallel?: object };
+  const cases: { title: string; file: string;
+    changes: { model?: object; training?: object; cluster?: object; parallel?: object };
     paths: string[] }[] = [
     { title: '3 nodes with 2 pipeline ranks -> parallel.pipeline', file: 'nodes3.yaml',
       changes: { cluster: { preset: 'scaled', nodes: 3, gpusPerNode: 2 } }, paths: ['parallel.pipeline'] },
     { title: 'batchSize 6 in 2 micro-batches with EP 4 -> training.batchSize', file: 'batch6.yaml',
       changes: { model: { preset: 'micro', groups: 2 }, training: { steps: 1, batchSize: 6, microBatches: 2 },
-        cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 2 }, parallel: { schedule: '1f1b', pipeline: 2 } }, paths: ['training.batchSize'] },
+        cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 2 }, parallel: { schedule: '1f1b', pipeline: 2 } },
+      paths: ['training.batchSize'] },
     { title: 'EP groups of 2 nodes and a model with 1 expert group -> model.groups', file: 'groups.yaml',
       changes: { cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 1 } }, paths: ['model.groups'] },
     { title: 'DualPipe with 2 micro-batches on 2 pipeline ranks -> training.microBatches', file: 'dualpipe-n2.yaml',
       changes: { training: { steps: 1, batchSize: 8, microBatches: 2 } }, paths: ['training.microBatches'] },
-    { title: 'EP 16 with 8 experts and batchSize 8 -> two lines, model.experts and training.batchSize', file: 'ep16.yaml',
-      changes: { model: { preset: 'micro' }, cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 4 }, parallel: { schedule: '1f1b', pipeline: 1 } },
+    { title: 'EP 16 with 8 experts and batchSize 8 -> two lines, model.experts and training.batchSize',
+      file: 'ep16.yaml',
+      changes: { model: { preset: 'micro' }, cluster: { preset: 'scaled', nodes: 4, gpusPerNode: 4 },
+        parallel: { schedule: '1f1b', pipeline: 1 } },
       paths: ['model.experts', 'training.batchSize'] },
   ];
 
@@ -256,9 +268,11 @@ describe('moemu run: layouts that do not fit are refused before anything starts'
     paths.forEach((p, i) => expect(lines[i]).toContain(`: ${p}: `));
   }, TEST_TIMEOUT_MS);
 
-  it('a scenario with no parallel section whose defaults (dualpipe, 2 ranks) do not fit its 2 micro-batches', async () => {
+  it('a scenario with no parallel section whose defaults (dualpipe, 2 ranks) ' +
+    'do not fit its 2 micro-batches', async () => {
     const { parallel: _parallel, ...noParallel } = SMALL;
-    const file = scenarioFile('no-parallel.yaml', { ...noParallel, training: { steps: 1, batchSize: 8, microBatches: 2 } });
+    const file = scenarioFile('no-parallel.yaml',
+      { ...noParallel, training: { steps: 1, batchSize: 8, microBatches: 2 } });
     // --external: had the coordinator started, it would print a join line and wait for nodes instead of exiting.
     for (const extra of [[], ['--external']]) {
       const out = join(work, `out-defaults${extra.join('')}`);
@@ -301,7 +315,8 @@ describe('moemu run --check: every shipped scenario trains on its cluster and ke
 
   for (const file of files) it(`scenarios/${file}, one step`, async () => {
     const out = join(work, 'shipped', file);
-    const run = await moemu(['run', join(ROOT, 'scenarios', file), '--steps', '1', '--check', '--out', out], RUN_TIMEOUT_MS);
+    const run = await moemu(['run', join(ROOT, 'scenarios', file), '--steps', '1', '--check', '--out', out],
+      RUN_TIMEOUT_MS);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(EXIT_CODES.ok);
     expect(run.leftovers).toEqual([]);
@@ -319,9 +334,11 @@ describe('parallel.costs: fixed op costs on a real cluster reproduce the DualPip
   const cases: { title: string; parallel: object; bubbles: (b: number[]) => void }[] = [
     { title: '1f1b: 9 µs on every rank', parallel: { schedule: '1f1b', pipeline: 4, costs: { F: 1, B: 2, W: 1 } },
       bubbles: (b) => expect(b).toEqual([9e6, 9e6, 9e6, 9e6]) },
-    { title: 'dualpipe, F&B = F+B: 2 µs on every rank', parallel: { schedule: 'dualpipe', pipeline: 4, costs: { F: 1, B: 2, W: 1, FB: 3 } },
+    { title: 'dualpipe, F&B = F+B: 2 µs on every rank',
+      parallel: { schedule: 'dualpipe', pipeline: 4, costs: { F: 1, B: 2, W: 1, FB: 3 } },
       bubbles: (b) => expect(b).toEqual([2e6, 2e6, 2e6, 2e6]) },
-    { title: 'dualpipe, F&B = max(F, B): 1 µs on the worst rank', parallel: { schedule: 'dualpipe', pipeline: 4, costs: { F: 1, B: 2, W: 1, FB: 2 } },
+    { title: 'dualpipe, F&B = max(F, B): 1 µs on the worst rank',
+      parallel: { schedule: 'dualpipe', pipeline: 4, costs: { F: 1, B: 2, W: 1, FB: 2 } },
       bubbles: (b) => expect(Math.max(...b)).toBe(1e6) },
   ];
   for (const { title, parallel, bubbles } of cases) it(title, async () => {

@@ -49,7 +49,8 @@ beforeAll(() => {
   const stale = !existsSync(CLI) || statSync(CLI).mtimeMs < newestMtimeMs(join(ROOT, 'src'));
   if (stale) {
     // Type errors elsewhere do not stop tsc from emitting; what matters is that the CLI exists afterwards.
-    spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, timeout: 300_000 });
+    spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'],
+      { cwd: ROOT, timeout: 300_000 });
   }
   expect(existsSync(CLI)).toBe(true);
   cwd = mkdtempSync(join(tmpdir(), 'moemu-validate-'));
@@ -92,19 +93,23 @@ describe('validate: good scenarios', () => {
     expect(run.stdout.trim().split('\n')).toHaveLength(1);
   });
 
-  it('the summary ends with the cluster and, when the file has one, the layout: default.yaml and cluster-4x4.yaml', () => {
+  it('the summary ends with the cluster and, when the file has one, the layout: ' +
+    'default.yaml and cluster-4x4.yaml', () => {
     const run = moemu('validate', join(ROOT, 'scenarios/default.yaml'), join(ROOT, 'scenarios/cluster-4x4.yaml'));
     expect(run.code).toBe(EXIT_CODES.ok);
     const [defaultLine, clusterLine] = run.stdout.trim().split('\n');
     // 2 pipeline ranks over 8 nodes of 1 GPU: EP = 4
     expect(defaultLine).toMatch(/, 8 nodes × 1 GPU \(scaled\), zb1p over 2 pipeline ranks × EP 4$/);
     // 2 pipeline ranks over 4 nodes of 4 GPUs: each pipeline rank two nodes, EP = 8
-    expect(clusterLine).toMatch(/cluster-4x4\.yaml: cluster-4x4 — .*, 4 nodes × 4 GPUs \(scaled\), zb1p over 2 pipeline ranks × EP 8$/);
+    expect(clusterLine)
+      .toMatch(/cluster-4x4\.yaml: cluster-4x4 — .*, 4 nodes × 4 GPUs \(scaled\), zb1p over 2 pipeline ranks × EP 8$/);
   });
 
   it('the cluster summary names its preset and the other fields the file sets; one node or GPU is singular', () => {
-    const text = 'cluster: {preset: h800, nodes: 1, gpusPerNode: 1, gpu: {commSms: 8}, ib: {latencyNs: 2500}, host: ::1}\n';
-    expect(clusterSummary(parseScenarioSource(text, 'x.yaml'))).toBe('1 node × 1 GPU (h800; gpu.commSms, ib.latencyNs, host)');
+    const text = 'cluster: {preset: h800, nodes: 1, gpusPerNode: 1, gpu: {commSms: 8}, ib: {latencyNs: 2500}, ' +
+      'host: ::1}\n';
+    expect(clusterSummary(parseScenarioSource(text, 'x.yaml')))
+      .toBe('1 node × 1 GPU (h800; gpu.commSms, ib.latencyNs, host)');
     expect(clusterSummary(parseScenarioSource('cluster: {nodes: 3}\n', 'x.yaml'))).toBe('3 nodes × 4 GPUs (scaled)');
   });
 

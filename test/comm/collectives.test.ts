@@ -22,8 +22,10 @@ function groups(nodes: number, gpus: number) {
 }
 
 describe('all-reduce (ring)', () => {
-  for (const [nodes, gpus, n, dtype] of [[1, 4, 1001, 'f32'], [2, 3, 10, 'f64'], [3, 2, 7, 'f32'], [2, 4, 3, 'f64']] as const) {
-    it(`${nodes}×${gpus} ranks, ${n} ${dtype}: every rank has the sequential sums of the documented order, bit for bit`, async () => {
+  for (const [nodes, gpus, n, dtype] of [[1, 4, 1001, 'f32'], [2, 3, 10, 'f64'], [3, 2, 7, 'f32'],
+    [2, 4, 3, 'f64']] as const) {
+    it(`${nodes}×${gpus} ranks, ${n} ${dtype}: every rank has the sequential sums of the documented order, ` +
+      'bit for bit', async () => {
       const { lf, groups: gs } = groups(nodes, gpus);
       const P = gs.length;
       const inputs = gs.map((_, r) => {
@@ -38,7 +40,9 @@ describe('all-reduce (ring)', () => {
       for (let e = 0; e < n; e++) {
         const c = Math.floor(e / chunk);
         let acc = inputs[c][e];
-        for (let j = 1; j < P; j++) acc = dtype === 'f32' ? Math.fround(inputs[(c + j) % P][e] + acc) : inputs[(c + j) % P][e] + acc;
+        for (let j = 1; j < P; j++) {
+          acc = dtype === 'f32' ? Math.fround(inputs[(c + j) % P][e] + acc) : inputs[(c + j) % P][e] + acc;
+        }
         want[e] = acc;
       }
       for (const d of data) expect(Buffer.from(d.buffer).equals(Buffer.from(want.buffer))).toBe(true);
@@ -51,9 +55,12 @@ describe('all-to-all', () => {
   it('delivers each payload to its member, in member order, and releases every buffer', async () => {
     const { lf, groups: gs } = groups(2, 3);
     const P = gs.length;
-    const sent = gs.map((_, s) => gs.map((__, d) => Uint8Array.from({ length: (s * 7 + d * 3) % 11 }, (_, i) => s * 16 + d + i)));
+    const sent = gs.map((_, s) => gs.map((__, d) =>
+      Uint8Array.from({ length: (s * 7 + d * 3) % 11 }, (_, i) => s * 16 + d + i)));
     const results = await Promise.all(gs.map((g, s) => allToAll(g, 'a2a', sent[s])));
-    for (let d = 0; d < P; d++) for (let s = 0; s < P; s++) expect(Array.from(results[d].payloads[s])).toEqual(Array.from(sent[s][d]));
+    for (let d = 0; d < P; d++) {
+      for (let s = 0; s < P; s++) expect(Array.from(results[d].payloads[s])).toEqual(Array.from(sent[s][d]));
+    }
     results.forEach((r) => r.release());
     expect(lf.outstanding()).toBe(0);
   });
@@ -67,14 +74,17 @@ describe('all-to-all', () => {
       const l = cfg(nodes, gpus)[link];
       // Posted together at 0: each egress sends k−1 messages back to back; each ingress receives k−1, one from
       // each peer, the j-th arriving when the j-th egress slot ends: the last completes at latency + (k−1)·b/bw.
-      for (const r of results) expect(r.op.endPs).toBe(psFromNs(l.latencyNs) + (k - 1) * psForBytes(b, l.egressBytesPerS));
+      for (const r of results) {
+        expect(r.op.endPs).toBe(psFromNs(l.latencyNs) + (k - 1) * psForBytes(b, l.egressBytesPerS));
+      }
       results.forEach((r) => r.release());
     });
   }
 });
 
 describe('barrier and watchdog', () => {
-  it('a barrier completes on every rank; a missing member is a watchdog error naming the ranks waited for', async () => {
+  it('a barrier completes on every rank; a missing member is a watchdog error ' +
+    'naming the ranks waited for', async () => {
     const { groups: gs } = groups(1, 3);
     await Promise.all(gs.map((g) => barrier(g)));
     const lonely = groups(1, 3).groups;

@@ -45,7 +45,8 @@ describe('dispatchRows: hand-worked', () => {
   // Two nodes of 4 GPUs, 2 experts per rank: rank r holds experts 2r, 2r+1; node 1 = ranks 4-7 (experts 8-15).
   const two: EpTopology = { ranks: 8, gpusPerNode: 4, experts: 16 };
 
-  it('two nodes, a token to 3 GPUs of the remote node: 1 IB row to the same-index GPU + 2 forwarder NVLink rows', () => {
+  it('two nodes, a token to 3 GPUs of the remote node: 1 IB row to the same-index GPU ' +
+    '+ 2 forwarder NVLink rows', () => {
     // Rank 1 (node 0, local index 1), experts 8, 10, 14 -> ranks 4, 5, 7. Forwarder = node 1's GPU 1 = rank 5,
     // itself a destination: IB 1->5, then NVLink 5->4 and 5->7.
     const rows = dispatchRows(two, onRanks(8, { 1: [8, 10, 14] }), 3);
@@ -147,7 +148,8 @@ describe('payload bytes', () => {
   }
 
   it("fp8 with tile 128 matches DeepEP's fp8_factor (1 + 4/128)/2 bit for bit", () => {
-    expect(dispatchPayloadBytes(3, 7168, 'fp8', 128) / dispatchPayloadBytes(3, 7168, 'bf16', 128)).toBe((1 + 4 / 128) / 2);
+    expect(dispatchPayloadBytes(3, 7168, 'fp8', 128) / dispatchPayloadBytes(3, 7168, 'bf16', 128))
+      .toBe((1 + 4 / 128) / 2);
   });
 
   it('hand-worked fp8 row: hidden 256, tile 128 -> 256 e4m3 bytes + 2 fp32 scales = 264', () => {
@@ -247,7 +249,8 @@ function randomCase(rng: Rng): { t: EpTopology; K: number; topkPerRank: Int32Arr
 
 function targetRanks(t: EpTopology, topk: Int32Array, token: number, K: number): Set<number> {
   const perRank = t.experts / t.ranks;
-  return new Set(Array.from(topk.subarray(token * K, (token + 1) * K)).filter((e) => e >= 0).map((e) => Math.floor(e / perRank)));
+  return new Set(Array.from(topk.subarray(token * K, (token + 1) * K)).filter((e) => e >= 0)
+    .map((e) => Math.floor(e / perRank)));
 }
 
 function count(map: Map<string, number>, from: number, to: number): void {

@@ -31,7 +31,8 @@ async function run(wire: RowWire, seed = 3) {
     return { x, topk, weights: new Float32Array(T * K).fill(0.5), d, K, wire };
   });
   const results: DispatchResult[] = await Promise.all(eps.map((ep, r) => dispatch(ep, inputs[r])));
-  const payload = lf.log.filter((m) => m.header.tag.includes('dispatch#')).reduce((n, m) => n + m.header.bytes - m.header.metadataBytes, 0);
+  const payload = lf.log.filter((m) => m.header.tag.includes('dispatch#'))
+    .reduce((n, m) => n + m.header.bytes - m.header.metadataBytes, 0);
   return { lf, eps, inputs, results, payload };
 }
 
@@ -69,7 +70,8 @@ describe('dispatch wire formats', () => {
     const { eps, results } = await run({ kind: 'bf16' }, 5);
     const rng = new Rng(9);
     const ys = results.map((r) => { const y = new Float32Array(r.rows * d); rng.fillNormal(y, 1); return y; });
-    const outs = await Promise.all(eps.map((ep, r) => combine(ep, results[r].handle, ys[r], 'combine', { wire: { kind: 'bf16' } })));
+    const outs = await Promise.all(eps.map((ep, r) =>
+      combine(ep, results[r].handle, ys[r], 'combine', { wire: { kind: 'bf16' } })));
     for (let origin = 0; origin < world; origin++) {
       for (let t = 0; t < T; t++) {
         for (let j = 0; j < d; j++) {
@@ -79,7 +81,9 @@ describe('dispatch wire formats', () => {
             for (let g = 0; g < gpus; g++) {
               const r = results[b * gpus + g];
               for (let i = 0; i < r.rows; i++) {
-                if (r.handle.origin[i] === origin && r.handle.token[i] === t) partial = Math.fround(partial + roundBf16(ys[b * gpus + g][i * d + j]));
+                if (r.handle.origin[i] === origin && r.handle.token[i] === t) {
+                  partial = Math.fround(partial + roundBf16(ys[b * gpus + g][i * d + j]));
+                }
               }
             }
             total = Math.fround(total + roundBf16(partial));

@@ -49,19 +49,25 @@ function destRanks(topk: Int32Array, t: number, K: number, perRank: number): num
 
 describe('dispatch / combine (in-process ranks)', () => {
   for (const c of CASES) {
-    it(`${c.nodes} node(s) × ${c.gpus}: DeepEP's received layout, per-link rows as accounted, combine = x × ranks`, async () => {
+    it(`${c.nodes} node(s) × ${c.gpus}: DeepEP's received layout, per-link rows as accounted, ` +
+      'combine = x × ranks', async () => {
       const { lf, eps, inputs, world } = setup(c, c.nodes * 10 + c.gpus);
       const perRank = c.experts / world;
       const results: DispatchResult[] = await Promise.all(eps.map((ep, r) => dispatch(ep, inputs[r])));
       for (let r = 0; r < world; r++) {
         // Independent expectation: every (origin, token) routed to r, origins ascending, tokens ascending.
         const want: [number, number][] = [];
-        for (let o = 0; o < world; o++) for (let t = 0; t < c.tokens; t++) if (destRanks(inputs[o].topk, t, c.K, perRank).includes(r)) want.push([o, t]);
+        for (let o = 0; o < world; o++) {
+          for (let t = 0; t < c.tokens; t++) {
+            if (destRanks(inputs[o].topk, t, c.K, perRank).includes(r)) want.push([o, t]);
+          }
+        }
         const got = results[r];
         expect(Array.from(got.handle.origin, (o, i) => [o, got.handle.token[i]])).toEqual(want);
         const counts = new Int32Array(perRank);
         want.forEach(([o, t], i) => {
-          expect(Array.from(got.x.subarray(i * d, (i + 1) * d))).toEqual(Array.from(inputs[o].x.subarray(t * d, (t + 1) * d)));
+          expect(Array.from(got.x.subarray(i * d, (i + 1) * d)))
+            .toEqual(Array.from(inputs[o].x.subarray(t * d, (t + 1) * d)));
           for (let j = 0; j < c.K; j++) {
             const e = inputs[o].topk[t * c.K + j];
             const local = e >= 0 && Math.floor(e / perRank) === r;
@@ -73,7 +79,8 @@ describe('dispatch / combine (in-process ranks)', () => {
         expect(Array.from(got.countsPerLocalExpert)).toEqual(Array.from(counts));
       }
       // Per-link payload rows against the accounting of FACTS §3 (computed independently of the transfers).
-      const rows = dispatchRows({ ranks: world, gpusPerNode: c.gpus, experts: c.experts }, inputs.map((i) => i.topk), c.K);
+      const rows = dispatchRows({ ranks: world, gpusPerNode: c.gpus, experts: c.experts }, inputs.map((i) => i.topk),
+        c.K);
       const moved = (link: 'nvlink' | 'ib') => {
         const m = new Map<string, number>();
         for (const s of lf.log.filter((x) => x.link === link && x.header.tag.includes('dispatch#'))) {
@@ -107,18 +114,22 @@ describe('dispatch virtual time (uniform routing: every rank sends one row to ev
       const experts = 2 * k;
       // Token t of every rank selects one expert, on rank t: one row from each rank to each other rank.
       const results = await Promise.all(lf.fabrics.map((f) => dispatch(new EpGroup(f, ranks, gpus, experts), {
-        x: new Float64Array(k * d), topk: Int32Array.from({ length: k }, (_, t) => 2 * t), weights: new Float64Array(k).fill(1), d, K: 1,
+        x: new Float64Array(k * d), topk: Int32Array.from({ length: k }, (_, t) => 2 * t),
+        weights: new Float64Array(k).fill(1), d, K: 1,
       })));
       // One message = 8 B header + the row (d f64) + per row: weight (f64) + token, id, mask (i32): d·8 + 28 bytes.
       const bytes = d * 8 + 8 + 8 + 3 * 4;
       const l = cluster[link];
-      for (const r of results) expect(r.op.endPs - r.op.startPs).toBe(psFromNs(l.latencyNs) + (k - 1) * psForBytes(bytes, l.egressBytesPerS));
+      for (const r of results) {
+        expect(r.op.endPs - r.op.startPs).toBe(psFromNs(l.latencyNs) + (k - 1) * psForBytes(bytes, l.egressBytesPerS));
+      }
     });
   }
 });
 
 describe('dispatch and combine run on the comm stream while compute goes on', () => {
-  it('a dispatch after its producer overlaps unrelated compute; its consumer waits for it; combine waits for the experts', async () => {
+  it('a dispatch after its producer overlaps unrelated compute; its consumer waits for it; ' +
+    'combine waits for the experts', async () => {
     const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 };
     const lf = localFabric(cluster);
     const ranks = lf.fabrics.map((f) => f.rank);
@@ -126,7 +137,8 @@ describe('dispatch and combine run on the comm stream while compute goes on', ()
     const results = await Promise.all(lf.fabrics.map(async (f) => {
       const ep = new EpGroup(f, ranks, 1, 4);
       const produce = f.clock.run('compute', 'gate', 1_000_000);                     // makes the rows: [0, 1 µs]
-      const sending = dispatch(ep, { x: new Float64Array(rows * d), topk: Int32Array.from({ length: rows }, (_, t) => t % 4),
+      const sending = dispatch(ep, { x: new Float64Array(rows * d),
+        topk: Int32Array.from({ length: rows }, (_, t) => t % 4),
         weights: new Float64Array(rows).fill(1), d, K: 1, waitFor: [produce] });
       const other = f.clock.run('compute', 'attention', 50_000_000);                  // independent: goes on meanwhile
       const sent = await sending;

@@ -224,7 +224,8 @@ describe('IbServer / IbClient: data', () => {
     // ASSEMBLE_BYTES_MIN, so they never go to payloadTarget, even when they straddle two reads.
     const sizes = [MiB, 100, 3 * MiB + 5, 70_000, 2_000, MiB];   // the last one's target declines
     const payloads = sizes.map((size) => randomBytes(rng, size));
-    payloads.forEach((payload, i) => client.send(sendHeader(payload, { tag: i === 5 ? 'declined' : `t${i}` }), payload));
+    payloads.forEach((payload, i) =>
+      client.send(sendHeader(payload, { tag: i === 5 ? 'declined' : `t${i}` }), payload));
     await waitFor(() => h.received.length === sizes.length, `${sizes.length} messages`);
     expect(targets.map((t) => t.tag)).toEqual(['t0', 't2', 't3']);
     h.received.forEach(({ header, payload }, i) => {

@@ -206,7 +206,8 @@ describe('uniform all-to-all over k ranks, Ports only', () => {
   //  * Tin ≥ Tout:      the inner max is at m = 1:  done_{k−1} = max((k−1)·Tin, Tout + L + (k−2)·Tin)
   //  * Tin ≤ Tout:      the inner max is at m = j:  done_{k−1} = (k−1)·Tout + L
   // Every rank's egress is free again at (k−1)·Tout.
-  function allToAll(k: number, config: LinkConfig, bytes: number, rng: Rng): { lastDone: number[]; egressFree: number[] } {
+  function allToAll(k: number, config: LinkConfig, bytes: number,
+                    rng: Rng): { lastDone: number[]; egressFree: number[] } {
     const ports = Array.from({ length: k }, (_, r) => new Port(config, `nvlink r${r}`));
     const inbox: InboundMessage[][] = Array.from({ length: k }, () => []);
     for (let source = 0; source < k; source++) {

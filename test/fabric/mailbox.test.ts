@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { Mailbox, type Incoming } from '../../src/fabric/mailbox.js';
 
 function message(src: number, tag: string, n: number): Incoming {
-  return { header: { src, dst: 0, tag, seq: n, bytes: 1, metadataBytes: 0, step: 0, outPs: 0, egressEndPs: 0 }, link: 'nvlink',
-    payload: Uint8Array.of(n), release: () => undefined };
+  return { header: { src, dst: 0, tag, seq: n, bytes: 1, metadataBytes: 0, step: 0, outPs: 0, egressEndPs: 0 },
+    link: 'nvlink', payload: Uint8Array.of(n), release: () => undefined };
 }
 
 describe('Mailbox', () => {
@@ -14,7 +14,8 @@ describe('Mailbox', () => {
     box.deliver(message(1, 'a', 10));
     box.deliver(message(2, 'a', 20));
     box.deliver(message(1, 'a', 11));
-    const got = await box.takeAll([{ source: 1, tag: 'a' }, { source: 2, tag: 'a' }, { source: 1, tag: 'a' }], 1000, 'x');
+    const got = await box.takeAll([{ source: 1, tag: 'a' }, { source: 2, tag: 'a' }, { source: 1, tag: 'a' }], 1000,
+      'x');
     expect(got.map((m) => m.payload[0])).toEqual([10, 20, 11]);
     expect(box.unclaimed).toBe(0);
   });
@@ -45,6 +46,7 @@ describe('Mailbox', () => {
     const box = new Mailbox(4);
     box.deliver(message(1, 'a', 10));
     await expect(box.takeAll([{ source: 1, tag: 'a' }, { source: 2, tag: 'z' }], 30, 'all-to-all'))
-      .rejects.toMatchObject({ code: 'MOEMU_ERR_WATCHDOG', context: { rank: 4, op: 'all-to-all' }, message: expect.stringMatching(/rank 2 \(z\)/) });
+      .rejects.toMatchObject({ code: 'MOEMU_ERR_WATCHDOG', context: { rank: 4, op: 'all-to-all' },
+        message: expect.stringMatching(/rank 2 \(z\)/) });
   });
 });

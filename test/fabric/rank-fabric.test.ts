@@ -31,7 +31,8 @@ describe('RankFabric.exchange', () => {
     const [r0, r1, r2] = localFabric(cluster).fabrics;
     const small = new Uint8Array(1000);
     const large = new Uint8Array(100_000);
-    const sends = [r0.exchange('x', [{ target: 2, tag: 't', payload: large }], []), r1.exchange('x', [{ target: 2, tag: 't', payload: small }], [])];
+    const sends = [r0.exchange('x', [{ target: 2, tag: 't', payload: large }], []),
+      r1.exchange('x', [{ target: 2, tag: 't', payload: small }], [])];
     const got = await r2.exchange('x', [], [{ source: 1, tag: 't' }, { source: 0, tag: 't' }]);
     await Promise.all(sends);
     got.received.forEach((m) => m.release());

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { SendWindow } from '../../src/fabric/send-window.js';
 
-const window = (bytesMax: number, watchdogMs = 1000) => new SendWindow({ bytesMax, watchdogMs, rank: 3, link: 'nvlink to gpu 1' });
+const window = (bytesMax: number, watchdogMs = 1000) =>
+  new SendWindow({ bytesMax, watchdogMs, rank: 3, link: 'nvlink to gpu 1' });
 
 describe('SendWindow', () => {
   it('lets sends through while they fit, then makes them wait in order until buffers come back', async () => {
@@ -30,6 +31,7 @@ describe('SendWindow', () => {
   it('fails with a watchdog error naming the rank and the link when nothing comes back', async () => {
     const w = window(10, 50);
     w.reserve(10);
-    await expect(w.reserve(5)).rejects.toMatchObject({ code: 'MOEMU_ERR_WATCHDOG', context: { rank: 3, link: 'nvlink to gpu 1' } });
+    await expect(w.reserve(5)).rejects
+      .toMatchObject({ code: 'MOEMU_ERR_WATCHDOG', context: { rank: 3, link: 'nvlink to gpu 1' } });
   });
 });

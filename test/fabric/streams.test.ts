@@ -123,8 +123,10 @@ describe('RankClock records', () => {
     const label = { sched: { op: 'F', chunk: 0, mb: 0 }, pass: 'F', phase: 'attn', layer: 2 } as const;
     clock.run('compute', { text: 'F0.0 L2 attn(F)', label }, 20);
     expect(clock.records()).toEqual([
-      { rank: 7, stream: 'comm', name: 'dispatch', startPs: 0, endPs: 10, payloadBytes: 1024, metadataBytes: 32, step: 4, label: null },
-      { rank: 7, stream: 'compute', name: 'F0.0 L2 attn(F)', startPs: 0, endPs: 20, payloadBytes: 0, metadataBytes: 0, step: 4, label },
+      { rank: 7, stream: 'comm', name: 'dispatch', startPs: 0, endPs: 10, payloadBytes: 1024, metadataBytes: 32,
+        step: 4, label: null },
+      { rank: 7, stream: 'compute', name: 'F0.0 L2 attn(F)', startPs: 0, endPs: 20, payloadBytes: 0, metadataBytes: 0,
+        step: 4, label },
     ]);
     const taken = clock.takeRecords();
     expect(taken).toHaveLength(2);

@@ -122,7 +122,8 @@ describe('computePs', () => {
   });
 
   it('matches the exact formula on H800 figures', () => {
-    const h800: GpuConfig = { flopsPerS: 989e12, fp8FlopsPerS: 1979e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132, commSms: 20 };
+    const h800: GpuConfig = { flopsPerS: 989e12, fp8FlopsPerS: 1979e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132,
+      commSms: 20 };
     const flops = 2n * 7168n * 2048n * 4096n;
     const bytes = 3n * 4096n * 7168n * 2n;
     const numerator = flops * 10n ** 12n * 132n;

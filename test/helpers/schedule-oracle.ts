@@ -15,7 +15,8 @@ export interface OracleCostsPs { F: number; B: number; W: number; FB: number }
 export interface OracleRank { rank: number; busyPs: number; bubblePs: number }
 export interface OracleRun { makespanPs: number; ranks: OracleRank[] }
 
-export function simulateFixedCosts(timelines: readonly TimelineEntry[][], costs: OracleCostsPs, overlap = true): OracleRun {
+export function simulateFixedCosts(timelines: readonly TimelineEntry[][], costs: OracleCostsPs,
+                                   overlap = true): OracleRun {
   const P = timelines.length;
   const keys = transferKeys(timelines);
   const sentAt = new Map<string, number>();
@@ -93,7 +94,9 @@ export function rendezvousDeadlocks(timelines: readonly TimelineEntry[][]): numb
     return kind === 'send' ? from : to;
   };
   const pos = timelines.map(() => 0);
-  const skipCompute = (r: number) => { while (pos[r] < timelines[r].length && timelines[r][pos[r]].op !== 'COMM') pos[r] += 1; };
+  const skipCompute = (r: number) => {
+    while (pos[r] < timelines[r].length && timelines[r][pos[r]].op !== 'COMM') pos[r] += 1;
+  };
   for (let r = 0; r < P; r++) skipCompute(r);
   for (let progressed = true; progressed;) {
     progressed = false;

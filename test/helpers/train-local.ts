@@ -13,7 +13,8 @@ export async function trainLocal(cluster: ClusterConfig, program: TrainProgram):
   const results = await Promise.all(fabrics.map((f) => runTrainProgram(f, { ...program, check: true })));
   const violations = checkTraining(results, trainingLayout(program.parallel, program.training.microBatches, cluster));
   if (violations.length > 0) {
-    throw new Error(`the checkers found ${violations.length} violation(s):\n${violations.slice(0, 20).map(formatViolation).join('\n')}`);
+    throw new Error(`the checkers found ${violations.length} violation(s):\n` +
+      `${violations.slice(0, 20).map(formatViolation).join('\n')}`);
   }
   return results;
 }

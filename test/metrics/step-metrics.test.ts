@@ -117,7 +117,8 @@ describe('stepFigures', () => {
     // ranks without F&B ops have no F&B figure even when they have comm
     expect(rank(0).fbOverlapEfficiency).toBeNull();
     // an op named like an F&B op but not labelled as one is not counted
-    const named = stepFigures([op(0, 'compute', 'FB(0.3|1.1) attn(F)', 0, 10), op(0, 'comm', 'FB(0.3|1.1) dispatch(F)', 0, 10)], [0]);
+    const named = stepFigures([op(0, 'compute', 'FB(0.3|1.1) attn(F)', 0, 10),
+      op(0, 'comm', 'FB(0.3|1.1) dispatch(F)', 0, 10)], [0]);
     expect(named.ranks[0]).toMatchObject({ fbComputeBusyPs: 0, fbCommBusyPs: 0, fbOverlapEfficiency: null });
   });
 
@@ -153,11 +154,11 @@ describe('stepFigures', () => {
     expect(JSON.stringify(stepFigures(shuffled, RANKS))).toBe(JSON.stringify(figures));
     expect(Object.keys(figures)).toEqual(['startPs', 'endPs', 'spanPs', 'ranks', 'cluster']);
     expect(Object.keys(rank(3))).toEqual(['rank', 'computeBusyPs', 'commBusyPs', 'hiddenCommPs', 'exposedCommPs',
-      'bubblePs', 'idlePs', 'overlapEfficiency', 'fbComputeBusyPs', 'fbCommBusyPs', 'fbHiddenCommPs', 'fbOverlapEfficiency',
-      'payloadBytes', 'metadataBytes']);
+      'bubblePs', 'idlePs', 'overlapEfficiency', 'fbComputeBusyPs', 'fbCommBusyPs', 'fbHiddenCommPs',
+      'fbOverlapEfficiency', 'payloadBytes', 'metadataBytes']);
     expect(Object.keys(figures.cluster)).toEqual(['ranks', 'computeBusyPs', 'commBusyPs', 'hiddenCommPs',
-      'exposedCommPs', 'bubblePs', 'idlePs', 'fbComputeBusyPs', 'fbCommBusyPs', 'fbHiddenCommPs', 'payloadBytes', 'metadataBytes',
-      'overlapEfficiency', 'fbOverlapEfficiency', 'bubbleFraction', 'computeUtilisation']);
+      'exposedCommPs', 'bubblePs', 'idlePs', 'fbComputeBusyPs', 'fbCommBusyPs', 'fbHiddenCommPs', 'payloadBytes',
+      'metadataBytes', 'overlapEfficiency', 'fbOverlapEfficiency', 'bubbleFraction', 'computeUtilisation']);
   });
 
   it('a step with no records has span 0 and no ratios', () => {

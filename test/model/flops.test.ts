@@ -24,7 +24,8 @@ describe('FLOPs per token', () => {
 
   it('small is about 10× tiny per token', () => {
     const ratio = forwardFlopsPerToken(MODEL_PRESETS.small).total / forwardFlopsPerToken(MODEL_PRESETS.tiny).total;
-    console.log(`forward FLOPs per token: tiny ${forwardFlopsPerToken(MODEL_PRESETS.tiny).total}, small ${forwardFlopsPerToken(MODEL_PRESETS.small).total}, ratio ${ratio.toFixed(2)}`);
+    console.log(`forward FLOPs per token: tiny ${forwardFlopsPerToken(MODEL_PRESETS.tiny).total}, ` +
+      `small ${forwardFlopsPerToken(MODEL_PRESETS.small).total}, ratio ${ratio.toFixed(2)}`);
     expect(ratio).toBeGreaterThan(9);
     expect(ratio).toBeLessThan(11);
   });

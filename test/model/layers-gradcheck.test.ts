@@ -6,7 +6,9 @@ import { MODEL_PRESETS, type ModelConfig } from '../../src/model/config.js';
 import { moeBackwardInput, moeBackwardWeight, moeForward, type MoeParams } from '../../src/model/moe.js';
 import { numericsFor } from '../../src/model/numerics.js';
 import { rmsnormLayerBackwardInput, rmsnormLayerBackwardWeight, rmsnormLayerForward } from '../../src/model/rmsnorm.js';
-import { swigluBackwardInput, swigluBackwardWeight, swigluForwardLayer, type SwigluParams } from '../../src/model/swiglu.js';
+import {
+  swigluBackwardInput, swigluBackwardWeight, swigluForwardLayer, type SwigluParams,
+} from '../../src/model/swiglu.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { gradCheck, randomTensor } from '../helpers/gradcheck.js';
 
@@ -23,9 +25,11 @@ function expectClose(report: { inputErrors: number[]; paramErrors: number[]; dec
 }
 
 function swigluParams(d: number, f: number, seed: number): SwigluParams {
-  return { w1: randomTensor([f, d], seed, 0.5), w2: randomTensor([d, f], seed + 1, 0.5), w3: randomTensor([f, d], seed + 2, 0.5) };
+  return { w1: randomTensor([f, d], seed, 0.5), w2: randomTensor([d, f], seed + 1, 0.5),
+    w3: randomTensor([f, d], seed + 2, 0.5) };
 }
-const zerosLike = (p: SwigluParams): SwigluParams => ({ w1: Tensor.zeros('f64', p.w1.shape), w2: Tensor.zeros('f64', p.w2.shape), w3: Tensor.zeros('f64', p.w3.shape) });
+const zerosLike = (p: SwigluParams): SwigluParams => ({ w1: Tensor.zeros('f64', p.w1.shape),
+  w2: Tensor.zeros('f64', p.w2.shape), w3: Tensor.zeros('f64', p.w3.shape) });
 const list = (p: SwigluParams) => [p.w1, p.w2, p.w3];
 
 describe('layer gradients = central finite differences (f64)', () => {
@@ -36,15 +40,18 @@ describe('layer gradients = central finite differences (f64)', () => {
     let saved = rmsnormLayerForward(x, w, c.normEps).saved;
     expectClose(gradCheck({
       forward: () => { const o = rmsnormLayerForward(x, w, c.normEps); saved = o.saved; return { y: o.y }; },
-      backward: (dy) => ({ dInputs: [rmsnormLayerBackwardInput(saved, w, dy)], runWeight: () => rmsnormLayerBackwardWeight(saved, dy, dw) }),
+      backward: (dy) => ({ dInputs: [rmsnormLayerBackwardInput(saved, w, dy)],
+        runWeight: () => rmsnormLayerBackwardWeight(saved, dy, dw) }),
       inputs: [x], params: [w], grads: [dw],
     }));
   });
 
   it('attention (causal, RoPE): input and the four projections', () => {
     const x = randomTensor([N, c.hidden], 3);
-    const w = { wq: randomTensor([8, 8], 4, 0.5), wk: randomTensor([8, 8], 5, 0.5), wv: randomTensor([8, 8], 6, 0.5), wo: randomTensor([8, 8], 7, 0.5) };
-    const g = { wq: Tensor.zeros('f64', [8, 8]), wk: Tensor.zeros('f64', [8, 8]), wv: Tensor.zeros('f64', [8, 8]), wo: Tensor.zeros('f64', [8, 8]) };
+    const w = { wq: randomTensor([8, 8], 4, 0.5), wk: randomTensor([8, 8], 5, 0.5), wv: randomTensor([8, 8], 6, 0.5),
+      wo: randomTensor([8, 8], 7, 0.5) };
+    const g = { wq: Tensor.zeros('f64', [8, 8]), wk: Tensor.zeros('f64', [8, 8]), wv: Tensor.zeros('f64', [8, 8]),
+      wo: Tensor.zeros('f64', [8, 8]) };
     let saved = attentionForward(c, nm, w, x).saved;
     expectClose(gradCheck({
       forward: () => { const o = attentionForward(c, nm, w, x); saved = o.saved; return { y: o.y }; },
@@ -78,15 +85,20 @@ describe('layer gradients = central finite differences (f64)', () => {
       shared: swigluParams(c.hidden, c.expertHidden, 13),
       experts: Array.from({ length: c.experts }, (_, e) => swigluParams(c.hidden, c.expertHidden, 20 + 3 * e)),
     };
-    const g = { gate: Tensor.zeros('f64', p.gate.shape), shared: zerosLike(p.shared), experts: p.experts.map(zerosLike) };
+    const g = { gate: Tensor.zeros('f64', p.gate.shape), shared: zerosLike(p.shared),
+      experts: p.experts.map(zerosLike) };
     let out = moeForward(c, nm, p, x, scale);
     const report = gradCheck({
-      forward: () => { out = moeForward(c, nm, p, x, scale); return { y: out.y, decisions: out.saved.gate.chosen.join(','), extraLoss: out.balanceLoss }; },
+      forward: () => {
+        out = moeForward(c, nm, p, x, scale);
+        return { y: out.y, decisions: out.saved.gate.chosen.join(','), extraLoss: out.balanceLoss };
+      },
       backward: (dy) => {
         const b = moeBackwardInput(c, nm, p, out.saved, dy, scale);
         return { dInputs: [b.dx], runWeight: () => moeBackwardWeight(nm, out.saved, b.forWeight, g) };
       },
-      inputs: [x], params: [p.gate, ...list(p.shared), ...p.experts.flatMap(list)], grads: [g.gate, ...list(g.shared), ...g.experts.flatMap(list)],
+      inputs: [x], params: [p.gate, ...list(p.shared), ...p.experts.flatMap(list)],
+      grads: [g.gate, ...list(g.shared), ...g.experts.flatMap(list)],
     });
     expect(out.balanceLoss).toBeGreaterThan(0);
     expectClose(report);

@@ -3,7 +3,9 @@
 // deferring every W past other micro-batches' B gives the same bits, and W of two micro-batches is their sum.
 import { describe, expect, it } from 'vitest';
 import { MODEL_PRESETS, type ModelConfig } from '../../src/model/config.js';
-import { modelBackward, modelBackwardInput, modelForward, type ModelContext, type ModelForward } from '../../src/model/model.js';
+import {
+  modelBackward, modelBackwardInput, modelForward, type ModelContext, type ModelForward,
+} from '../../src/model/model.js';
 import { numericsFor } from '../../src/model/numerics.js';
 import { initParams } from '../../src/model/params.js';
 import { Rng } from '../../src/tensor/rng.js';
@@ -75,7 +77,9 @@ describe('whole model', () => {
   it('W of two micro-batches adds up to the sum of each one alone', () => {
     const both = setup(6);
     const half = both.tokens.length / 2;
-    for (const t of [both.tokens.subarray(0, half), both.tokens.subarray(half)]) modelBackward(both.ctx, modelForward(both.ctx, t));
+    for (const t of [both.tokens.subarray(0, half), both.tokens.subarray(half)]) {
+      modelBackward(both.ctx, modelForward(both.ctx, t));
+    }
     const one = setup(6);
     modelBackward(one.ctx, modelForward(one.ctx, one.tokens.subarray(0, half)));
     const two = setup(6);

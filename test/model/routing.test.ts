@@ -18,7 +18,8 @@ function referenceRoute(sel: number[], r: RoutingConfig): number[] {
     const top = sel.slice(g * per, (g + 1) * per).sort((a, b) => b - a).slice(0, gk);
     return { g, score: top.reduce((a, b) => a + b, 0) };
   });
-  const kept = r.topGroups >= r.groups ? groups : [...groups].sort((a, b) => b.score - a.score || a.g - b.g).slice(0, r.topGroups);
+  const kept = r.topGroups >= r.groups
+    ? groups : [...groups].sort((a, b) => b.score - a.score || a.g - b.g).slice(0, r.topGroups);
   const allowed = kept.flatMap(({ g }) => Array.from({ length: per }, (_, i) => g * per + i));
   return allowed.sort((a, b) => sel[b] - sel[a] || a - b).slice(0, r.topK).sort((a, b) => a - b);
 }
@@ -33,7 +34,8 @@ const configs: RoutingConfig[] = [
 
 describe('routing', () => {
   for (const r of configs) {
-    it(`E=${r.experts} K=${r.topK} G=${r.groups} M=${r.topGroups}: equals the sort-based reference, ≤ M groups per token`, () => {
+    it(`E=${r.experts} K=${r.topK} G=${r.groups} M=${r.topGroups}: equals the sort-based reference, ` +
+      '≤ M groups per token', () => {
       const rng = new Rng(r.experts * 31 + r.topGroups);
       const tokens = 500;
       // Quantised scores make ties frequent, so the tie rule is exercised.
@@ -54,14 +56,15 @@ describe('routing', () => {
   });
 
   it('bias updates pull a skewed gate towards balance over 100 steps (γ = 0.001)', () => {
-    const c: ModelConfig = { ...MODEL_PRESETS.micro, hidden: 16, experts: 8, topK: 2, groups: 4, topGroups: 2, seqLen: 16 };
+    const c: ModelConfig = { ...MODEL_PRESETS.micro, hidden: 16, experts: 8, topK: 2, groups: 4, topGroups: 2,
+      seqLen: 16 };
     const nm = numericsFor('fp64', c);
     const store = new ParamStore([{ name: 'l.gate.bias', shape: [c.experts], kind: 'buffer' }], 'f64');
     const bias = store.value('l.gate.bias');
     const w = new Tensor('f64', [c.experts, c.hidden]);
     const rng = new Rng(4);
     rng.fillNormal(w.data, 0.1);
-    for (const e of [0, 1, 4]) w.data[e * c.hidden] += 0.3;      // feature 0 is constant 1: experts 0, 1, 4 are favoured
+    for (const e of [0, 1, 4]) w.data[e * c.hidden] += 0.3;   // feature 0 is constant 1: experts 0, 1, 4 are favoured
     const imbalance: number[] = [];
     for (let step = 0; step < 100; step++) {
       const u = new Tensor('f64', [256, c.hidden]);
@@ -75,7 +78,8 @@ describe('routing', () => {
     }
     const first = imbalance.slice(0, 5).reduce((a, b) => a + b) / 5;
     const last = imbalance.slice(-5).reduce((a, b) => a + b) / 5;
-    console.log(`skewed gate: max/mean expert load ${first.toFixed(2)} (steps 1-5) -> ${last.toFixed(2)} (steps 96-100)`);
+    console.log(`skewed gate: max/mean expert load ${first.toFixed(2)} (steps 1-5) -> ` +
+      `${last.toFixed(2)} (steps 96-100)`);
     expect(first).toBeGreaterThan(2);
     expect(last).toBeLessThan(0.6 * first);
   });

@@ -10,7 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const PYTHON = '/usr/bin/python3';
 const torchAvailable = spawnSync(PYTHON, ['-c', 'import torch'], { timeout: 60_000 }).status === 0;
-if (!torchAvailable && process.env.CI) throw new Error('CI must install python3-torch (.ci/run): the cross-check cannot run');
+if (!torchAvailable && process.env.CI) {
+  throw new Error('CI must install python3-torch (.ci/run): the cross-check cannot run');
+}
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -50,7 +52,8 @@ describe.skipIf(!torchAvailable)('PyTorch cross-check (python3-torch, float64)',
       const changed = Object.values(r.routing);
       expect(changed.some((l) => l.tokens_changed_by_group_limit > 0)).toBe(true);
       if (dumpAt > 1) expect(changed.some((l) => l.tokens_changed_by_bias > 0)).toBe(true);
-      console.log(`step ${dumpAt}: ${grads.length} gradients, worst crit ${Math.max(...Object.values(r.tensors)).toExponential(2)}, ` +
+      console.log(`step ${dumpAt}: ${grads.length} gradients, ` +
+        `worst crit ${Math.max(...Object.values(r.tensors)).toExponential(2)}, ` +
         `loss ${r.loss.loss[0]} vs ${r.loss.loss[1]}`);
     }, 300_000);
   }
@@ -59,7 +62,8 @@ describe.skipIf(!torchAvailable)('PyTorch cross-check (python3-torch, float64)',
     const dir = mkdtempSync(join(tmpdir(), 'moemu-fixture-'));
     dirs.push(dir);
     execFileSync(PYTHON, ['test/torch/reference.py', '--make-fixture', dir, '--perturb'], { timeout: 120_000 });
-    const r = JSON.parse(execFileSync(PYTHON, ['test/torch/reference.py', dir], { timeout: 120_000 }).toString()) as Report;
+    const r = JSON.parse(execFileSync(PYTHON, ['test/torch/reference.py', dir],
+      { timeout: 120_000 }).toString()) as Report;
     expect(Object.values(r.tensors).some((crit) => crit > 1e-6)).toBe(true);
   }, 300_000);
 });

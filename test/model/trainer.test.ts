@@ -29,7 +29,8 @@ describe('reference trainer', () => {
     expect(scenario.training.steps).toBe(40);
     const { losses } = run(scenario.model, scenario.precision, scenario.training, scenario.seed);
     const last = losses.slice(-5).reduce((a, b) => a + b) / 5;
-    console.log(`tiny fp32: main loss ${losses[0].toFixed(4)} (step 1, ln 256 = ${Math.log(256).toFixed(4)}) -> ${last.toFixed(4)} (mean of steps 36-40)`);
+    console.log(`tiny fp32: main loss ${losses[0].toFixed(4)} (step 1, ln 256 = ${Math.log(256).toFixed(4)}) ` +
+      `-> ${last.toFixed(4)} (mean of steps 36-40)`);
     expect(Math.abs(losses[0] - Math.log(256))).toBeLessThan(0.1);
     expect(last).toBeLessThan(0.55 * losses[0]);
   }, 300_000);

@@ -97,7 +97,9 @@ function derive(P: number, N: number, rank: number, v: boolean): (Transfer[] | '
     r.forward(1, true, !middle || i < h);
     if (!middle) r.transfer('send', 'F', 0);
   }
-  for (let i = 0; i < H - h - 1; i++) { r.backward(1); r.transfer('recv', 'F', 1); r.weight(); r.forward(1, false); }  // step 3
+  for (let i = 0; i < H - h - 1; i++) {                                                          // step 3
+    r.backward(1); r.transfer('recv', 'F', 1); r.weight(); r.forward(1, false);
+  }
   for (let i = 0; i < chunks / 2 - ranks + h + 1; i++) {                                         // step 4
     if (i === 0 && middle) {
       r.forward(0, false, false);
@@ -119,17 +121,17 @@ function derive(P: number, N: number, rank: number, v: boolean): (Transfer[] | '
 }
 
 function timelines(kind: 'dualpipe' | 'dualpipev', P: number, N: number): Entry[][] {
-  const run = spawnSync(process.execPath, [CLI, 'schedule', '--kind', kind, '--pp', String(P), '--micro-batches', String(N),
-    '--format', 'json', '--comm'], { encoding: 'utf8', timeout: 30_000 });
+  const run = spawnSync(process.execPath, [CLI, 'schedule', '--kind', kind, '--pp', String(P), '--micro-batches',
+    String(N), '--format', 'json', '--comm'], { encoding: 'utf8', timeout: 30_000 });
   expect(run.status, run.stderr).toBe(0);
   return (JSON.parse(run.stdout) as { ranks: { timeline: Entry[] }[] }).ranks.map((r) => r.timeline);
 }
 
 const CASES: ['dualpipe' | 'dualpipev', number, number][] = [
-  ['dualpipe', 2, 4], ['dualpipe', 2, 6], ['dualpipe', 4, 8], ['dualpipe', 4, 12], ['dualpipe', 6, 12], ['dualpipe', 6, 16],
-  ['dualpipe', 8, 16], ['dualpipe', 8, 20],
-  ['dualpipev', 2, 4], ['dualpipev', 2, 5], ['dualpipev', 3, 6], ['dualpipev', 3, 8], ['dualpipev', 4, 8], ['dualpipev', 4, 11],
-  ['dualpipev', 8, 16], ['dualpipev', 8, 18],
+  ['dualpipe', 2, 4], ['dualpipe', 2, 6], ['dualpipe', 4, 8], ['dualpipe', 4, 12], ['dualpipe', 6, 12],
+  ['dualpipe', 6, 16], ['dualpipe', 8, 16], ['dualpipe', 8, 20],
+  ['dualpipev', 2, 4], ['dualpipev', 2, 5], ['dualpipev', 3, 6], ['dualpipev', 3, 8], ['dualpipev', 4, 8],
+  ['dualpipev', 4, 11], ['dualpipev', 8, 16], ['dualpipev', 8, 18],
 ];
 
 describe('DualPipe and DualPipeV p2p batches are FACTS §5\'s, rank by rank', () => {

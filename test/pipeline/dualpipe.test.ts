@@ -6,8 +6,10 @@ import type { Op, RankProgram } from '../../src/pipeline/schedule-types.js';
 import { buildSchedule } from '../../src/pipeline/schedules/index.js';
 
 // FACTS §5, "Example, P=4, N=8".
-const FACTS_P4_N8_RANK0 = 'F0.0 F0.1 F0.2 F1.0 B1.0z W1.0 F1.1 FB(0.3|1.1) FB(1.2|0.0) B1.2 FB(1.3|0.1) B1.3 B0.2z W0.2 B0.3z W0.3';
-const FACTS_P4_N8_RANK1 = 'F0.0 F1.0 F0.1 F1.1 F0.2 B1.0 FB(1.2|0.0) FB(0.3|1.1) FB(1.3|0.1) B1.2 B0.2 B1.3z B0.3z W1.3 W0.3';
+const FACTS_P4_N8_RANK0 =
+  'F0.0 F0.1 F0.2 F1.0 B1.0z W1.0 F1.1 FB(0.3|1.1) FB(1.2|0.0) B1.2 FB(1.3|0.1) B1.3 B0.2z W0.2 B0.3z W0.3';
+const FACTS_P4_N8_RANK1 =
+  'F0.0 F1.0 F0.1 F1.1 F0.2 B1.0 FB(1.2|0.0) FB(0.3|1.1) FB(1.3|0.1) B1.2 B0.2 B1.3z B0.3z W1.3 W0.3';
 
 /** The program with local chunks 0 and 1 swapped. */
 function swapChunks(program: RankProgram): Op[] {

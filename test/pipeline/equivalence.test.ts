@@ -35,7 +35,8 @@ function reference(microBatches: number, batchSize: number): Reference {
   const key = `${microBatches}/${batchSize}`;
   const cached = references.get(key);
   if (cached) return cached;
-  const trainer = new ReferenceTrainer({ model, training: training(microBatches, batchSize), precision: 'fp32', seed: 5 });
+  const trainer = new ReferenceTrainer({ model, training: training(microBatches, batchSize), precision: 'fp32',
+    seed: 5 });
   const grads = new Map<string, Float64Array>();
   const steps: StepReport[] = [];
   for (let s = 1; s <= STEPS; s++) {
@@ -72,18 +73,22 @@ describe('pipelined training equals the single-process model (micro, fp32)', () 
           const batch = N * ep;
           const gpus = Math.min(ep, 2);
           const cluster = { ...CLUSTER_PRESETS.scaled, nodes: pp * (ep / gpus), gpusPerNode: gpus };
-          const results = await trainLocal(cluster, { kind: 'train', model, training: training(N, batch), precision: 'fp32', seed: 5,
-            parallel: { schedule: kind, pipeline: pp, overlap: true, costs: null, expertGroups: 'free' }, gradientsAtStep: 1, parameters: true, records: true });
+          const results = await trainLocal(cluster, { kind: 'train', model, training: training(N, batch),
+            precision: 'fp32', seed: 5,
+            parallel: { schedule: kind, pipeline: pp, overlap: true, costs: null, expertGroups: 'free' },
+            gradientsAtStep: 1, parameters: true, records: true });
           const ref = reference(N, batch);
           const flip = routingFlip(results, ref);
-          expect(flip, `a near-tie routing decision flipped between the runs at ${flip}: the comparison below would not be meaningful`).toBeNull();
+          expect(flip, `a near-tie routing decision flipped between the runs at ${flip}: ` +
+            'the comparison below would not be meaningful').toBeNull();
 
-          const losses = microBatchLosses({ pipeOffset: kind === 'dualpipe' ? N / 2 : 0, microBatches: N, tokensPerStep: 0,
-            mtpWeight: model.mtpWeight, gpusPerNode: gpus }, results.map((r) => r.steps[0]));
+          const losses = microBatchLosses({ pipeOffset: kind === 'dualpipe' ? N / 2 : 0, microBatches: N,
+            tokensPerStep: 0, mtpWeight: model.mtpWeight, gpusPerNode: gpus }, results.map((r) => r.steps[0]));
           ref.steps[0].microBatches.forEach((want, m) => {
             for (const key of ['main', 'mtp', 'balance', 'total'] as const) {
               if (ep === 1) expect(losses[m][key], `micro-batch ${m} ${key}`).toBe(want[key]);
-              else expect(Math.abs(losses[m][key] - want[key]) / Math.abs(want[key]), `micro-batch ${m} ${key}`).toBeLessThan(1e-6);
+              else expect(Math.abs(losses[m][key] - want[key]) / Math.abs(want[key]), `micro-batch ${m} ${key}`)
+                .toBeLessThan(1e-6);
             }
           });
 
@@ -103,11 +108,13 @@ describe('pipelined training equals the single-process model (micro, fp32)', () 
               expect(c, `${name} after ${STEPS} steps on rank ${r.rank}`).toBeLessThan(1e-8);
             }
           }
-          console.log(`${kind} P=${pp} EP=${ep}: worst gradient crit ${worstGrad.toExponential(1)}, parameters after ${STEPS} steps ${worstParam.toExponential(1)}`);
+          console.log(`${kind} P=${pp} EP=${ep}: worst gradient crit ${worstGrad.toExponential(1)}, ` +
+            `parameters after ${STEPS} steps ${worstParam.toExponential(1)}`);
           expect([...seen].sort()).toEqual([...ref.grads.keys()].sort());
           // The executor holds as many micro-batches' activations as the schedule says it does.
           const programs = buildSchedule(kind, pp, N);
-          for (const r of results) expect(r.steps[0].peakLiveActivations, `rank ${r.rank}`).toBe(peakLiveActivations(programs[r.pipelineRank].ops));
+          for (const r of results) expect(r.steps[0].peakLiveActivations, `rank ${r.rank}`)
+            .toBe(peakLiveActivations(programs[r.pipelineRank].ops));
         }, 120_000);
       }
     }

@@ -45,12 +45,16 @@ describe('fixed-cost bubbles on the executor equal the DualPipe README formulas 
     const stages = kind === 'dualpipev' ? 2 * pp : pp;
     const microBatchesList = kind === 'dualpipe' ? [2 * pp, 3 * pp, 4 * pp] : [2 * pp, 2 * pp + 1, 4 * pp];
     for (const microBatches of microBatchesList) {
-      it(`${kind} P=${pp} (${stages} stages) N=${microBatches}: F&B = F+B -> every rank (PP/2-1)(F&B+B-3W)`, async () => {
+      it(`${kind} P=${pp} (${stages} stages) N=${microBatches}: ` +
+        'F&B = F+B -> every rank (PP/2-1)(F&B+B-3W)', async () => {
         expect(stageCount(kind, pp)).toBe(stages);
-        expect(await bubbles(kind, pp, microBatches, SUM)).toEqual(Array(pp).fill((stages / 2 - 1) * ((F + B) + B - 3 * W)));
+        expect(await bubbles(kind, pp, microBatches, SUM))
+          .toEqual(Array(pp).fill((stages / 2 - 1) * ((F + B) + B - 3 * W)));
       });
-      it(`${kind} P=${pp} (${stages} stages) N=${microBatches}: F&B = max(F,B) -> worst rank (PP/2-1)(F&B+B-3W)`, async () => {
-        expect(Math.max(...await bubbles(kind, pp, microBatches, MAX))).toBe((stages / 2 - 1) * (Math.max(F, B) + B - 3 * W));
+      it(`${kind} P=${pp} (${stages} stages) N=${microBatches}: ` +
+        'F&B = max(F,B) -> worst rank (PP/2-1)(F&B+B-3W)', async () => {
+        expect(Math.max(...await bubbles(kind, pp, microBatches, MAX)))
+          .toBe((stages / 2 - 1) * (Math.max(F, B) + B - 3 * W));
       });
     }
   }
@@ -67,7 +71,8 @@ describe('peak live activations on the executor', () => {
       expect(Math.max(...peaks)).toBe(pp);
     });
   }
-  for (const [kind, pp] of [['dualpipe', 4], ['dualpipe', 8], ['dualpipev', 2], ['dualpipev', 4]] as [ScheduleKind, number][]) {
+  for (const [kind, pp] of [['dualpipe', 4], ['dualpipe', 8], ['dualpipev', 2],
+    ['dualpipev', 4]] as [ScheduleKind, number][]) {
     it(`${kind} P=${pp}: the worst rank holds PP+1; every rank what its op list says`, async () => {
       const stages = stageCount(kind, pp);
       const run = await runFixedCosts(kind, pp, 4 * pp, SUM);
@@ -85,7 +90,8 @@ describe('tie-free costs: the executor gives the bubbles an independent model of
   ];
   for (const [kind, pp, microBatches] of cases) {
     for (const overlap of kind.startsWith('dualpipe') ? [true, false] : [true]) {
-      it(`${kind} P=${pp} N=${microBatches}${overlap ? '' : ', F&B not overlapped'}: every rank's busy time and bubble to the picosecond`, async () => {
+      it(`${kind} P=${pp} N=${microBatches}${overlap ? '' : ', F&B not overlapped'}: ` +
+        'every rank\'s busy time and bubble to the picosecond', async () => {
         const holders = new StageHolders(schedulePlacement(kind, pp), pp);
         const timelines = buildSchedule(kind, pp, microBatches).map((p) => resolveTimeline(p, holders));
         const want = simulateFixedCosts(timelines, costsPs(TIE_FREE), overlap);
@@ -96,12 +102,14 @@ describe('tie-free costs: the executor gives the bubbles an independent model of
     }
   }
 
-  it('DualPipe P=4 N=8 (docs/pipeline.md "Fixed-cost mode"): every rank idles F&B + F − 2W, not the README\'s F&B + B − 3W', async () => {
+  it('DualPipe P=4 N=8 (docs/pipeline.md "Fixed-cost mode"): every rank idles F&B + F − 2W, ' +
+    'not the README\'s F&B + B − 3W', async () => {
     // Rank 0 and 3: 4F + Bz, then W1.0 waits for an input a middle rank holds back until 6F (2F − Bz); later
     // Bz − F, F&B − B and B − 2W. Ranks 1 and 2: F at the start, F&B − B and B − 2W. Each sums to F&B + F − 2W;
     // the README's B − W term is a Bz where the real batching puts an F.
     const c = costsPs(TIE_FREE);
-    const busy = { 0: 5 * c.F + 3 * (c.B - c.W) + 3 * c.W + 3 * c.FB + 2 * c.B, 1: 5 * c.F + 2 * (c.B - c.W) + 2 * c.W + 3 * c.FB + 3 * c.B };
+    const busy = { 0: 5 * c.F + 3 * (c.B - c.W) + 3 * c.W + 3 * c.FB + 2 * c.B,
+      1: 5 * c.F + 2 * (c.B - c.W) + 2 * c.W + 3 * c.FB + 3 * c.B };
     const run = await runFixedCosts('dualpipe', 4, 8, TIE_FREE);
     expect(run.ranks.map((r) => r.bubblePs)).toEqual(Array(4).fill(c.FB + c.F - 2 * c.W));
     expect(run.ranks.map((r) => r.busyPs)).toEqual([busy[0], busy[1], busy[1], busy[0]]);

@@ -24,10 +24,11 @@ import { trainLocal } from '../helpers/train-local.js';
 const model = { ...MODEL_PRESETS.micro };
 
 async function pipelineBytes(precision: Precision): Promise<{ act: number; grad: number; messages: number }> {
-  const training = { steps: 1, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95,
-    eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
-  const results = await trainLocal({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 }, { kind: 'train', model, training, precision,
-    seed: 5, parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
+  const training = { steps: 1, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9,
+    beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
+  const results = await trainLocal({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 }, { kind: 'train', model,
+    training, precision, seed: 5,
+    parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
   const out = { act: 0, grad: 0, messages: 0 };
   for (const r of results) {
     for (const m of r.steps[0].messages!.sent) {
@@ -41,7 +42,8 @@ async function pipelineBytes(precision: Precision): Promise<{ act: number; grad:
 }
 
 describe('pipeline p2p carries the storage dtype', () => {
-  it('bf16 halves the activations and gradients of fp32; fp8 sends activations at (1 + 4/T)/4 and gradients at 1/2', async () => {
+  it('bf16 halves the activations and gradients of fp32; ' +
+    'fp8 sends activations at (1 + 4/T)/4 and gradients at 1/2', async () => {
     const [fp32, bf16, fp8] = [await pipelineBytes('fp32'), await pipelineBytes('bf16'), await pipelineBytes('fp8')];
     const T = model.fp8Tile;
     // DualPipe on 2 ranks: each of the 4 micro-batches crosses its direction's one stage boundary once forward
@@ -55,7 +57,8 @@ describe('pipeline p2p carries the storage dtype', () => {
 });
 
 describe('FP8 GEMMs are charged at the FP8 peak', () => {
-  it('a SwiGLU layer\'s forward, input backward and weight backward (three linear GEMMs each) take half as long in fp8 as in bf16', () => {
+  it('a SwiGLU layer\'s forward, input backward and weight backward (three linear GEMMs each) ' +
+    'take half as long in fp8 as in bf16', () => {
     const gpu = CLUSTER_PRESETS.scaled.gpu;
     const [N, d, F] = [256, 64, 128];
     const rng = new Rng(7);
@@ -67,7 +70,8 @@ describe('FP8 GEMMs are charged at the FP8 peak', () => {
     const x = t([N, d]);
     const dy = t([N, d]);
     const w = { w1: t([F, d]), w2: t([d, F]), w3: t([F, d]) };
-    const zeros = () => ({ w1: Tensor.zeros('f32', [F, d]), w2: Tensor.zeros('f32', [d, F]), w3: Tensor.zeros('f32', [F, d]) });
+    const zeros = () => ({ w1: Tensor.zeros('f32', [F, d]), w2: Tensor.zeros('f32', [d, F]),
+      w3: Tensor.zeros('f32', [F, d]) });
     /** The three phases' durations, each charged by a compute meter as in training. */
     const phases = (precision: Precision) => {
       const meter = new ComputeMeter(new RankClock(0), gpu);
@@ -103,10 +107,11 @@ describe('saved activations count at the emulated dtype', () => {
 
   it('a bf16 step holds fewer activation bytes than the same fp32 step', async () => {
     const peak = async (precision: Precision) => {
-      const training = { steps: 1, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95,
-        eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
-      const results = await trainLocal({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 }, { kind: 'train', model, training, precision,
-        seed: 5, parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
+      const training = { steps: 1, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9,
+        beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
+      const results = await trainLocal({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 }, { kind: 'train', model,
+        training, precision, seed: 5,
+        parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
       return results.map((r) => r.hbm.byKind.activations.peak);
     };
     const [fp32, bf16] = [await peak('fp32'), await peak('bf16')];
@@ -121,17 +126,20 @@ describe('a pipelined low-precision run stays close to the single-process one', 
   // The stage boundary rounds activations to bf16 (bf16 runs) or E4M3 tiles (fp8 runs) as a real cluster's wire
   // would; the single-process model has no boundary. So the losses differ by that rounding, and only by little.
   for (const precision of ['bf16', 'fp8'] as const) {
-    it(`${precision}: DualPipe on 2 pipeline ranks, step 1 loss within 0.1 % of the single-process model's`, async () => {
-      const training = { steps: 1, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95,
-        eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
-      const results = await trainLocal({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 }, { kind: 'train', model, training, precision,
-        seed: 5, parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
-      const losses = microBatchLosses({ pipeOffset: 2, microBatches: 4, tokensPerStep: 0, mtpWeight: model.mtpWeight, gpusPerNode: 1 },
-        results.map((r) => r.steps[0]));
+    it(`${precision}: DualPipe on 2 pipeline ranks, step 1 loss within 0.1 % ` +
+      'of the single-process model\'s', async () => {
+      const training = { steps: 1, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9,
+        beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
+      const results = await trainLocal({ ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 }, { kind: 'train', model,
+        training, precision, seed: 5,
+        parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
+      const losses = microBatchLosses({ pipeOffset: 2, microBatches: 4, tokensPerStep: 0, mtpWeight: model.mtpWeight,
+        gpusPerNode: 1 }, results.map((r) => r.steps[0]));
       const pipelined = losses.reduce((t, l) => t + l.total, 0);
       const single = new ReferenceTrainer({ model, training, precision, seed: 5 }).step().losses.total;
       const gap = Math.abs(pipelined - single) / single;
-      console.log(`${precision}: pipelined loss ${pipelined}, single-process ${single}, relative gap ${gap.toExponential(2)}`);
+      console.log(`${precision}: pipelined loss ${pipelined}, single-process ${single}, ` +
+        `relative gap ${gap.toExponential(2)}`);
       expect(gap).toBeLessThan(1e-3);
       expect(gap).toBeGreaterThan(0);   // the boundary does round: the two runs are not the same computation
     }, 60_000);

@@ -59,7 +59,8 @@ function checkRank(kind: ScheduleKind, c: Case, program: RankProgram): void {
     }
     if (op.op === 'W') {
       const key = `${op.chunk}.${op.mb}`;
-      expect(deferred.has(key) && !weighted.has(key), `rank ${program.rank}: ${formatOp(op)} without an earlier ${`B${key}z`}`).toBe(true);
+      expect(deferred.has(key) && !weighted.has(key),
+        `rank ${program.rank}: ${formatOp(op)} without an earlier ${`B${key}z`}`).toBe(true);
       weighted.add(key);
     }
   });
@@ -78,7 +79,8 @@ function checkRank(kind: ScheduleKind, c: Case, program: RankProgram): void {
 export function runScheduleInvariants(kind: ScheduleKind, cases: readonly Case[]): void {
   describe(`${kind} invariants`, () => {
     for (const c of cases) {
-      it(`P=${c.pp} N=${c.microBatches}: one F and one B per (chunk, mb), F before B, Bz before its W, FACTS counts; batches complete as rendezvous`, () => {
+      it(`P=${c.pp} N=${c.microBatches}: one F and one B per (chunk, mb), F before B, Bz before its W, ` +
+        'FACTS counts; batches complete as rendezvous', () => {
         const programs = buildSchedule(kind, c.pp, c.microBatches);
         expect(programs.map((p) => p.rank)).toEqual([...Array(c.pp).keys()]);
         for (const program of programs) checkRank(kind, c, program);
@@ -86,8 +88,10 @@ export function runScheduleInvariants(kind: ScheduleKind, cases: readonly Case[]
         const timelines = programs.map((p) => resolveTimeline(p, holders));
         expect(timelines.map((t) => t.filter((e) => e.op !== 'COMM'))).toEqual(programs.map((p) => p.ops));
         expect(rendezvousDeadlocks(timelines)).toEqual([]);
-        const sends = timelines.flat().flatMap((e) => (e.op === 'COMM' ? e.batch.filter((t) => t.kind === 'send') : []));
-        const recvs = timelines.flat().flatMap((e) => (e.op === 'COMM' ? e.batch.filter((t) => t.kind === 'recv') : []));
+        const sends = timelines.flat()
+          .flatMap((e) => (e.op === 'COMM' ? e.batch.filter((t) => t.kind === 'send') : []));
+        const recvs = timelines.flat()
+          .flatMap((e) => (e.op === 'COMM' ? e.batch.filter((t) => t.kind === 'recv') : []));
         expect(sends.length).toBe(recvs.length);
       });
     }
@@ -96,10 +100,14 @@ export function runScheduleInvariants(kind: ScheduleKind, cases: readonly Case[]
 
 const EVEN_PP = [2, 4, 6, 8];
 
-runScheduleInvariants('1f1b', [1, ...EVEN_PP].flatMap((pp) => [1, pp, pp + 1, 2 * pp + 3].map((microBatches) => ({ pp, microBatches }))));
-runScheduleInvariants('zb1p', [1, ...EVEN_PP].flatMap((pp) => [1, pp, pp + 1, 2 * pp + 3].map((microBatches) => ({ pp, microBatches }))));
-runScheduleInvariants('dualpipe', EVEN_PP.flatMap((pp) => [2 * pp, 2 * pp + 2, 3 * pp, 4 * pp].map((microBatches) => ({ pp, microBatches }))));
-runScheduleInvariants('dualpipev', [1, 2, 3, ...EVEN_PP.slice(1)].flatMap((pp) => [2 * pp, 2 * pp + 1, 3 * pp, 4 * pp].map((microBatches) => ({ pp, microBatches }))));
+runScheduleInvariants('1f1b', [1, ...EVEN_PP].flatMap((pp) =>
+  [1, pp, pp + 1, 2 * pp + 3].map((microBatches) => ({ pp, microBatches }))));
+runScheduleInvariants('zb1p', [1, ...EVEN_PP].flatMap((pp) =>
+  [1, pp, pp + 1, 2 * pp + 3].map((microBatches) => ({ pp, microBatches }))));
+runScheduleInvariants('dualpipe', EVEN_PP.flatMap((pp) =>
+  [2 * pp, 2 * pp + 2, 3 * pp, 4 * pp].map((microBatches) => ({ pp, microBatches }))));
+runScheduleInvariants('dualpipev', [1, 2, 3, ...EVEN_PP.slice(1)].flatMap((pp) =>
+  [2 * pp, 2 * pp + 1, 3 * pp, 4 * pp].map((microBatches) => ({ pp, microBatches }))));
 
 describe('invalid (P, N) is refused with MOEMU_ERR_CONFIG naming the broken parameter', () => {
   const cases: [ScheduleKind, number, number, string][] = [

@@ -8,7 +8,8 @@ import { paramSpecs } from '../../src/model/params.js';
 import { splitStages, stageParamSpecs } from '../../src/pipeline/stage-split.js';
 
 const MODELS: [string, ModelConfig][] = [
-  ['micro', MODEL_PRESETS.micro], ['tiny', MODEL_PRESETS.tiny], ['tiny without MTP', { ...MODEL_PRESETS.tiny, mtpDepth: 0 }],
+  ['micro', MODEL_PRESETS.micro], ['tiny', MODEL_PRESETS.tiny],
+  ['tiny without MTP', { ...MODEL_PRESETS.tiny, mtpDepth: 0 }],
   ['tiny with 7 layers', { ...MODEL_PRESETS.tiny, layers: 7 }],
 ];
 
@@ -37,7 +38,9 @@ describe('splitStages', () => {
       for (const ep of [1, 2, 4, 8]) {
         const count = new Map<string, number>();
         for (const spec of splitStages(c, stages)) {
-          for (let e = 0; e < ep; e++) for (const p of stageParamSpecs(c, spec, e, ep)) count.set(p.name, (count.get(p.name) ?? 0) + 1);
+          for (let e = 0; e < ep; e++) {
+            for (const p of stageParamSpecs(c, spec, e, ep)) count.set(p.name, (count.get(p.name) ?? 0) + 1);
+          }
         }
         for (const name of all) {
           const holders = count.get(name) ?? 0;

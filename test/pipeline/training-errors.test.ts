@@ -8,10 +8,10 @@ import { MODEL_PRESETS } from '../../src/model/config.js';
 import type { TrainProgram } from '../../src/runtime/programs/train.js';
 import { trainLocal } from '../helpers/train-local.js';
 
-const training = { steps: 2, batchSize: 4, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9, beta2: 0.95,
-  eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
-const program = (model = MODEL_PRESETS.micro): TrainProgram => ({ kind: 'train', model, training, precision: 'fp32', seed: 2,
-  parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
+const training = { steps: 2, batchSize: 4, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9,
+  beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
+const program = (model = MODEL_PRESETS.micro): TrainProgram => ({ kind: 'train', model, training, precision: 'fp32',
+  seed: 2, parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' } });
 const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 1 };
 
 async function failure(run: Promise<unknown>): Promise<MoemuError> {
@@ -32,7 +32,8 @@ describe('training failures name what failed', () => {
     expect(error.message).toContain('gradient norm');
   });
 
-  it('HBM that holds the parameters but not one micro-batch\'s activations: MOEMU_ERR_OOM naming rank, allocation, step', async () => {
+  it('HBM that holds the parameters but not one micro-batch\'s activations: ' +
+    'MOEMU_ERR_OOM naming rank, allocation, step', async () => {
     // Each rank here holds 1.337 MB of parameters, gradients and AdamW moments (micro, two stages of DualPipe, fp32);
     // one micro-batch's saved activations take 86 kB more than the 23 kB left.
     const error = await failure(trainLocal({ ...cluster, gpu: { ...cluster.gpu, hbmBytes: 1_360_000 } }, program()));

@@ -38,13 +38,15 @@ describe('ZB1P is the ZB-H1 of its authors\' generator', () => {
       for (let microBatches = 1; microBatches <= 24; microBatches++) {
         const programs = buildSchedule('zb1p', pp, microBatches);
         programs.forEach((p, rank) => {
-          expect(formatRankCompact(p), `P=${pp} N=${microBatches} rank ${rank}`).toBe(authorsZbH1(pp, microBatches, rank));
+          expect(formatRankCompact(p), `P=${pp} N=${microBatches} rank ${rank}`)
+            .toBe(authorsZbH1(pp, microBatches, rank));
         });
       }
     });
   }
 
   it('P=4, N=8 rank 1 reads as the authors\' listing', () => {
-    expect(authorsZbH1(4, 8, 1)).toBe('F0.0 F0.1 F0.2 B0.0z F0.3 B0.1z W0.0 F0.4 B0.2z W0.1 F0.5 B0.3z W0.2 F0.6 B0.4z W0.3 F0.7 B0.5z W0.4 B0.6z W0.5 B0.7z W0.6 W0.7');
+    expect(authorsZbH1(4, 8, 1)).toBe('F0.0 F0.1 F0.2 B0.0z F0.3 B0.1z W0.0 F0.4 B0.2z W0.1 F0.5 B0.3z W0.2 F0.6 ' +
+      'B0.4z W0.3 F0.7 B0.5z W0.4 B0.6z W0.5 B0.7z W0.6 W0.7');
   });
 });

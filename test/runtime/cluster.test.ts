@@ -44,14 +44,16 @@ async function start(c: ClusterConfig, watchdogMs = 10_000): Promise<Coordinator
 /** Every run is checked (test/checkers/: clocks never go back, every byte sent is received as it left). */
 async function run(c: Coordinator, program: CollectiveProgram): Promise<CollectiveResult[]> {
   const results = (await c.run({ ...program, check: true })).map((r) => r.result as CollectiveResult);
-  const traces = results.map((r) => ({ rank: r.rank, step: 0, records: r.records, sent: r.messages!.sent, received: r.messages!.received }));
+  const traces = results.map((r) => ({ rank: r.rank, step: 0, records: r.records, sent: r.messages!.sent,
+    received: r.messages!.received }));
   expect(runCheckers({ traces, pipeline: null }).map(formatViolation)).toEqual([]);
   return results;
 }
 
 function randomSizes(world: number, seed: number, bytesMax: number): number[][] {
   const rng = new Rng(seed);
-  return Array.from({ length: world }, () => Array.from({ length: world }, () => (rng.next() < 0.15 ? 0 : rng.int(bytesMax))));
+  return Array.from({ length: world }, () =>
+    Array.from({ length: world }, () => (rng.next() < 0.15 ? 0 : rng.int(bytesMax))));
 }
 
 /** The documented ring order (src/comm/all-reduce.ts): chunk c summed from member c round the ring. */
@@ -84,7 +86,8 @@ describe('cluster: 4 nodes × 4 GPUs', () => {
         { source: i % world, target: (i + 1) % world, bytes },          // same node
         { source: i % world, target: (i + 5) % world, bytes },          // other node
       ]) },
-      { op: 'p2p', sendBuffers: true, transfers: [{ source: 0, target: 1, bytes: 1 << 20 }, { source: 2, target: 9, bytes: 77_777 }] },
+      { op: 'p2p', sendBuffers: true,
+        transfers: [{ source: 0, target: 1, bytes: 1 << 20 }, { source: 2, target: 9, bytes: 77_777 }] },
       { op: 'barrier' },
     ] };
     const results = await run(c, program);
@@ -94,8 +97,10 @@ describe('cluster: 4 nodes × 4 GPUs', () => {
       expect(r.unclaimed).toBe(0);
     }
     const checked = results.reduce((n, r) => n + r.bytesChecked, 0);
-    const sent = program.steps[0].op === 'all-to-all' ? program.steps[0].bytes.flatMap((row, s) => row.filter((_, d) => d !== s)).reduce((a, b) => a + b, 0) : 0;
-    expect(checked).toBe(sent + 2 * [0, 1, 3, 65_535, 65_536, 65_537, 1 << 20, 16 << 20].reduce((a, b) => a + b, 0) + (1 << 20) + 77_777);
+    const sent = program.steps[0].op === 'all-to-all'
+      ? program.steps[0].bytes.flatMap((row, s) => row.filter((_, d) => d !== s)).reduce((a, b) => a + b, 0) : 0;
+    expect(checked).toBe(sent + 2 * [0, 1, 3, 65_535, 65_536, 65_537, 1 << 20, 16 << 20].reduce((a, b) => a + b, 0) +
+      (1 << 20) + 77_777);
     // All-reduce: the same bits on every rank, equal to the sequential sums in the documented order.
     const reductions = [{ k: 0, step: 1, n: 1001, dtype: 'f32' }, { k: 1, step: 2, n: 999, dtype: 'f64' }];
     for (const { k, step, n, dtype } of reductions) {
@@ -122,7 +127,7 @@ describe('cluster: virtual time and determinism', () => {
     const results = await run(c, { kind: 'collectives', seed: 1, steps: [
       { op: 'p2p', transfers: [{ source: 0, target: 1, bytes }] },                   // NVLink
       { op: 'barrier' },
-      { op: 'p2p', transfers: [{ source: 0, target: 2, bytes }, { source: 0, target: 3, bytes }] },   // IB, back to back
+      { op: 'p2p', transfers: [{ source: 0, target: 2, bytes }, { source: 0, target: 3, bytes }] },  // IB, back to back
     ] });
     const nv = results[1].records.find((r) => r.name === 'p2p' && r.step === 0)!;
     expect(nv.endPs - nv.startPs).toBe(psFromNs(cfg.nvlink.latencyNs) + psForBytes(bytes, cfg.nvlink.egressBytesPerS));
@@ -134,7 +139,8 @@ describe('cluster: virtual time and determinism', () => {
   it('the same program twice, once with the other core saturated, gives identical op records', async () => {
     const program: CollectiveProgram = { kind: 'collectives', seed: 9, steps: [
       { op: 'all-to-all', bytes: randomSizes(8, 3, 50_000) }, { op: 'compute', matmulFlops: 1e9, bytes: 1e6 },
-      { op: 'all-reduce', elements: 5000, dtype: 'f32' }, { op: 'all-to-all', bytes: randomSizes(8, 4, 50_000) }, { op: 'barrier' },
+      { op: 'all-reduce', elements: 5000, dtype: 'f32' }, { op: 'all-to-all', bytes: randomSizes(8, 4, 50_000) },
+      { op: 'barrier' },
     ] };
     const quiet = await run(await start(cluster(2, 4)), program);
     const busy = new Worker('const end = Date.now() + 60000; while (Date.now() < end) {}', { eval: true });
@@ -152,7 +158,8 @@ describe('cluster: failures', () => {
     const c = await start(cluster(4, 2), 3000);
     const victim = c.childPids[2];
     const started = Date.now();
-    const running = run(c, { kind: 'collectives', seed: 1, steps: Array.from({ length: 200 }, () => ({ op: 'barrier' as const })) });
+    const running = run(c, { kind: 'collectives', seed: 1,
+      steps: Array.from({ length: 200 }, () => ({ op: 'barrier' as const })) });
     setTimeout(() => process.kill(victim, 'SIGKILL'), 50);
     await expect(running).rejects.toMatchObject({ code: 'MOEMU_ERR_PEER_LOST', context: { node: 2 } });
     expect(Date.now() - started).toBeLessThan(3000);
@@ -161,15 +168,18 @@ describe('cluster: failures', () => {
   it('a rank that stops responding: the ranks waiting for it report it, naming what they waited for', async () => {
     const c = await start(cluster(2, 2), 1500);
     const started = Date.now();
-    await expect(run(c, { kind: 'collectives', seed: 1, steps: [{ op: 'hang', rank: 3, ms: 20_000 }, { op: 'barrier' }] }))
-      .rejects.toMatchObject({ code: 'MOEMU_ERR_WATCHDOG', message: expect.stringMatching(/in barrier for messages from rank 3/) });
+    await expect(run(c, { kind: 'collectives', seed: 1,
+      steps: [{ op: 'hang', rank: 3, ms: 20_000 }, { op: 'barrier' }] }))
+      .rejects.toMatchObject({ code: 'MOEMU_ERR_WATCHDOG',
+        message: expect.stringMatching(/in barrier for messages from rank 3/) });
     expect(Date.now() - started).toBeLessThan(1500 + 2000);
   }, 60_000);
 
   it('a node process that stops (SIGSTOP): the coordinator names the node after the watchdog time', async () => {
     const c = await start(cluster(2, 1), 1500);
     const victim = c.childPids[1];
-    const running = run(c, { kind: 'collectives', seed: 1, steps: [{ op: 'hang', rank: 0, ms: 500 }, { op: 'barrier' }] });
+    const running = run(c, { kind: 'collectives', seed: 1,
+      steps: [{ op: 'hang', rank: 0, ms: 500 }, { op: 'barrier' }] });
     process.kill(victim, 'SIGSTOP');
     try {
       await expect(running).rejects.toMatchObject({ code: 'MOEMU_ERR_WATCHDOG', context: { node: 1 } });

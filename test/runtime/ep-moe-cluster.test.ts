@@ -21,9 +21,10 @@ describe('expert-parallel MoE on a real cluster', () => {
   it('2 nodes × 2 GPUs (EP 4, M = 1): output and gradients equal the single-process layer', async () => {
     const nodes = 2, gpus = 2, world = 4;
     const program: EpMoeProgram = { kind: 'ep-moe', seed: 11, tokensPerRank: 8,
-      model: { ...MODEL_PRESETS.micro, hidden: 8, experts: 16, topK: 4, groups: nodes, topGroups: 1, expertHidden: 4, seqLen: 4, balanceWeight: 0.01 } };
-    coordinator = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode: gpus }, ...RUNTIME_DEFAULTS,
-      watchdogMs: 20_000, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
+      model: { ...MODEL_PRESETS.micro, hidden: 8, experts: 16, topK: 4, groups: nodes, topGroups: 1, expertHidden: 4,
+        seqLen: 4, balanceWeight: 0.01 } };
+    coordinator = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode: gpus },
+      ...RUNTIME_DEFAULTS, watchdogMs: 20_000, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
     const results = (await coordinator.run(program)).map((r) => r.result as EpMoeResult);
 
     const c = program.model;
@@ -31,8 +32,10 @@ describe('expert-parallel MoE on a real cluster', () => {
     const { params, u, dy } = epMoeInputs(program, world);
     const scale = { tokens: u.rows, sequences: u.rows / c.seqLen };
     const fwd = moeForward(c, nm, params, u, scale);
-    const zeros = (q: SwigluParams): SwigluParams => ({ w1: Tensor.zeros('f64', q.w1.shape), w2: Tensor.zeros('f64', q.w2.shape), w3: Tensor.zeros('f64', q.w3.shape) });
-    const grads = { gate: Tensor.zeros('f64', params.gate.shape), shared: zeros(params.shared), experts: params.experts.map(zeros) };
+    const zeros = (q: SwigluParams): SwigluParams => ({ w1: Tensor.zeros('f64', q.w1.shape),
+      w2: Tensor.zeros('f64', q.w2.shape), w3: Tensor.zeros('f64', q.w3.shape) });
+    const grads = { gate: Tensor.zeros('f64', params.gate.shape), shared: zeros(params.shared),
+      experts: params.experts.map(zeros) };
     const back = moeBackwardInput(c, nm, params, fwd.saved, dy, scale);
     moeBackwardWeight(nm, fwd.saved, back.forWeight, grads);
     const flat = (q: SwigluParams) => [...q.w1.data, ...q.w2.data, ...q.w3.data];

@@ -25,8 +25,8 @@ let coordinator: Coordinator | null = null;
 afterEach(async () => { await coordinator?.shutdown(); coordinator = null; });
 
 async function start(nodes: number, gpusPerNode: number): Promise<Coordinator> {
-  coordinator = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode }, ...RUNTIME_DEFAULTS,
-    watchdogMs: WATCHDOG_MS, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
+  coordinator = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes, gpusPerNode },
+    ...RUNTIME_DEFAULTS, watchdogMs: WATCHDOG_MS, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
   return coordinator;
 }
 
@@ -36,7 +36,8 @@ describe('NVLink credit: exchanges larger than a window do not deadlock', () => 
     expect(2 * bytes).toBeGreaterThan(NVLINK_WINDOW_BYTES);
     const c = await start(1, 2);
     const program: CollectiveProgram = { kind: 'collectives', seed: 3, steps: [{ op: 'p2p', transfers: [
-      { source: 0, target: 1, bytes }, { source: 0, target: 1, bytes }, { source: 1, target: 0, bytes }, { source: 1, target: 0, bytes },
+      { source: 0, target: 1, bytes }, { source: 0, target: 1, bytes }, { source: 1, target: 0, bytes },
+      { source: 1, target: 0, bytes },
     ] }] };
     const results = (await c.run(program)).map((r) => r.result as CollectiveResult);
     for (const r of results) {
@@ -50,7 +51,8 @@ describe('NVLink credit: exchanges larger than a window do not deadlock', () => 
     const nodes = 2;
     const world = 4;
     const program: EpMoeProgram = { kind: 'ep-moe', seed: 5, tokensPerRank: 8192,
-      model: { ...MODEL_PRESETS.micro, hidden: 32, experts: 16, topK: 4, groups: nodes, topGroups: 2, expertHidden: 4, seqLen: 8 } };
+      model: { ...MODEL_PRESETS.micro, hidden: 32, experts: 16, topK: 4, groups: nodes, topGroups: 2, expertHidden: 4,
+        seqLen: 8 } };
     // A token reaches a given rank unless all its 4 experts are among the other 12: rows per origin ≈ 0.73 T, each
     // d × 8 B; a rank sends its node peer the peer's rows and a remote origin's, in one exchange.
     const rowsPerOrigin = program.tokensPerRank * (1 - (12 * 11 * 10 * 9) / (16 * 15 * 14 * 13));

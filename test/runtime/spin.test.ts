@@ -17,7 +17,8 @@ describe('spinUsFor', () => {
     expect(spinUsFor('fork', node(2, 2), 8)).toBe(SPIN_US);
   });
 
-  it('never polls with more GPU threads than cores, without NVLink peers, or with nodes that joined by themselves', () => {
+  it('never polls with more GPU threads than cores, without NVLink peers, ' +
+    'or with nodes that joined by themselves', () => {
     expect(spinUsFor('fork', node(1, 3), 2)).toBe(0);
     expect(spinUsFor('fork', node(4, 4), 2)).toBe(0);
     expect(spinUsFor('fork', node(2, 1), 2)).toBe(0);
@@ -41,14 +42,16 @@ afterEach(async () => {
 });
 
 describe('a cluster of two GPU threads on one node', () => {
-  it(`moves exact bytes both ways through full windows (polling: ${spinUsFor('fork', { nodes: 1, gpusPerNode: 2 }, availableParallelism()) > 0})`, async () => {
-    const c = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes: 1, gpusPerNode: 2 }, ...RUNTIME_DEFAULTS,
-      watchdogMs: 10_000, heartbeatMs: 200, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
+  it('moves exact bytes both ways through full windows ' +
+    `(polling: ${spinUsFor('fork', { nodes: 1, gpusPerNode: 2 }, availableParallelism()) > 0})`, async () => {
+    const c = await Coordinator.start({ cluster: { ...CLUSTER_PRESETS.scaled, nodes: 1, gpusPerNode: 2 },
+      ...RUNTIME_DEFAULTS, watchdogMs: 10_000, heartbeatMs: 200, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
     coordinators.push(c);
     const sizes = [0, 1, 255, 256, 65_537, 1 << 20, (1 << 20) + 1, 5 << 20];
     const program: CollectiveProgram = { kind: 'collectives', seed: 3, steps: [
       { op: 'stream', source: 0, target: 1, bytes: 1 << 20, count: 64 },       // 32 windows' worth
-      ...sizes.map((bytes) => ({ op: 'p2p' as const, transfers: [{ source: 0, target: 1, bytes }, { source: 1, target: 0, bytes: bytes + 3 }] })),
+      ...sizes.map((bytes) => ({ op: 'p2p' as const,
+        transfers: [{ source: 0, target: 1, bytes }, { source: 1, target: 0, bytes: bytes + 3 }] })),
       { op: 'all-to-all', bytes: [[0, 3 << 20], [70_001, 0]] },
       { op: 'all-reduce', elements: 300_001, dtype: 'f32' },
       { op: 'barrier' },

@@ -24,7 +24,8 @@ let coordinator: Coordinator | null = null;
 afterEach(async () => { await coordinator?.shutdown(); coordinator = null; });
 
 describe('training on a real cluster', () => {
-  it('DualPipe overlap hides the F&B chunks\' communication and shortens the step; metrics.json is deterministic', async () => {
+  it('DualPipe overlap hides the F&B chunks\' communication and shortens the step; ' +
+    'metrics.json is deterministic', async () => {
     const base = loadScenario('scenarios/dualpipe.yaml');
     const scenario = (overlap: boolean) => ({ ...base, training: { ...base.training, steps: 1, warmupSteps: 1 },
       parallel: { ...base.parallel!, overlap } });
@@ -66,28 +67,37 @@ describe('training on a real cluster', () => {
     const training = { steps: 2, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9,
       beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
     const program: TrainProgram = { kind: 'train', model, training, precision: 'fp32', seed: 9,
-      parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' }, gradientsAtStep: 1, parameters: true,
-      check: true };
+      parallel: { schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'free' },
+      gradientsAtStep: 1, parameters: true, check: true };
     const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 2 };
-    coordinator = await Coordinator.start({ cluster, ...RUNTIME_DEFAULTS, watchdogMs: 20_000, port: 0, startupTimeoutMs: 30_000, launch: 'fork' });
+    coordinator = await Coordinator.start({ cluster, ...RUNTIME_DEFAULTS, watchdogMs: 20_000, port: 0,
+      startupTimeoutMs: 30_000, launch: 'fork' });
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
-    expect(checkTraining(results, trainingLayout(program.parallel, training.microBatches, cluster)).map(formatViolation)).toEqual([]);
+    expect(checkTraining(results, trainingLayout(program.parallel, training.microBatches, cluster))
+      .map(formatViolation)).toEqual([]);
 
     const trainer = new ReferenceTrainer({ model, training, precision: 'fp32', seed: 9 });
     const grads = new Map<string, Float64Array>();
     const steps: StepReport[] = [];
-    steps.push(trainer.step((store) => { for (const [name, g] of store.grads) grads.set(name, Float64Array.from(g.data)); }));
+    steps.push(trainer.step((store) => {
+      for (const [name, g] of store.grads) grads.set(name, Float64Array.from(g.data));
+    }));
     steps.push(trainer.step());
     for (let s = 0; s < training.steps; s++) {
-      const losses = microBatchLosses({ pipeOffset: 2, microBatches: 4, tokensPerStep: 0, mtpWeight: model.mtpWeight, gpusPerNode: 2 },
-        results.map((r) => r.steps[s]));
+      const losses = microBatchLosses({ pipeOffset: 2, microBatches: 4, tokensPerStep: 0, mtpWeight: model.mtpWeight,
+        gpusPerNode: 2 }, results.map((r) => r.steps[s]));
       steps[s].microBatches.forEach((want, m) => {
-        expect(Math.abs(losses[m].total - want.total) / want.total, `step ${s + 1} micro-batch ${m}`).toBeLessThan(1e-6);
+        expect(Math.abs(losses[m].total - want.total) / want.total, `step ${s + 1} micro-batch ${m}`)
+          .toBeLessThan(1e-6);
       });
     }
     for (const r of results) {
-      for (const [name, g] of Object.entries(r.gradients!)) expect(crit(g, grads.get(name)!), `gradient of ${name}`).toBeLessThan(1e-10);
-      for (const [name, p] of Object.entries(r.parameters!)) expect(crit(p, trainer.store.value(name).data), name).toBeLessThan(1e-8);
+      for (const [name, g] of Object.entries(r.gradients!)) {
+        expect(crit(g, grads.get(name)!), `gradient of ${name}`).toBeLessThan(1e-10);
+      }
+      for (const [name, p] of Object.entries(r.parameters!)) {
+        expect(crit(p, trainer.store.value(name).data), name).toBeLessThan(1e-8);
+      }
     }
   }, 120_000);
 });

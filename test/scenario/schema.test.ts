@@ -6,7 +6,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLUSTER_PRESETS, RUNTIME_DEFAULTS, type ClusterConfig, type RuntimeConfig } from '../../src/fabric/cluster-config.js';
+import {
+  CLUSTER_PRESETS, RUNTIME_DEFAULTS, type ClusterConfig, type RuntimeConfig,
+} from '../../src/fabric/cluster-config.js';
 import { MODEL_PRESETS } from '../../src/model/config.js';
 import { ReferenceTrainer, type TrainerOptions } from '../../src/model/trainer.js';
 import {
@@ -27,7 +29,8 @@ const RUNTIME = { host: '127.0.0.1', watchdogMs: 30000, heartbeatMs: 500, frameB
 
 /** The `scaled` preset of docs/scenarios.md: H800 (FACTS §2) with links and HBM bandwidth ÷ 1000. */
 const SCALED_CLUSTER = { nodes: 2, gpusPerNode: 4,
-  gpu: { flopsPerS: 11785714286, fp8FlopsPerS: 23583345371, hbmBytes: 80e9, hbmBytesPerS: 3.35e9, sms: 132, commSms: 20 },
+  gpu: { flopsPerS: 11785714286, fp8FlopsPerS: 23583345371, hbmBytes: 80e9, hbmBytesPerS: 3.35e9, sms: 132,
+    commSms: 20 },
   nvlink: { egressBytesPerS: 160e6, ingressBytesPerS: 160e6, latencyNs: 1000 },
   ib: { egressBytesPerS: 50e6, ingressBytesPerS: 50e6, latencyNs: 3000 }, ...RUNTIME };
 
@@ -52,19 +55,22 @@ const paths = (error: ScenarioError) => error.problems.map((p) => p.path);
 
 describe('scenario: the examples in scenarios/', () => {
   it('there are the seven documented examples, each in the table of docs/scenarios.md', () => {
-    expect(EXAMPLES).toEqual(['cluster-4x4.yaml', 'default.yaml', 'dualpipe.yaml', 'micro.yaml', 'small.yaml', 'tiny-bf16.yaml', 'tiny-fp8.yaml']);
+    expect(EXAMPLES).toEqual(['cluster-4x4.yaml', 'default.yaml', 'dualpipe.yaml', 'micro.yaml', 'small.yaml',
+      'tiny-bf16.yaml', 'tiny-fp8.yaml']);
     const doc = readFileSync('docs/scenarios.md', 'utf8');
     for (const file of EXAMPLES) expect(doc, file).toContain(`| \`${file}\` |`);
   });
 
-  it('cluster-4x4.yaml is the tiny model on 4 nodes × 4 GPUs of the scaled preset, one expert group per node of an EP group', () => {
+  it('cluster-4x4.yaml is the tiny model on 4 nodes × 4 GPUs of the scaled preset, ' +
+    'one expert group per node of an EP group', () => {
     const scenario = loadScenario(join(SCENARIOS_DIR, 'cluster-4x4.yaml'));
     expect(scenario.model).toEqual({ ...MODEL_PRESETS.tiny, groups: 2, topGroups: 1 });
     expect(scenario.cluster).toEqual({ ...SCALED_CLUSTER, nodes: 4, gpusPerNode: 4 });
     expect(scenario.cluster.nodes / scenario.parallel!.pipeline).toBe(scenario.model.groups);
   });
 
-  it.each(EXAMPLES)('%s has a parallel section whose EP groups have one node per expert group, or says it departs', (file) => {
+  it.each(EXAMPLES)('%s has a parallel section whose EP groups have one node per expert group, ' +
+    'or says it departs', (file) => {
     const { model, cluster, parallel } = loadScenario(join(SCENARIOS_DIR, file));
     expect(parallel).toBeDefined();
     if (parallel!.expertGroups === 'per-node') expect(cluster.nodes / parallel!.pipeline).toBe(model.groups);
@@ -97,8 +103,10 @@ describe('scenario: defaults', () => {
   it('the resolved cluster has exactly the ClusterConfig and RuntimeConfig fields, in order, and no preset', () => {
     const { cluster } = parseScenario('cluster: {preset: h800, heartbeatMs: 100, gpu: {sms: 100}}\n', 'x.yaml');
     // ClusterConfig's fields, then RuntimeConfig's, in the declared order (metrics.json echoes them).
-    expect(Object.keys(cluster)).toEqual(['nodes', 'gpusPerNode', 'gpu', 'nvlink', 'ib', 'host', 'watchdogMs', 'heartbeatMs', 'frameBytesMax']);
-    expect(Object.keys(cluster.gpu)).toEqual(['flopsPerS', 'fp8FlopsPerS', 'hbmBytes', 'hbmBytesPerS', 'sms', 'commSms']);
+    expect(Object.keys(cluster)).toEqual(['nodes', 'gpusPerNode', 'gpu', 'nvlink', 'ib', 'host', 'watchdogMs',
+      'heartbeatMs', 'frameBytesMax']);
+    expect(Object.keys(cluster.gpu))
+      .toEqual(['flopsPerS', 'fp8FlopsPerS', 'hbmBytes', 'hbmBytesPerS', 'sms', 'commSms']);
     expect(Object.keys(cluster.ib)).toEqual(['egressBytesPerS', 'ingressBytesPerS', 'latencyNs']);
     const typed: ClusterConfig & RuntimeConfig = cluster;
     expect(typed).not.toHaveProperty('preset');
@@ -128,12 +136,14 @@ describe('scenario: presets and overrides', () => {
     expect(scenario.model).toEqual({ ...MODEL_PRESETS.micro, hidden: 64, layers: 4 });
   });
 
-  it('cluster preset h800 is FACTS §2: one node of 8 H800s, NVLink 160 GB/s, IB 50 GB/s, 20 of 132 SMs for comm', () => {
+  it('cluster preset h800 is FACTS §2: one node of 8 H800s, NVLink 160 GB/s, IB 50 GB/s, ' +
+    '20 of 132 SMs for comm', () => {
     expect(parseScenario('cluster: {preset: h800}\n', 'x.yaml').cluster).toEqual(H800_CLUSTER);
   });
 
   it('cluster overrides are spread over the preset; gpu, nvlink and ib merge field by field', () => {
-    const text = 'cluster:\n  preset: h800\n  nodes: 2\n  gpu: {commSms: 24}\n  ib: {latencyNs: 2500}\n  watchdogMs: 60000\n';
+    const text = 'cluster:\n  preset: h800\n  nodes: 2\n  gpu: {commSms: 24}\n  ib: {latencyNs: 2500}\n' +
+      '  watchdogMs: 60000\n';
     expect(parseScenario(text, 'x.yaml').cluster).toEqual({
       ...H800_CLUSTER, nodes: 2, watchdogMs: 60000,
       gpu: { ...H800_CLUSTER.gpu, commSms: 24 },
@@ -163,7 +173,8 @@ describe('scenario: presets and overrides', () => {
   });
 
   it('the loaded source names the cluster preset and the cluster fields the file sets', () => {
-    const loaded = parseScenarioSource('cluster: {preset: h800, nodes: 2, gpu: {sms: 100, commSms: 10}, host: ::1}\n', 'x.yaml');
+    const loaded = parseScenarioSource('cluster: {preset: h800, nodes: 2, gpu: {sms: 100, commSms: 10}, host: ::1}\n',
+      'x.yaml');
     expect(loaded.clusterPreset).toBe('h800');
     expect(loaded.clusterOverrides).toEqual(['nodes', 'gpu.sms', 'gpu.commSms', 'host']);
     const plain = parseScenarioSource('seed: 1\n', 'x.yaml');
@@ -173,13 +184,16 @@ describe('scenario: presets and overrides', () => {
 
   it('scenarioFromPreset takes a cluster override, the same as the equivalent file', () => {
     const fromPreset = scenarioFromPreset('micro', { cluster: { preset: 'h800', nodes: 2, ib: { latencyNs: 5000 } } });
-    const fromFile = parseScenario('name: micro\nmodel: {preset: micro}\ncluster: {preset: h800, nodes: 2, ib: {latencyNs: 5000}}\n', 'x.yaml');
+    const fromFile = parseScenario('name: micro\nmodel: {preset: micro}\n' +
+      'cluster: {preset: h800, nodes: 2, ib: {latencyNs: 5000}}\n', 'x.yaml');
     expect(fromPreset).toEqual(fromFile);
     expect(fromPreset.cluster.ib).toEqual({ ...H800_CLUSTER.ib, latencyNs: 5000 });
   });
 
   it('scenarioFromPreset checks a cluster override like a file', () => {
-    const error = (() => { try { scenarioFromPreset('micro', { cluster: { gpu: { sms: 8, commSms: 8 } } }); } catch (e) { return e; } })();
+    const error = (() => {
+      try { scenarioFromPreset('micro', { cluster: { gpu: { sms: 8, commSms: 8 } } }); } catch (e) { return e; }
+    })();
     expect(error).toBeInstanceOf(ScenarioError);
     expect((error as ScenarioError).problems.map((p) => p.path)).toEqual(['cluster.gpu.commSms']);
   });
@@ -191,7 +205,9 @@ describe('scenario: presets and overrides', () => {
   });
 
   it('scenarioFromPreset checks its overrides like a file', () => {
-    const error = (() => { try { scenarioFromPreset('micro', { training: { steps: 0 } }); } catch (e) { return e; } })();
+    const error = (() => {
+      try { scenarioFromPreset('micro', { training: { steps: 0 } }); } catch (e) { return e; }
+    })();
     expect(error).toBeInstanceOf(ScenarioError);
     expect((error as ScenarioError).problems.map((p) => p.path)).toEqual(['training.steps']);
   });
@@ -284,11 +300,16 @@ const RULES: [string, string, string][] = [
   ['overlap as text', 'parallel: {overlap: yes please}\n', 'parallel.overlap'],
   ['unknown parallel key', 'parallel: {stages: 4}\n', 'parallel.stages'],
   ['pipeline not dividing nodes', 'cluster: {nodes: 3}\nparallel: {pipeline: 2}\n', 'parallel.pipeline'],
-  ['experts not a multiple of EP', 'model: {experts: 12, groups: 4}\ncluster: {nodes: 2, gpusPerNode: 8}\nparallel: {schedule: 1f1b, pipeline: 1}\n', 'model.experts'],
-  ['batch not whole sequences per EP rank', 'training: {batchSize: 8, microBatches: 4}\nparallel: {schedule: 1f1b, pipeline: 2}\n', 'training.batchSize'],
-  ['DualPipe with too few micro-batches', 'training: {batchSize: 32, microBatches: 2}\nparallel: {schedule: dualpipe, pipeline: 2}\n', 'training.microBatches'],
-  ['DualPipe with an odd pipeline', 'cluster: {nodes: 3, gpusPerNode: 1}\ntraining: {batchSize: 12, microBatches: 12}\nparallel: {schedule: dualpipe, pipeline: 3}\n', 'parallel.pipeline'],
-  ['expert groups that are not the nodes of an EP group', 'model: {groups: 4}\ncluster: {nodes: 2}\nparallel: {schedule: 1f1b, pipeline: 1}\n', 'model.groups'],
+  ['experts not a multiple of EP', 'model: {experts: 12, groups: 4}\ncluster: {nodes: 2, gpusPerNode: 8}\n' +
+    'parallel: {schedule: 1f1b, pipeline: 1}\n', 'model.experts'],
+  ['batch not whole sequences per EP rank', 'training: {batchSize: 8, microBatches: 4}\n' +
+    'parallel: {schedule: 1f1b, pipeline: 2}\n', 'training.batchSize'],
+  ['DualPipe with too few micro-batches', 'training: {batchSize: 32, microBatches: 2}\n' +
+    'parallel: {schedule: dualpipe, pipeline: 2}\n', 'training.microBatches'],
+  ['DualPipe with an odd pipeline', 'cluster: {nodes: 3, gpusPerNode: 1}\n' +
+    'training: {batchSize: 12, microBatches: 12}\nparallel: {schedule: dualpipe, pipeline: 3}\n', 'parallel.pipeline'],
+  ['expert groups that are not the nodes of an EP group', 'model: {groups: 4}\ncluster: {nodes: 2}\n' +
+    'parallel: {schedule: 1f1b, pipeline: 1}\n', 'model.groups'],
   ['an unknown expertGroups', 'parallel: {expertGroups: some}\n', 'parallel.expertGroups'],
   ['fixed costs without B', 'parallel: {costs: {F: 1, W: 1}}\n', 'parallel.costs.B'],
   ['fixed costs with W above B', 'parallel: {costs: {F: 1, B: 1, W: 2}}\n', 'parallel.costs.W'],
@@ -329,8 +350,10 @@ describe('scenario: each rule is reported at its YAML path (MOEMU_ERR_SCENARIO)'
   });
 
   it('every problem of a cluster section is reported together', () => {
-    const error = problemsOf('cluster:\n  preset: a100\n  nodes: 0\n  gpu: {flops: 1, sms: 0}\n  ib: {latencyNs: -1}\n');
-    expect(paths(error).sort()).toEqual(['cluster.gpu.flops', 'cluster.gpu.sms', 'cluster.ib.latencyNs', 'cluster.nodes', 'cluster.preset']);
+    const error = problemsOf('cluster:\n  preset: a100\n  nodes: 0\n  gpu: {flops: 1, sms: 0}\n' +
+      '  ib: {latencyNs: -1}\n');
+    expect(paths(error).sort())
+      .toEqual(['cluster.gpu.flops', 'cluster.gpu.sms', 'cluster.ib.latencyNs', 'cluster.nodes', 'cluster.preset']);
   });
 
   it('a cluster rule on a field the file does not set points at the line of its enclosing key', () => {

@@ -16,11 +16,14 @@ function rand(shape: number[], seed: number, dtype: 'f32' | 'f64' = 'f32'): Tens
 }
 
 /** Independent f64 product of plain arrays for a form. */
-function product(form: MatmulForm, a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
+function product(form: MatmulForm, a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number,
+                 n: number): Float64Array {
   const out = new Float64Array(m * n);
   const A = (i: number, p: number) => (form === 'tn' ? a[p * m + i] : a[i * k + p]);
   const B = (p: number, j: number) => (form === 'nt' ? b[j * k + p] : b[p * n + j]);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) out[i * n + j] += A(i, p) * B(p, j);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) out[i * n + j] += A(i, p) * B(p, j);
+  }
   return out;
 }
 
@@ -38,8 +41,10 @@ describe('matmul op', () => {
     expect(codeOf(() => matmul('tn', rand([4, 3], 1), rand([5, 2], 2)))).toBe('MOEMU_ERR_SHAPE');
     expect(codeOf(() => matmul('nn', rand([12], 1), rand([3, 4], 2)))).toBe('MOEMU_ERR_SHAPE');
     expect(codeOf(() => matmul('nn', rand([3, 4], 1), rand([4, 2], 2, 'f64')))).toBe('MOEMU_ERR_DTYPE');
-    expect(codeOf(() => matmul('nn', rand([3, 4], 1, 'f64'), rand([4, 2], 2, 'f64'), { precision: 'bf16' }))).toBe('MOEMU_ERR_DTYPE');
-    expect(codeOf(() => matmul('nn', rand([3, 4], 1), rand([4, 2], 2), { out: Tensor.zeros('f32', [3, 3]) }))).toBe('MOEMU_ERR_SHAPE');
+    expect(codeOf(() => matmul('nn', rand([3, 4], 1, 'f64'), rand([4, 2], 2, 'f64'), { precision: 'bf16' })))
+      .toBe('MOEMU_ERR_DTYPE');
+    expect(codeOf(() => matmul('nn', rand([3, 4], 1), rand([4, 2], 2), { out: Tensor.zeros('f32', [3, 3]) })))
+      .toBe('MOEMU_ERR_SHAPE');
   });
 
   for (const form of ['nn', 'nt', 'tn'] as const) {
@@ -103,6 +108,8 @@ describe('FP8 GEMM kernel', () => {
     const want = product('nt', dequantize(qa), dequantize(qb), m, k, n);
     const absWant = product('nt', dequantize(qa).map(Math.abs), dequantize(qb).map(Math.abs), m, k, n);
     const got = fp8GemmNT(qa, qb, 16, new Float32Array(m * n), false);
-    for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(absWant[i] * (k + 4) * 2 ** -24);
+    for (let i = 0; i < want.length; i++) {
+      expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(absWant[i] * (k + 4) * 2 ** -24);
+    }
   });
 });

@@ -19,12 +19,14 @@ export function dualPipeV(pp: number, microBatches: number): RankProgram[] {
 
 /** Direction 0 enters at rank 0, direction 1 at rank P-1; each rank's chunk c is stage r or P-1-r of pipe c. */
 export function dualPipePlacement(pp: number): Placement {
-  return { stages: pp, chunks: 2, slot: (rank, chunk) => (chunk === 0 ? { pipe: 0, stage: rank } : { pipe: 1, stage: pp - 1 - rank }) };
+  return { stages: pp, chunks: 2,
+    slot: (rank, chunk) => (chunk === 0 ? { pipe: 0, stage: rank } : { pipe: 1, stage: pp - 1 - rank }) };
 }
 
 /** One pipe of 2P stages: rank r's chunk 0 is stage r, its chunk 1 is stage 2P-1-r. */
 export function dualPipeVPlacement(pp: number): Placement {
-  return { stages: 2 * pp, chunks: 2, slot: (rank, chunk) => ({ pipe: 0, stage: chunk === 0 ? rank : 2 * pp - 1 - rank }) };
+  return { stages: 2 * pp, chunks: 2,
+    slot: (rank, chunk) => ({ pipe: 0, stage: chunk === 0 ? rank : 2 * pp - 1 - rank }) };
 }
 
 /** The first `ranksWanted` ranks of DualPipe(pp, microBatches). */
@@ -114,8 +116,8 @@ interface RankShape {
 
 /** The 8 steps of FACTS §5 for one rank, with DualPipe's exact batching. */
 function dualPipeRank(pp: number, microBatches: number, rank: number): RankProgram {
-  const shape: RankShape = { halfRanks: pp / 2, halfRank: Math.min(rank, pp - 1 - rank), halfMicroBatches: microBatches / 2,
-    middle: isMiddleRank(pp, rank) };
+  const shape: RankShape = { halfRanks: pp / 2, halfRank: Math.min(rank, pp - 1 - rank),
+    halfMicroBatches: microBatches / 2, middle: isMiddleRank(pp, rank) };
   const p = new PhaseProgram(pp, rank);
   warmUpSteps(p, shape);
   mainStep(p, pp, shape);
@@ -201,13 +203,16 @@ function coolDownSteps(p: PhaseProgram, { halfRanks, halfRank }: RankShape): voi
 
 function checkDualPipe(pp: number, microBatches: number): void {
   if (!Number.isInteger(pp) || pp < 2 || pp % 2 !== 0) {
-    throw moemuError('MOEMU_ERR_CONFIG', `dualpipe needs an even number of pipeline ranks P ≥ 2, got ${pp}`, { path: 'pp' });
+    throw moemuError('MOEMU_ERR_CONFIG', `dualpipe needs an even number of pipeline ranks P ≥ 2, got ${pp}`,
+      { path: 'pp' });
   }
   if (!Number.isInteger(microBatches) || microBatches % 2 !== 0) {
-    throw moemuError('MOEMU_ERR_CONFIG', `dualpipe needs an even number of micro-batches N (N/2 per direction), got ${microBatches}`, { path: 'microBatches' });
+    throw moemuError('MOEMU_ERR_CONFIG', 'dualpipe needs an even number of micro-batches N (N/2 per direction), ' +
+      `got ${microBatches}`, { path: 'microBatches' });
   }
   if (microBatches < 2 * pp) {
-    throw moemuError('MOEMU_ERR_CONFIG', `dualpipe needs N ≥ 2P micro-batches, got N = ${microBatches} with P = ${pp}`, { path: 'microBatches' });
+    throw moemuError('MOEMU_ERR_CONFIG', `dualpipe needs N ≥ 2P micro-batches, got N = ${microBatches} with P = ${pp}`,
+      { path: 'microBatches' });
   }
 }
 
@@ -216,6 +221,7 @@ function checkDualPipeV(pp: number, microBatches: number): void {
     throw moemuError('MOEMU_ERR_CONFIG', `dualpipev needs pipeline ranks P ≥ 1, got ${pp}`, { path: 'pp' });
   }
   if (!Number.isInteger(microBatches) || microBatches < 2 * pp) {
-    throw moemuError('MOEMU_ERR_CONFIG', `dualpipev needs N ≥ 2P micro-batches, got N = ${microBatches} with P = ${pp}`, { path: 'microBatches' });
+    throw moemuError('MOEMU_ERR_CONFIG', `dualpipev needs N ≥ 2P micro-batches, got N = ${microBatches} with P = ${pp}`,
+      { path: 'microBatches' });
   }
 }

@@ -26,7 +26,8 @@ export function isScheduleKind(kind: string): kind is ScheduleKind {
 /** The programs of all `pp` ranks; invalid (P, N) throws MOEMU_ERR_CONFIG naming the rule (path pp or microBatches). */
 export function buildSchedule(kind: ScheduleKind, pp: number, microBatches: number): RankProgram[] {
   if (!isScheduleKind(kind)) {
-    throw moemuError('MOEMU_ERR_CONFIG', `unknown schedule kind "${String(kind)}" (one of ${SCHEDULE_KINDS.join(', ')})`, { path: 'kind' });
+    throw moemuError('MOEMU_ERR_CONFIG', `unknown schedule kind "${String(kind)}" ` +
+      `(one of ${SCHEDULE_KINDS.join(', ')})`, { path: 'kind' });
   }
   return BUILDERS[kind](pp, microBatches);
 }

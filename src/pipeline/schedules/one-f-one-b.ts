@@ -2,7 +2,9 @@
 // Rank r runs `P-r` forwards before its first backward, then alternates, so it holds at most P-r activations.
 // Communication is batched as Megatron-LM's non-interleaved schedule does it (megatronSteps).
 import { moemuError } from '../../errors.js';
-import { ProgramBuilder, type CommWhat, type Op, type Placement, type RankProgram, type Step } from '../schedule-types.js';
+import {
+  ProgramBuilder, type CommWhat, type Op, type Placement, type RankProgram, type Step,
+} from '../schedule-types.js';
 
 export function oneFOneB(pp: number, microBatches: number): RankProgram[] {
   checkOneChunkSchedule('1f1b', pp, microBatches);
@@ -41,7 +43,8 @@ export function checkOneChunkSchedule(kind: string, pp: number, microBatches: nu
     throw moemuError('MOEMU_ERR_CONFIG', `${kind} needs pipeline ranks P ≥ 1, got ${pp}`, { path: 'pp' });
   }
   if (!Number.isInteger(microBatches) || microBatches < 1) {
-    throw moemuError('MOEMU_ERR_CONFIG', `${kind} needs micro-batches N ≥ 1, got ${microBatches}`, { path: 'microBatches' });
+    throw moemuError('MOEMU_ERR_CONFIG', `${kind} needs micro-batches N ≥ 1, got ${microBatches}`,
+      { path: 'microBatches' });
   }
 }
 

@@ -29,7 +29,8 @@ export type CollectiveStep =
   | { op: 'ping-pong'; a: number; b: number; bytes: number; count: number };
 
 /** Every step's op, for validating a program that arrives as data. */
-export const COLLECTIVE_OPS = ['all-to-all', 'all-reduce', 'p2p', 'barrier', 'compute', 'alloc', 'hang', 'stream', 'ping-pong'] as const;
+export const COLLECTIVE_OPS = ['all-to-all', 'all-reduce', 'p2p', 'barrier', 'compute', 'alloc', 'hang', 'stream',
+  'ping-pong'] as const;
 const everyOpListed: [CollectiveStep['op']] extends [(typeof COLLECTIVE_OPS)[number]] ? true : false = true;
 void everyOpListed;
 
@@ -77,7 +78,9 @@ async function runStep(fabric: RankFabric, world: Group, p2p: P2p, seed: number,
     case 'all-to-all': {
       const payloads = step.bytes[me].map((bytes, dst) => payload(seed, s, me, dst, bytes));
       const a2a = await allToAll(world, 'all-to-all', payloads);
-      a2a.payloads.forEach((got, src) => { if (src !== me) check(result, seed, s, src, me, step.bytes[src][me], got); });
+      a2a.payloads.forEach((got, src) => {
+        if (src !== me) check(result, seed, s, src, me, step.bytes[src][me], got);
+      });
       a2a.release();
       return;
     }
@@ -98,7 +101,10 @@ async function runStep(fabric: RankFabric, world: Group, p2p: P2p, seed: number,
       });
       const incoming = step.transfers.filter((t) => t.target === me);
       const { received } = await p2p.batch('p2p', sends, incoming.map((t) => t.source));
-      received.forEach((m, k) => { check(result, seed, s, incoming[k].source, me, incoming[k].bytes, m.payload); m.release(); });
+      received.forEach((m, k) => {
+        check(result, seed, s, incoming[k].source, me, incoming[k].bytes, m.payload);
+        m.release();
+      });
       return;
     }
     case 'barrier':
@@ -130,7 +136,8 @@ async function stream(fabric: RankFabric, p2p: P2p, me: number, step: Extract<Co
   if (me === step.source) {
     const started = performance.now();
     for (let i = 0; i < step.count; i++) {
-      const send = step.sendBuffers ? { target: step.target, payload: written(fabric.sendBuffer(step.bytes), data), owned: true }
+      const send = step.sendBuffers
+        ? { target: step.target, payload: written(fabric.sendBuffer(step.bytes), data), owned: true }
         : { target: step.target, payload: data };
       await p2p.batch('stream', [send], []);
     }
@@ -147,7 +154,8 @@ function written(buffer: Uint8Array, data: Uint8Array): Uint8Array {
   return buffer;
 }
 
-async function pingPong(p2p: P2p, me: number, step: Extract<CollectiveStep, { op: 'ping-pong' }>, result: CollectiveResult): Promise<void> {
+async function pingPong(p2p: P2p, me: number, step: Extract<CollectiveStep, { op: 'ping-pong' }>,
+                        result: CollectiveResult): Promise<void> {
   const data = new Uint8Array(step.bytes);
   const peer = me === step.a ? step.b : step.a;
   if (me !== step.a && me !== step.b) return;
@@ -170,7 +178,8 @@ export function payload(seed: number, step: number, src: number, dst: number, by
   return out;
 }
 
-function check(result: CollectiveResult, seed: number, s: number, src: number, dst: number, bytes: number, got: Uint8Array): void {
+function check(result: CollectiveResult, seed: number, s: number, src: number, dst: number, bytes: number,
+               got: Uint8Array): void {
   const want = payload(seed, s, src, dst, bytes);
   result.bytesChecked += bytes;
   if (got.byteLength !== bytes) {

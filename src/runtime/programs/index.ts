@@ -26,14 +26,19 @@ const PROGRAMS: { [K in Program['kind']]: ProgramEntry<Extract<Program, { kind: 
       ...fields(v, { model: 'object', training: 'object', seed: 'integer', parallel: 'object' }),
       ...oneOf(v, 'precision', PRECISIONS),
       ...(isObject(v.parallel) ? oneOf(v.parallel, 'schedule', SCHEDULE_KINDS, 'parallel.') : []),
-      ...(isObject(v.training) ? fields(v.training, { steps: 'integer', batchSize: 'integer', microBatches: 'integer' }, 'training.') : []),
+      ...(isObject(v.training)
+        ? fields(v.training, { steps: 'integer', batchSize: 'integer', microBatches: 'integer' }, 'training.')
+        : []),
     ],
     run: (fabric, p, report) => runTrainProgram(fabric, p, report),
   },
   collectives: {
     problems: (v) => [
       ...fields(v, { seed: 'integer', steps: 'array' }),
-      ...(Array.isArray(v.steps) ? v.steps.flatMap((s, i) => (isObject(s) ? oneOf(s, 'op', COLLECTIVE_OPS, `steps.${i}.`) : [`steps.${i}: must be a mapping`])) : []),
+      ...(Array.isArray(v.steps)
+        ? v.steps.flatMap((s, i) => (isObject(s)
+          ? oneOf(s, 'op', COLLECTIVE_OPS, `steps.${i}.`) : [`steps.${i}: must be a mapping`]))
+        : []),
     ],
     run: (fabric, p) => runCollectiveProgram(fabric, p),
   },
@@ -44,17 +49,20 @@ const PROGRAMS: { [K in Program['kind']]: ProgramEntry<Extract<Program, { kind: 
 };
 
 /** `report` sends a program's news to the coordinator while it runs (Coordinator's onProgress). */
-export async function runProgram(fabric: RankFabric, program: unknown, report: Report = () => undefined): Promise<unknown> {
+export async function runProgram(fabric: RankFabric, program: unknown,
+                                 report: Report = () => undefined): Promise<unknown> {
   const kinds = Object.keys(PROGRAMS);
   if (!isObject(program) || typeof program.kind !== 'string' || !kinds.includes(program.kind)) {
     const kind = isObject(program) ? JSON.stringify(program.kind) : 'none (not a mapping)';
-    throw moemuError('MOEMU_ERR_CONFIG', `unknown program kind ${kind} (one of ${kinds.join(', ')})`, { rank: fabric.rank, path: 'kind' });
+    throw moemuError('MOEMU_ERR_CONFIG', `unknown program kind ${kind} (one of ${kinds.join(', ')})`,
+      { rank: fabric.rank, path: 'kind' });
   }
   const kind = program.kind as Program['kind'];
   const entry = PROGRAMS[kind] as ProgramEntry<Program>;
   const problems = entry.problems(program);
   if (problems.length > 0) {
-    throw moemuError('MOEMU_ERR_CONFIG', `the ${kind} program is malformed: ${problems.join('; ')}`, { rank: fabric.rank, path: kind });
+    throw moemuError('MOEMU_ERR_CONFIG', `the ${kind} program is malformed: ${problems.join('; ')}`,
+      { rank: fabric.rank, path: kind });
   }
   return entry.run(fabric, program as unknown as Program, report);
 }
@@ -74,5 +82,6 @@ function fields(v: Record<string, unknown>, want: Record<string, FieldType>, pre
 }
 
 function oneOf(v: Record<string, unknown>, key: string, values: readonly string[], prefix = ''): string[] {
-  return typeof v[key] === 'string' && values.includes(v[key] as string) ? [] : [`${prefix}${key}: must be one of ${values.join(', ')}`];
+  return typeof v[key] === 'string' && values.includes(v[key] as string) ? []
+    : [`${prefix}${key}: must be one of ${values.join(', ')}`];
 }

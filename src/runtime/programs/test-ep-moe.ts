@@ -1,6 +1,7 @@
-// A test program (test/runtime/ep-moe-cluster.test.ts, nvlink-credit.test.ts): it runs the expert-parallel MoE
-// layer (forward, backwardInput, backwardWeight) on every rank of a cluster, over the real channels, with parameters and data every process derives from the seed alone — so a
-// test can compute the single-process layer on the same numbers and compare.
+// A test program (test/runtime/ep-moe-cluster.test.ts, nvlink-credit.test.ts): it runs the expert-parallel MoE layer
+// (forward, backwardInput, backwardWeight) on every rank of a cluster, over the real channels, with parameters and data
+// every process derives from the seed alone — so a test can compute the single-process layer on the same numbers and
+// compare.
 import { EpGroup } from '../../comm/ep-group.js';
 import { worldSize } from '../../fabric/cluster-config.js';
 import type { RankFabric } from '../../fabric/rank-fabric.js';
@@ -57,10 +58,13 @@ export async function runEpMoeProgram(fabric: RankFabric, p: EpMoeProgram): Prom
   const scale = { tokens: world * p.tokensPerRank, sequences: (world * p.tokensPerRank) / c.seqLen };
   const fwd = await epMoeForward(ep, c, nm, local, mine(u), scale);
   const back = await epMoeBackwardInput(ep, c, nm, local, fwd, mine(dy), scale);
-  const zeros = (q: SwigluParams): SwigluParams => ({ w1: Tensor.zeros('f64', q.w1.shape), w2: Tensor.zeros('f64', q.w2.shape), w3: Tensor.zeros('f64', q.w3.shape) });
-  const grads = { gate: Tensor.zeros('f64', params.gate.shape), shared: zeros(params.shared), experts: local.experts.map(zeros) };
+  const zeros = (q: SwigluParams): SwigluParams => ({ w1: Tensor.zeros('f64', q.w1.shape),
+    w2: Tensor.zeros('f64', q.w2.shape), w3: Tensor.zeros('f64', q.w3.shape) });
+  const grads = { gate: Tensor.zeros('f64', params.gate.shape), shared: zeros(params.shared),
+    experts: local.experts.map(zeros) };
   moeBackwardWeight(nm, fwd.saved, back.forWeight, grads);
   const flat = (q: SwigluParams) => [...q.w1.data, ...q.w2.data, ...q.w3.data];
-  return { rank: me, y: [...fwd.y.data], dx: [...back.dx.data], gateGrad: [...grads.gate.data], sharedGrad: flat(grads.shared),
-    localExpertGrads: grads.experts.flatMap(flat), records: fabric.clock.takeRecords() };
+  return { rank: me, y: [...fwd.y.data], dx: [...back.dx.data], gateGrad: [...grads.gate.data],
+    sharedGrad: flat(grads.shared), localExpertGrads: grads.experts.flatMap(flat),
+    records: fabric.clock.takeRecords() };
 }

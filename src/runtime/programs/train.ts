@@ -54,8 +54,9 @@ export interface TrainRankResult {
 /** The news rank 0 reports after each step (`moemu run` shows it while the run goes on). */
 export interface TrainProgress { step: number; steps: number; wallMs: number }
 
-export async function runTrainProgram(fabric: RankFabric, p: TrainProgram,
-                                      report: (progress: TrainProgress) => void = () => undefined): Promise<TrainRankResult> {
+export async function runTrainProgram(
+  fabric: RankFabric, p: TrainProgram, report: (progress: TrainProgress) => void = () => undefined,
+): Promise<TrainRankResult> {
   const log = p.check ? new MessageLog() : null;
   fabric.observe(log);
   try {
@@ -77,7 +78,9 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, log: MessageLog |
     steps.push({ step, losses: r.losses, gradNorm: r.gradNorm, lr: r.lr, peakLiveActivations: r.peakLiveActivations,
       loadImbalance: loadImbalance(r.loads),
       summary: rankStepSummary(fabric.rank, r.records), wallMs: performance.now() - started,
-      ...(p.records || p.check ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) } : {}),
+      ...(p.records || p.check
+        ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) }
+        : {}),
       ...(log ? { messages: log.take() } : {}) });
     if (fabric.rank === 0) report({ step, steps: p.training.steps, wallMs: steps[steps.length - 1].wallMs });
   }
@@ -94,7 +97,8 @@ async function withStep<T>(step: number, rank: number, run: () => Promise<T>): P
       if (error.context.step !== undefined) throw error;
       throw moemuError(error.code, error.detail, { rank, ...error.context, step });
     }
-    throw moemuError('MOEMU_ERR_INTERNAL', `training failed: ${error instanceof Error ? error.message : String(error)}`, { rank, step });
+    throw moemuError('MOEMU_ERR_INTERNAL', `training failed: ${error instanceof Error ? error.message : String(error)}`,
+      { rank, step });
   }
 }
 

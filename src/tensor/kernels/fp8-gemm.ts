@@ -21,7 +21,8 @@ export function fp8GemmNT(a: Fp8Tiles, b: Fp8Tiles, accumulationLength: number, 
   for (let s = 0; s + 1 < bounds.length; s++) {
     const begin = bounds[s];
     const len = bounds[s + 1] - begin;
-    matmulF32('nt', decodeColumns(a.codes, m, k, begin, len), decodeColumns(b.codes, n, k, begin, len), m, len, n, partial);
+    matmulF32('nt', decodeColumns(a.codes, m, k, begin, len), decodeColumns(b.codes, n, k, begin, len),
+      m, len, n, partial);
     for (let i = 0; i < m; i++) {
       const sa = aScale(i, begin);
       for (let j = 0; j < n; j++) {

@@ -26,7 +26,8 @@ const FLOATS_PER_ALIGNMENT = 4;
  * 'nt': out[m×n] = A[m×k] · B[n×k]ᵀ
  * 'tn': out[m×n] = A[k×m]ᵀ · B[k×n]
  * If `accumulate` is true, the product is added into `out` (out += product, f32 adds); otherwise out is overwritten.
- * `out` is allocated when not given. Any of m, k, n may be 0 (k = 0 gives zeros / leaves out unchanged when accumulating).
+ * `out` is allocated when not given. Any of m, k, n may be 0 (k = 0 gives zeros / leaves out unchanged when
+ * accumulating).
  *
  * Each product element is summed in f32 from 0 in order p = 0 … k−1 (every a·b rounded to f32, then added), and
  * only then added to `out` when accumulating: out[i][j] = f32(out[i][j] + sum). The first m·k, k·n and m·n

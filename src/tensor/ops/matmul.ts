@@ -49,12 +49,14 @@ export function matmul(form: MatmulForm, a: Tensor, b: Tensor, options: MatmulOp
     throw moemuError('MOEMU_ERR_DTYPE', `matmul: ${precision} GEMMs are emulated on f32 tensors, got ${a.dtype}`);
   }
   if (precision === 'exact') {
-    if (a.dtype === 'f64') matmulF64(form, a.data as Float64Array, b.data as Float64Array, m, k, n, out.data as Float64Array, accumulate);
+    if (a.dtype === 'f64') matmulF64(form, a.data as Float64Array, b.data as Float64Array, m, k, n,
+      out.data as Float64Array, accumulate);
     else matmulF32(form, a.data as Float32Array, b.data as Float32Array, m, k, n, out.data as Float32Array, accumulate);
   } else if (precision === 'bf16') {
     gemmBf16(form, a, b, { m, k, n }, out, accumulate);
   } else {
-    if (!options.fp8) throw moemuError('MOEMU_ERR_CONFIG', 'matmul: fp8 precision needs fp8 options (tile, accumulation)');
+    if (!options.fp8) throw moemuError('MOEMU_ERR_CONFIG',
+      'matmul: fp8 precision needs fp8 options (tile, accumulation)');
     gemmFp8(form, a, b, { m, k, n }, out, accumulate, options.fp8);
   }
   return out;
@@ -71,7 +73,9 @@ function checkShapes(form: MatmulForm, a: Tensor, b: Tensor): Dims {
   }
   const [a0, a1] = a.shape;
   const [b0, b1] = b.shape;
-  const dims: Dims = form === 'nn' ? { m: a0, k: a1, n: b1 } : form === 'nt' ? { m: a0, k: a1, n: b0 } : { m: a1, k: a0, n: b1 };
+  const dims: Dims = form === 'nn' ? { m: a0, k: a1, n: b1 }
+    : form === 'nt' ? { m: a0, k: a1, n: b0 }
+    : { m: a1, k: a0, n: b1 };
   const kOfB = form === 'nt' ? b1 : b0;
   if (kOfB !== dims.k) {
     throw moemuError('MOEMU_ERR_SHAPE', `matmul ${form}: inner dimensions differ, [${a.shape}] and [${b.shape}]`);
@@ -94,8 +98,12 @@ function gemmFp8(form: MatmulForm, a: Tensor, b: Tensor, dims: Dims, out: Tensor
   // Lay both operands out along the reduction dimension: A as [m×k], B as [n×k].
   const aK = form === 'tn' ? transpose(a.data as Float32Array, dims.k, dims.m) : (a.data as Float32Array);
   const bK = form === 'nt' ? (b.data as Float32Array) : transpose(b.data as Float32Array, dims.k, dims.n);
-  const qa = fp8.blockOperand === 'a' ? quantizeBlocks(aK, dims.m, dims.k, fp8.tile) : quantizeTiles(aK, dims.m, dims.k, fp8.tile);
-  const qb = fp8.blockOperand === 'b' ? quantizeBlocks(bK, dims.n, dims.k, fp8.tile) : quantizeTiles(bK, dims.n, dims.k, fp8.tile);
+  const qa = fp8.blockOperand === 'a'
+    ? quantizeBlocks(aK, dims.m, dims.k, fp8.tile)
+    : quantizeTiles(aK, dims.m, dims.k, fp8.tile);
+  const qb = fp8.blockOperand === 'b'
+    ? quantizeBlocks(bK, dims.n, dims.k, fp8.tile)
+    : quantizeTiles(bK, dims.n, dims.k, fp8.tile);
   fp8GemmNT(qa, qb, fp8.accumulation, out.data as Float32Array, accumulate);
 }
 
@@ -106,7 +114,8 @@ function gemmFp8(form: MatmulForm, a: Tensor, b: Tensor, dims: Dims, out: Tensor
  */
 export function matmulFp8Rows(a: Fp8Tiles, w: Tensor, fp8: Fp8GemmOptions): Tensor {
   if (w.shape.length !== 2 || w.cols !== a.cols || a.layout !== 'tile') {
-    throw moemuError('MOEMU_ERR_SHAPE', `matmulFp8Rows: FP8 rows [${a.rows}, ${a.cols}] (${a.layout}) and weight [${w.shape}]`);
+    throw moemuError('MOEMU_ERR_SHAPE',
+      `matmulFp8Rows: FP8 rows [${a.rows}, ${a.cols}] (${a.layout}) and weight [${w.shape}]`);
   }
   if (w.dtype !== 'f32') throw moemuError('MOEMU_ERR_DTYPE', `matmulFp8Rows: the weight must be f32, got ${w.dtype}`);
   const n = w.rows;
