@@ -5,13 +5,22 @@ import { benchLinkOrder } from './link-order.js';
 import { benchMatmul } from './matmul.js';
 import { benchTrainer } from './trainer.js';
 
+const GROUPS: Record<string, () => Promise<string[]> | string[]> = {
+  matmul: benchMatmul,
+  fabric: benchFabric,
+  links: benchLinkOrder,
+  trainer: benchTrainer,
+};
+
 async function main(): Promise<void> {
   const only = process.argv[2];   // `npm run bench -- fabric` runs one group
-  if (!only || only === 'matmul') for (const line of await benchMatmul()) console.log(line);
-  if (!only || only === 'fabric') for (const line of await benchFabric()) console.log(line);
-  if (!only || only === 'links') for (const line of await benchLinkOrder()) console.log(line);
-  if (only && only !== 'trainer') return;
-  for (const line of benchTrainer()) console.log(line);
+  if (only !== undefined && !(only in GROUPS)) {
+    console.error(`bench: unknown group "${only}"; the groups are ${Object.keys(GROUPS).join(', ')}`);
+    process.exit(2);
+  }
+  for (const [name, run] of Object.entries(GROUPS)) {
+    if (only === undefined || only === name) for (const line of await run()) console.log(line);
+  }
 }
 
 main().catch((error: unknown) => {
