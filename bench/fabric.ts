@@ -77,7 +77,7 @@ function cpuTimes(): { steal: number; total: number } | null {
 
 /** On a VM, time the hypervisor gave our virtual CPUs' turn to someone else. While it is high, thread-to-thread
  * figures say more about the host than about moemu: a bare two-thread loop fell from 0.67 to 0.35 × memcpy at
- * 1 MiB with 15 % or more of steal (docs/fabric.md). */
+ * 1 MiB with 15 % or more of steal (bench/README.md). */
 function stealShare(before: ReturnType<typeof cpuTimes>, after: ReturnType<typeof cpuTimes>): number | null {
   if (before === null || after === null || after.total === before.total) return null;
   return (after.steal - before.steal) / (after.total - before.total);

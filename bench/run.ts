@@ -14,7 +14,7 @@ const GROUPS: Record<string, () => Promise<string[]> | string[]> = {
 
 async function main(): Promise<void> {
   const only = process.argv[2];   // `npm run bench -- fabric` runs one group
-  if (only !== undefined && !(only in GROUPS)) {
+  if (only !== undefined && !Object.hasOwn(GROUPS, only)) {
     console.error(`bench: unknown group "${only}"; the groups are ${Object.keys(GROUPS).join(', ')}`);
     process.exit(2);
   }

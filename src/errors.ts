@@ -88,6 +88,11 @@ export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new MoemuError('MOEMU_ERR_INTERNAL', `assertion failed: ${message}`);
 }
 
+/** What a thrown value says: an Error's message, anything else as text. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 export function exitCodeOf(error: unknown): number {
   return error instanceof MoemuError ? error.exitCode : EXIT_CODES.internal;
 }

@@ -7,7 +7,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { EXIT_CODES, MoemuError } from '../errors.js';
+import { EXIT_CODES, messageOf, MoemuError } from '../errors.js';
 import { addFabricCommand } from './fabric.js';
 import { addNodeCommand } from './node.js';
 import { addReferenceCommand } from './reference.js';
@@ -68,7 +68,7 @@ export function reportError(error: unknown): number {
     for (const line of error.message.split('\n')) process.stderr.write(`moemu: ${line}\n`);
     return error.exitCode;
   }
-  const message = error instanceof Error ? error.message : String(error);
+  const message = messageOf(error);
   process.stderr.write(`moemu: internal error: ${message}\n`);
   if (process.env.MOEMU_DEBUG && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
   return EXIT_CODES.internal;

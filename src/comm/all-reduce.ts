@@ -2,7 +2,7 @@
 // The documented order, which makes it deterministic and bit-exact on every member: the data is cut into P chunks
 // (chunk c = elements [c·⌈n/P⌉, (c+1)·⌈n/P⌉)), and chunk c is summed starting at member c and going round the
 // ring, x_c + x_{c+1} + … + x_{c−1}, left to right, each addition in the array's precision.
-import type { FloatArray } from '../tensor/tensor.js';
+import { bytesOf, viewLike, type FloatArray } from '../tensor/tensor.js';
 import { labelOf, nameText, type OpName, type OpRecord, type VEvent } from '../fabric/streams.js';
 import type { Group } from './group.js';
 
@@ -26,7 +26,7 @@ export async function allReduceSum(group: Group, opName: OpName, data: FloatArra
     const { received, op } = await group.fabric.exchange(label ? { text, label } : text,
       [{ target: next, tag, payload: bytesOf(outgoing) }], [{ source: prev, tag }],
       { waitFor: ops.length === 0 ? options.waitFor : [] });
-    onReceive(typedLike(data, received[0].payload));
+    onReceive(viewLike(data, received[0].payload));
     received[0].release();
     ops.push(op);
   };
@@ -47,12 +47,3 @@ function mod(a: number, n: number): number {
   return ((a % n) + n) % n;
 }
 
-function bytesOf(x: FloatArray): Uint8Array {
-  return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-}
-
-function typedLike(like: FloatArray, bytes: Uint8Array): FloatArray {
-  return like instanceof Float64Array
-    ? new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8)
-    : new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-}

@@ -3,10 +3,10 @@
 // bounded (connect, close); back-pressure is the socket's queued bytes, capped by bufferedBytesMax.
 
 import WebSocket from 'ws';
-import { assert, moemuError, type MoemuError } from '../errors.js';
+import { assert, messageOf, moemuError, type MoemuError } from '../errors.js';
 import { IB_WIRE_VERSION, encodeIbHeader, payloadCrc32, type IbHeader } from './ib-frame.js';
 import {
-  IB_ENDPOINT_DEFAULTS, IB_TOKEN_HEADER, bounded, checkPositive, messageOf, type WsExtraOptions,
+  IB_ENDPOINT_DEFAULTS, IB_TOKEN_HEADER, bounded, checkPositive, type WsExtraOptions,
 } from './ib-common.js';
 
 export interface IbClientOptions {

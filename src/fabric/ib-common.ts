@@ -38,7 +38,3 @@ export function bounded<T>(promise: Promise<T>, timeoutMs: number, what: string)
     );
   });
 }
-
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

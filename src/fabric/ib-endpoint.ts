@@ -9,11 +9,11 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server as HttpSe
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { WebSocketServer } from 'ws';
-import { assert, moemuError } from '../errors.js';
+import { assert, messageOf, moemuError } from '../errors.js';
 import { assembleInto } from './ws-assemble.js';
 import { IB_REJECT_REASONS, IbFrameDecoder, type IbHeader, type IbRejectReason } from './ib-frame.js';
 import {
-  IB_ENDPOINT_DEFAULTS, IB_TOKEN_HEADER, bounded, checkConfig, checkPositive, messageOf, type WsExtraOptions,
+  IB_ENDPOINT_DEFAULTS, IB_TOKEN_HEADER, bounded, checkConfig, checkPositive, type WsExtraOptions,
 } from './ib-common.js';
 
 export type { IbHeader, IbRejectReason } from './ib-frame.js';
@@ -35,8 +35,9 @@ export interface IbServerOptions {
   closeTimeoutMs?: number;
   verifyCrc?: boolean;                         // default true; false: the consumer checks header.crc itself
   /**
-   * Where to assemble a payload of at least ASSEMBLE_BYTES_MIN that spans several socket reads, instead of the
-   * fresh buffer ws allocates per message: a view of exactly `header.bytes` bytes, or null for ws's own buffer.
+   * Where to assemble a payload of at least ASSEMBLE_BYTES_MIN (ws-assemble.ts) that spans several socket reads,
+   * instead of the fresh buffer ws allocates per message: a view of exactly `header.bytes` bytes, or null for ws's
+   * own buffer.
    * The message's `onMessage` then gets a view of the same memory (same ArrayBuffer and offset); if the message is
    * rejected instead (its CRC, a closed link), onMessage is not called and the memory is the consumer's again.
    */

@@ -16,7 +16,7 @@ if (wsVersion !== WS_VERSION_PATCHED) {
 }
 
 /** Smallest payload assembled into a consumer's buffer: far above ws's own frame-header reads (2 to 8 bytes). */
-const ASSEMBLE_BYTES_MIN = 4096;
+export const ASSEMBLE_BYTES_MIN = 4096;
 
 /** What assembleInto relies on in ws 8.23's Receiver (lib/receiver.js); ws is pinned to that version. */
 interface WsReceiverInternals {
@@ -28,7 +28,7 @@ interface WsReceiverInternals {
 /**
  * ws assembles every frame that spans several socket reads into a fresh Buffer. For IB payloads (every message
  * of a MiB or more) that allocation, its page faults and its collection cost about a tenth of the IB path's CPU
- * (docs/fabric.md), so a payload frame is copied into the consumer's buffer instead. A frame ws can hand over
+ * (bench/README.md), so a payload frame is copied into the consumer's buffer instead. A frame ws can hand over
  * as a view, or one `target` declines, goes ws's own way. test/fabric/ib-endpoint.test.ts checks that this
  * takes effect, so a ws upgrade that changes these internals fails there rather than getting slow.
  */

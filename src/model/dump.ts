@@ -1,7 +1,7 @@
 // The interop dump (docs/model.md "The dump"): initial weights, the first global batch, logits, losses and
 // every parameter gradient of step 1, as safetensors files plus config.json, for reimplementations to match.
 import { encodeSafetensors, safeTensor, type SafeTensor } from '../tensor/safetensors.js';
-import type { FloatArray } from '../tensor/tensor.js';
+import { concatArrays, type FloatArray } from '../tensor/tensor.js';
 import type { ReferenceTrainer } from './trainer.js';
 
 export const DUMP_FORMAT = 'moemu-dump/1';
@@ -24,9 +24,9 @@ export function makeDump(trainer: ReferenceTrainer): Map<string, Uint8Array | st
   const { losses, forwards } = trainer.gradients(batch);
   const outputs = new Map<string, SafeTensor>();
   const logitsShape = [training.batchSize, model.seqLen, model.vocabSize];
-  outputs.set('logits', tensorOf(concat(forwards.map((f) => f.logits.data)), logitsShape));
+  outputs.set('logits', tensorOf(concatArrays(forwards.map((f) => f.logits.data)), logitsShape));
   if (model.mtpDepth > 0) outputs.set('logits_mtp',
-    tensorOf(concat(forwards.map((f) => f.logitsMtp!.data)), logitsShape));
+    tensorOf(concatArrays(forwards.map((f) => f.logitsMtp!.data)), logitsShape));
   const scalar = (x: number) => tensorOf(trainer.nm.dtype === 'f64' ? Float64Array.of(x) : Float32Array.of(x), []);
   outputs.set('loss', scalar(losses.total));
   outputs.set('loss_main', scalar(losses.main));
@@ -47,15 +47,4 @@ export function makeDump(trainer: ReferenceTrainer): Map<string, Uint8Array | st
 
 function tensorOf(data: FloatArray, shape: number[]): SafeTensor {
   return safeTensor(data.slice(), shape);
-}
-
-function concat(parts: FloatArray[]): FloatArray {
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = parts[0] instanceof Float64Array ? new Float64Array(total) : new Float32Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

@@ -68,10 +68,3 @@ function pickTop(values: FloatArray, off: number, allowed: Uint8Array, count: nu
     out[n] = best;
   }
 }
-
-/** Expert loads: how many tokens selected each expert (the input of the bias update). */
-export function expertLoads(chosen: Int32Array, experts: number): Float64Array {
-  const loads = new Float64Array(experts);
-  for (const e of chosen) loads[e] += 1;
-  return loads;
-}

@@ -17,7 +17,7 @@ import {
   type MoeExpertsBackward, type MoeRoutedGrads, type MoeParams, type MoeSaved, type MoeWeightInputs,
 } from '../model/moe.js';
 import type { Numerics } from '../model/numerics.js';
-import { Tensor, type FloatArray } from '../tensor/tensor.js';
+import { allocate, dtypeOfArray, Tensor, type FloatArray } from '../tensor/tensor.js';
 
 // ---- the communication between the phases ---------------------------------------------------------------------
 
@@ -60,17 +60,13 @@ export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics
   const back = await combine(ep, { ...handle, d: d + K }, rows.data, name,
     { wire: bf16Wire(nm), waitFor, metadataColumns: K });
   const T = handle.tokens;
-  const routedDx = allocateLike(back.out, T * d);
-  const dWeights = allocateLike(back.out, T * K);
+  const routedDx = allocate(dtypeOfArray(back.out), T * d);
+  const dWeights = allocate(dtypeOfArray(back.out), T * K);
   for (let t = 0; t < T; t++) {
     routedDx.set(back.out.subarray(t * (d + K), t * (d + K) + d), t * d);
     dWeights.set(back.out.subarray(t * (d + K) + d, (t + 1) * (d + K)), t * K);
   }
   return { routedDx, dWeights, op: back.op };
-}
-
-function allocateLike(like: FloatArray, size: number): FloatArray {
-  return like instanceof Float64Array ? new Float64Array(size) : new Float32Array(size);
 }
 
 /** FACTS §3: dispatch in FP8 in fp8 runs (bf16 in bf16 runs); pipeline activations travel the same way (DESIGN

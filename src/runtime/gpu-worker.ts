@@ -4,7 +4,7 @@
 // control. It never blocks: every wait is an awaited promise, at most after a poll bounded by spinUs (spin.ts),
 // so the event loop keeps serving its ports.
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { moemuError, MoemuError } from '../errors.js';
+import { messageOf, moemuError, MoemuError } from '../errors.js';
 import { BufferPool, sizeClass } from '../fabric/buffer-pool.js';
 import { gpuOf, nodeOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import { payloadCrc32 } from '../fabric/ib-frame.js';
@@ -291,6 +291,6 @@ function pinOwnCore(rank: number): boolean {
 
 export function serializeError(error: unknown, rank: number | null): SerializedError {
   if (error instanceof MoemuError) return { code: error.code, message: error.message, context: { ...error.context } };
-  const message = error instanceof Error ? error.message : String(error);
+  const message = messageOf(error);
   return { code: 'MOEMU_ERR_INTERNAL', message: rank === null ? message : `rank ${rank}: ${message}` };
 }

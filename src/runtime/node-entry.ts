@@ -1,6 +1,6 @@
 // Entry of a forked node process: `node node-entry.js --join ws://HOST:PORT --token T [--node N]`.
 // A forked node also exits when its parent's IPC channel closes (the coordinator died without a word).
-import { exitCodeOf } from '../errors.js';
+import { exitCodeOf, messageOf } from '../errors.js';
 import { NODE_DEFAULTS, runNode } from './node.js';
 
 function flag(name: string): string | undefined {
@@ -19,6 +19,6 @@ if (process.send) process.on('disconnect', () => process.exit(4));
 runNode({ joinUrl, token, node: nodeFlag === undefined ? null : Number(nodeFlag), ...NODE_DEFAULTS })
   .then((code) => process.exit(code))
   .catch((error: unknown) => {
-    console.error(`moemu node: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`moemu node: ${messageOf(error)}`);
     process.exit(exitCodeOf(error) === 1 ? 4 : exitCodeOf(error));
   });

@@ -31,7 +31,7 @@ export const NODE_DEFAULTS = Object.freeze({
 const GPU_WORKER = new URL('./gpu-worker.js', import.meta.url).href;
 /** NVLink bytes in flight per GPU pair (gpu-worker.ts). Since a sender takes its returned buffers as soon as they
  * arrive, two 1 MiB buffers keep the channel busy, and the fewer cycle, the warmer they stay in cache: 2 MiB measured
- * 0.54–0.73 × memcpy at 1 MiB against 0.53–0.63 for 3 MiB, 0.53 for 4 MiB and 0.41 for 6 MiB (docs/fabric.md). */
+ * 0.54–0.73 × memcpy at 1 MiB against 0.53–0.63 for 3 MiB, 0.53 for 4 MiB and 0.41 for 6 MiB (bench/README.md). */
 export const NVLINK_WINDOW_BYTES = 2 << 20;
 /** IB bytes in flight per GPU (to its node's main thread and socket): enough to keep the link busy, bounded. */
 const IB_WINDOW_BYTES = 16 << 20;
@@ -43,7 +43,8 @@ export async function runNode(options: NodeOptions): Promise<number> {
 
 function connectControl(options: NodeOptions): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    // The cluster's own frameBytesMax arrives only with the assignment: until then, the default limit.
+    // Control messages are small (assignments, programs, results); they are held to the default frame limit, as
+    // the cluster's own frameBytesMax is not known before the assignment.
     const ws = new WebSocket(options.joinUrl, { headers: { [TOKEN_HEADER]: options.token }, perMessageDeflate: false,
       handshakeTimeout: options.connectTimeoutMs, maxPayload: RUNTIME_DEFAULTS.frameBytesMax });
     ws.once('open', () => resolve(ws));
@@ -192,7 +193,7 @@ class NodeProcess {
     }
   }
 
-  /** A large IB payload is assembled straight into the destination GPU's delivery pool (ib-endpoint.ts
+  /** A large IB payload is assembled straight into the destination GPU's delivery pool (ws-assemble.ts
    * assembleInto): no buffer allocated per message, and the GPU hands it back to be used again. */
   #payloadTarget(h: IbHeader): Uint8Array | null {
     this.#dropAssembling();

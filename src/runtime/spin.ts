@@ -1,7 +1,7 @@
 // Whether a GPU thread polls its NVLink ports for a while before it sleeps. On these VMs waking a sleeping thread
 // costs tens of µs to milliseconds, and a stream of NVLink messages pays it on both sides of every message:
 // polling instead (receiveMessageOnPort) took a bare two-thread transfer loop from 0.36–0.57 to 0.54–0.83 ×
-// memcpy at 1 MiB (docs/fabric.md). A polling thread holds a core, so it pays only while every GPU thread has a
+// memcpy at 1 MiB (bench/README.md). A polling thread holds a core, so it pays only while every GPU thread has a
 // core of its own: with more GPU threads than cores they sleep at once (../shared/MEASUREMENTS.md: spinning
 // collapses as soon as threads outnumber cores), and a polling thread is pinned to its core, because the
 // scheduler likes to put two threads that wake each other on one core, where each would poll away the other's

@@ -5,7 +5,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type * as z from 'zod';
-import { MoemuError, moemuError } from '../errors.js';
+import { messageOf, MoemuError, moemuError } from '../errors.js';
 import type { ClusterPreset } from '../fabric/cluster-config.js';
 import type { ModelPreset } from '../model/config.js';
 import {
@@ -84,7 +84,7 @@ export function parseScenarioSource(text: string, file: string): LoadedScenario 
   try {
     raw = doc.toJS({ maxAliasCount: YAML_ALIAS_COUNT_MAX });
   } catch (error) {   // an unresolved alias or an alias bomb: yaml reports these only when building values
-    const message = error instanceof Error ? error.message : String(error);
+    const message = messageOf(error);
     throw new ScenarioError('MOEMU_ERR_YAML', file, [{ path: TOP_LEVEL_PATH, message }]);
   }
   if (raw === null || raw === undefined) {
@@ -220,5 +220,5 @@ function fileErrorReason(error: unknown): string {
   if (code === 'ENOENT') return 'no such file';
   if (code === 'EISDIR') return 'it is a directory';
   if (code === 'EACCES') return 'permission denied';
-  return error instanceof Error ? error.message : String(error);
+  return messageOf(error);
 }

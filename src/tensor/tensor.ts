@@ -78,6 +78,30 @@ export function dtypeOfArray(array: FloatArray): FloatDType {
   return array instanceof Float64Array ? 'f64' : 'f32';
 }
 
+/** The arrays of `parts`, one after the other, in one array of their type. */
+export function concatArrays<T extends FloatArray>(parts: readonly T[]): T {
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const out = (parts[0] instanceof Float64Array ? new Float64Array(total) : new Float32Array(total)) as T;
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** The bytes of `x`, as a view (a message payload). */
+export function bytesOf(x: FloatArray): Uint8Array {
+  return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+}
+
+/** `bytes` viewed as values of `like`'s type, without a copy (`bytes` must be aligned to the element size). */
+export function viewLike<T extends FloatArray>(like: T, bytes: Uint8Array): T {
+  return (like instanceof Float64Array
+    ? new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8)
+    : new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)) as T;
+}
+
 /** Conversions write into caller-given arrays: their lengths must agree. */
 export function checkSameLength(op: string, sourceLength: number, targetLength: number): void {
   if (sourceLength !== targetLength) {

@@ -12,7 +12,7 @@ import type { RankFabric } from '../fabric/rank-fabric.js';
 import type { OpName, Phase } from '../fabric/streams.js';
 import type { ParamSpec, ParamStore } from '../model/params.js';
 import { isExpertParam } from '../pipeline/stage-split.js';
-import { allocate, type FloatArray, type FloatDType } from '../tensor/tensor.js';
+import { allocate, bytesOf, concatArrays, viewLike, type FloatArray, type FloatDType } from '../tensor/tensor.js';
 import { copySumTag } from '../comm/tags.js';
 import type { RankPlace } from './layout.js';
 
@@ -47,7 +47,7 @@ export async function reduceGradients(env: ReductionsEnv,
   fabric.clock.waitFor('comm', { endPs: fabric.clock.now('compute') });
   await allReduceSum(ep.group, afterSchedule('gradients', 'reduce'), grads);
   unflatten(store, replicated, grads);
-  const flatLoads = concat(loadKeys.map((k) => loads.get(k)!));
+  const flatLoads = concatArrays(loadKeys.map((k) => loads.get(k)!));
   await allReduceSum(ep.group, afterSchedule('loads', 'reduce'), flatLoads);
   loadKeys.forEach((k, i) => loads.set(k, flatLoads.slice(i * experts, (i + 1) * experts)));
   for (const { pipelineRank, names } of env.shared) await sumWithCopy(env, pipelineRank, names, loadKeys, loads);
@@ -60,15 +60,15 @@ async function sumWithCopy(env: ReductionsEnv, pipelineRank: number, names: stri
   const { fabric, store, place, experts } = env;
   const keys = loadKeys.filter((k) => names.includes(`${k}.gate.weight`));
   const mine = flatten(env, names);
-  const myLoads = concat(keys.map((k) => loads.get(k)!));
+  const myLoads = concatArrays(keys.map((k) => loads.get(k)!));
   const target = pipelineRank * place.ep + place.epRank;
   const me = place.pipelineRank;
   const tag = (what: 'g' | 'l', from: number) => copySumTag(me, pipelineRank, what, from);
   const { received } = await fabric.exchange(afterSchedule(`gradient sum with pipeline rank ${pipelineRank}`, 'reduce'),
-    [{ target, tag: tag('g', me), payload: bytes(mine) }, { target, tag: tag('l', me), payload: bytes(myLoads) }],
+    [{ target, tag: tag('g', me), payload: bytesOf(mine) }, { target, tag: tag('l', me), payload: bytesOf(myLoads) }],
     [{ source: target, tag: tag('g', pipelineRank) }, { source: target, tag: tag('l', pipelineRank) }]);
-  const theirs = typed(received[0].payload, mine);
-  const theirLoads = typed(received[1].payload, myLoads);
+  const theirs = viewLike(mine, received[0].payload.slice());   // a copy: the payload's buffer goes back
+  const theirLoads = viewLike(myLoads, received[1].payload.slice());
   const lowerFirst = place.pipelineRank < pipelineRank;
   for (let i = 0; i < mine.length; i++) mine[i] = lowerFirst ? mine[i] + theirs[i] : theirs[i] + mine[i];
   for (let i = 0; i < myLoads.length; i++) myLoads[i] =
@@ -119,22 +119,3 @@ function unflatten(store: ParamStore, names: readonly string[], flat: FloatArray
   }
 }
 
-function concat(parts: Float64Array[]): Float64Array {
-  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-function bytes(x: FloatArray): Uint8Array {
-  return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-}
-
-function typed<T extends FloatArray>(payload: Uint8Array, like: T): T {
-  const copy = new Uint8Array(payload.byteLength);
-  copy.set(payload);
-  return (like instanceof Float64Array ? new Float64Array(copy.buffer) : new Float32Array(copy.buffer)) as T;
-}

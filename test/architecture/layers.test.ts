@@ -3,6 +3,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -25,13 +26,10 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-/** The module specifiers of static imports, re-exports and dynamic imports with a literal specifier. */
+/** The module specifiers of static imports, re-exports and dynamic imports with a literal specifier, as the
+ * TypeScript compiler finds them (comments and strings cannot fool it). */
 export function importsOf(text: string): string[] {
-  const found: string[] = [];
-  const patterns = [/^\s*(?:import|export)\s[^'"]*?\sfrom\s+['"]([^'"]+)['"]/gm, /^\s*import\s+['"]([^'"]+)['"]/gm,
-    /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g];
-  for (const pattern of patterns) for (const match of text.matchAll(pattern)) found.push(match[1]);
-  return found;
+  return ts.preProcessFile(text, true, true).importedFiles.map((f) => f.fileName);
 }
 
 /** The layer a path lies in: the first folder under src/, '' for src/ itself, null outside src/. */
@@ -75,9 +73,9 @@ describe('layers', () => {
   it('finds the imports of a file, static, re-exported and dynamic', () => {
     const text = "import { a } from '../model/a.js';\nimport type {\n  B,\n} from './b.js';\n" +
       "export { c } from '../runtime/c.js';\nimport 'side-effect';\nconst m = await import('../cli/m.js');\n" +
-      "// a comment about import(x) from 'nowhere'\n";
+      "// a comment about import(x) from 'nowhere'\nimport {\n  d, // it's d\n} from '../comm/d.js';\n";
     expect(importsOf(text).sort())
-      .toEqual(['../cli/m.js', '../model/a.js', '../runtime/c.js', './b.js', 'side-effect']);
+      .toEqual(['../cli/m.js', '../comm/d.js', '../model/a.js', '../runtime/c.js', './b.js', 'side-effect']);
   });
 
   it('tells a lower layer from a higher one, and what lies outside src/', () => {

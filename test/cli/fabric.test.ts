@@ -54,7 +54,8 @@ describe('moemu fabric / moemu node', () => {
   it('node without a token is bad input (exit 2)', () => {
     const env = { ...process.env };
     delete env.MOEMU_TOKEN;
-    const r = spawnSync('node', [CLI, 'node', '--join', 'ws://127.0.0.1:9'], { timeout: 60_000, encoding: 'utf8', env });
+    const r = spawnSync('node', [CLI, 'node', '--join', 'ws://127.0.0.1:9'],
+      { timeout: 60_000, encoding: 'utf8', env });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/token/);
   });

@@ -77,7 +77,7 @@ describe('qkNorm in a scenario', () => {
   });
 });
 
-describe('qkNorm on every layout: DualPipe on 2 pipeline ranks × EP 2 equals the single-process model', () => {
+describe('qkNorm on an EP layout: DualPipe on 2 pipeline ranks × EP 2 equals the single-process model', () => {
   const training = { steps: 2, batchSize: 8, microBatches: 4, lr: 0.003, minLr: 0.0003, warmupSteps: 1, beta1: 0.9,
     beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1, corpusBytes: 4096 };
   const cluster = { ...CLUSTER_PRESETS.scaled, nodes: 2, gpusPerNode: 2 };

@@ -6,7 +6,8 @@ import { groupScoreTopK, MODEL_PRESETS, type ModelConfig } from '../../src/model
 import { gateForward } from '../../src/model/gate.js';
 import { numericsFor } from '../../src/model/numerics.js';
 import { ParamStore } from '../../src/model/params.js';
-import { expertLoads, routeTopK, type RoutingConfig } from '../../src/model/routing.js';
+import { expertLoads } from '../../src/model/moe.js';
+import { routeTopK, type RoutingConfig } from '../../src/model/routing.js';
 import { Rng } from '../../src/tensor/rng.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 
@@ -72,7 +73,7 @@ describe('routing', () => {
       for (let t = 0; t < 256; t++) u.data[t * c.hidden] = 1;
       const { saved } = gateForward(c, nm, w, bias, u, { tokens: 256, sequences: 16 });
       const loads = new Map<string, Float64Array>();
-      addLoads(loads, new Map([['l', expertLoads(saved.chosen, c.experts)]]));
+      addLoads(loads, new Map([['l', expertLoads(c, saved)]]));
       imbalance.push(loadImbalance(loads));
       updateGateBiases(store, loads, c.biasUpdateSpeed);
     }

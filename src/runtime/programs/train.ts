@@ -1,7 +1,7 @@
 // The training program: every GPU rank builds its RankTrainer (its stages' parameters, its EP group) and runs the
 // scenario's steps. What leaves a rank per step is small — its micro-batches' loss terms and a summary of its op
 // records (src/metrics/step-metrics.ts) — so long runs fit the control connection; tests may ask for more.
-import { moemuError, MoemuError } from '../../errors.js';
+import { messageOf, moemuError, MoemuError } from '../../errors.js';
 import type { RankFabric } from '../../fabric/rank-fabric.js';
 import type { HbmSnapshot } from '../../fabric/hbm.js';
 import { MessageLog, type ReceivedEvent, type SentEvent } from '../../fabric/observer.js';
@@ -97,7 +97,7 @@ async function withStep<T>(step: number, rank: number, run: () => Promise<T>): P
       if (error.context.step !== undefined) throw error;
       throw moemuError(error.code, error.detail, { rank, ...error.context, step });
     }
-    throw moemuError('MOEMU_ERR_INTERNAL', `training failed: ${error instanceof Error ? error.message : String(error)}`,
+    throw moemuError('MOEMU_ERR_INTERNAL', `training failed: ${messageOf(error)}`,
       { rank, step });
   }
 }
