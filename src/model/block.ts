@@ -15,8 +15,8 @@ import type { ModelConfig } from './config.js';
 import type { GateSaved } from './gate.js';
 import type { LossScale } from './loss.js';
 import {
-  expertLoads, localCombine, localDispatch, moeExperts, moeExpertsBackward, moeExpertsWeight, moeGate, moeGateWeight,
-  moeInputGrad, moeOutput, moeSaved,
+  expertLoads, localCombine, localDispatch, localGradCombine, moeExperts, moeExpertsBackward, moeExpertsWeight,
+  moeGate, moeGateWeight, moeInputGrad, moeOutput, moeSaved,
   type MoeExpertsBackward, type MoeExpertsForward, type MoeParams, type MoeRoutedGrads, type MoeSaved,
   type MoeWeightInputs, type RoutedRows,
 } from './moe.js';
@@ -236,8 +236,7 @@ export function blockForward(ctx: BlockContext, p: BlockParams, x: Tensor): { y:
 export function blockBackwardInput(pass: BlockPass, dy: Tensor): Tensor {
   pass.startBackward(dy);
   pass.mlpBackward(pass.moe ? dy.data : null);
-  const rows = pass.moe ? pass.gradRows : null;
-  return pass.attentionBackward(rows ? { routedDx: rows.dRows.data, dWeights: rows.dWeightRows.data } : null);
+  return pass.attentionBackward(pass.moe ? localGradCombine(pass.gradRows) : null);
 }
 
 /** The block's W; only adds into `g`. */

@@ -24,9 +24,9 @@ export function makeDump(trainer: ReferenceTrainer): Map<string, Uint8Array | st
   const { losses, forwards } = trainer.gradients(batch);
   const outputs = new Map<string, SafeTensor>();
   const logitsShape = [training.batchSize, model.seqLen, model.vocabSize];
-  outputs.set('logits', tensorOf(concatArrays(forwards.map((f) => f.logits.data)), logitsShape));
+  outputs.set('logits', tensorOf(concatArrays(trainer.nm.dtype, forwards.map((f) => f.logits.data)), logitsShape));
   if (model.mtpDepth > 0) outputs.set('logits_mtp',
-    tensorOf(concatArrays(forwards.map((f) => f.logitsMtp!.data)), logitsShape));
+    tensorOf(concatArrays(trainer.nm.dtype, forwards.map((f) => f.logitsMtp!.data)), logitsShape));
   const scalar = (x: number) => tensorOf(trainer.nm.dtype === 'f64' ? Float64Array.of(x) : Float32Array.of(x), []);
   outputs.set('loss', scalar(losses.total));
   outputs.set('loss_main', scalar(losses.main));

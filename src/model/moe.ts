@@ -180,6 +180,11 @@ export function localCombine(nm: Numerics, expertOut: Tensor): FloatArray {
   return expertOut.data;
 }
 
+/** dispatch(B) on one process: the rows' gradients are the tokens'. */
+export function localGradCombine(mlp: MoeExpertsBackward): MoeRoutedGrads {
+  return { routedDx: mlp.dRows.data, dWeights: mlp.dWeightRows.data };
+}
+
 // u [T, d] -> y [T, d]
 export function moeForward(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor, scale: LossScale): MoeForward {
   const { gate, balanceLoss } = moeGate(c, nm, p, u, scale);
@@ -193,7 +198,7 @@ export function moeForward(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor
 export function moeBackwardInput(c: ModelConfig, nm: Numerics, p: MoeParams, s: MoeSaved, dy: Tensor,
                                  scale: LossScale): { dx: Tensor; forWeight: MoeWeightInputs } {
   const mlp = moeExpertsBackward(c, nm, p, s, dy, dy.data);
-  return moeInputGrad(c, nm, p, s, dy, mlp, { routedDx: mlp.dRows.data, dWeights: mlp.dWeightRows.data }, scale);
+  return moeInputGrad(c, nm, p, s, dy, mlp, localGradCombine(mlp), scale);
 }
 
 // ---- row helpers --------------------------------------------------------------------------------------------------

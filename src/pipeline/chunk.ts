@@ -27,12 +27,7 @@ export async function runBackward(stage: EpStageRun, dOut: Tensor | null, waitFo
   let { dy, event } = stage.prologueBackward(dOut, waitFor);
   for (const block of [...stage.blocks].reverse()) ({ dy, event } =
     await blockBackward(stage, block, dy, event, deferWeights));
-  const done = stage.epilogueBackward(dy, event);
-  if (!deferWeights) {
-    stage.outputWeight();
-    stage.embedWeight();
-  }
-  return { tensor: done.dx, event: done.event };
+  return finishBackward(stage, dy, event, deferWeights);
 }
 
 /** The deferred W of a Bz: the heads', the blocks' from the last, the embedding's. */
@@ -75,11 +70,7 @@ export async function runOverlapped(f: { stage: EpStageRun; input: Tensor | null
   for (const block of fBlocks.slice(pairs)) ({ x, event: fEvent } = await blockForward(f.stage, block, x, fEvent));
   for (const block of bBlocks.slice(pairs)) ({ dy, event: bEvent } =
     await blockBackward(b.stage, block, dy, bEvent, false));
-  const forward = finishForward(f.stage, x, fEvent);
-  const done = b.stage.epilogueBackward(dy, bEvent);
-  b.stage.outputWeight();
-  b.stage.embedWeight();
-  return { forward, backward: { tensor: done.dx, event: done.event } };
+  return { forward: finishForward(f.stage, x, fEvent), backward: finishBackward(b.stage, dy, bEvent, false) };
 }
 
 async function blockForward(stage: EpStageRun, block: EpBlockRun, h: Tensor,
@@ -107,4 +98,14 @@ async function blockBackward(stage: EpStageRun, block: EpBlockRun, dOut: Tensor,
 function finishForward(stage: EpStageRun, x: Tensor, event: VEvent | null): ChunkOutput {
   const last = stage.epilogueForward(x, event);
   return { tensor: stage.shape.output ? null : x, event: last };
+}
+
+/** The embedding's backward and, unless deferred, the heads' and the embedding's W. */
+function finishBackward(stage: EpStageRun, dy: Tensor, event: VEvent | null, deferWeights: boolean): ChunkOutput {
+  const done = stage.epilogueBackward(dy, event);
+  if (!deferWeights) {
+    stage.outputWeight();
+    stage.embedWeight();
+  }
+  return { tensor: done.dx, event: done.event };
 }

@@ -5,15 +5,15 @@
 // gradients to the previous one at the same EP index; a neighbour stage on this rank (DualPipeV's turn) gets its
 // tensor locally, through the same wire format. Deferred weight-gradient work waits in a FIFO for its W. Every EP
 // rank of a pipeline rank runs the same program, so their EP collectives pair up.
-// Postconditions at the end of the step: the W FIFO is empty, no activation is live, every output was sent and
-// every input taken.
+// Postconditions at the end of the step: the W FIFO is empty, no activation is live, every input was taken (that
+// every output is sent, resolveTimeline checks before the step).
 import { assert, moemuError, MoemuError } from '../errors.js';
 import type { ComputeMeter } from '../fabric/compute-meter.js';
 import type { HbmHandle } from '../fabric/hbm.js';
 import type { ExchangeRecv, ExchangeSend, RankFabric } from '../fabric/rank-fabric.js';
 import type { OpRecord, ScheduleOpRef, VEvent } from '../fabric/streams.js';
-import type { Ps } from '../fabric/virtual-time.js';
 import type { LossParts } from '../parallel/ep-stage.js';
+import type { OpCostsPs } from './fixed-costs.js';
 import { formatOp } from './format.js';
 import { resolveTimeline, type CommBatch, type CommItem, type StageHolders } from './p2p-batches.js';
 import { ppTag } from '../comm/tags.js';
@@ -23,9 +23,6 @@ import type { Tensor } from '../tensor/tensor.js';
 
 /** The loss terms one stage computed for one micro-batch (every stage reports: blocks add balance terms). */
 export interface MicroBatchLoss { pipe: number; mb: number; parts: LossParts }
-
-/** Fixed-cost mode (DESIGN "Virtual time"): what each op costs, in ps. A deferred backward Bz costs B − W. */
-export interface OpCostsPs { F: Ps; B: Ps; W: Ps; FB: Ps }
 
 export interface ExecutorEnv {
   fabric: RankFabric;

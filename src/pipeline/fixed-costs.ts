@@ -3,9 +3,11 @@
 // Units are microseconds of virtual time: 1 unit = 1e6 ps, so up to six decimals are exact (F=1, B=2.0137 …).
 // The deferred backward Bz costs B − W; an F&B costs FB (F + B unless given: no overlap gain).
 import { moemuError } from '../errors.js';
-import type { OpCostsPs } from './executor.js';
+import type { Ps } from '../fabric/virtual-time.js';
 
 export interface OpCosts { F: number; B: number; W: number; FB: number }
+/** The same in whole picoseconds, as the executor charges them. */
+export interface OpCostsPs { F: Ps; B: Ps; W: Ps; FB: Ps }
 
 export const COST_UNIT_PS = 1_000_000;
 /** `--unit-cost sum|max`: F = 1, B = 2, W = 1 and F&B = F + B or max(F, B) (FACTS §5's unit costs). */

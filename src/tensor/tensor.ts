@@ -78,10 +78,12 @@ export function dtypeOfArray(array: FloatArray): FloatDType {
   return array instanceof Float64Array ? 'f64' : 'f32';
 }
 
-/** The arrays of `parts`, one after the other, in one array of their type. */
-export function concatArrays<T extends FloatArray>(parts: readonly T[]): T {
+/** The arrays of `parts`, one after the other, in one array of `dtype` (also when there are none). */
+export function concatArrays(dtype: 'f64', parts: readonly Float64Array[]): Float64Array;
+export function concatArrays(dtype: FloatDType, parts: readonly FloatArray[]): FloatArray;
+export function concatArrays(dtype: FloatDType, parts: readonly FloatArray[]): FloatArray {
   const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = (parts[0] instanceof Float64Array ? new Float64Array(total) : new Float32Array(total)) as T;
+  const out = allocate(dtype, total);
   let at = 0;
   for (const p of parts) {
     out.set(p, at);

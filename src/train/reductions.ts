@@ -47,7 +47,7 @@ export async function reduceGradients(env: ReductionsEnv,
   fabric.clock.waitFor('comm', { endPs: fabric.clock.now('compute') });
   await allReduceSum(ep.group, afterSchedule('gradients', 'reduce'), grads);
   unflatten(store, replicated, grads);
-  const flatLoads = concatArrays(loadKeys.map((k) => loads.get(k)!));
+  const flatLoads = concatArrays('f64', loadKeys.map((k) => loads.get(k)!));
   await allReduceSum(ep.group, afterSchedule('loads', 'reduce'), flatLoads);
   loadKeys.forEach((k, i) => loads.set(k, flatLoads.slice(i * experts, (i + 1) * experts)));
   for (const { pipelineRank, names } of env.shared) await sumWithCopy(env, pipelineRank, names, loadKeys, loads);
@@ -60,7 +60,7 @@ async function sumWithCopy(env: ReductionsEnv, pipelineRank: number, names: stri
   const { fabric, store, place, experts } = env;
   const keys = loadKeys.filter((k) => names.includes(`${k}.gate.weight`));
   const mine = flatten(env, names);
-  const myLoads = concatArrays(keys.map((k) => loads.get(k)!));
+  const myLoads = concatArrays('f64', keys.map((k) => loads.get(k)!));
   const target = pipelineRank * place.ep + place.epRank;
   const me = place.pipelineRank;
   const tag = (what: 'g' | 'l', from: number) => copySumTag(me, pipelineRank, what, from);

@@ -18,6 +18,7 @@ import { AdamW, clipToNorm } from '../model/optimizer.js';
 import { initParamStore, type ParamStore } from '../model/params.js';
 import type { TrainingConfig } from '../model/trainer.js';
 import type { BlockEnv } from '../parallel/ep-block.js';
+import { BYTES_PER_ELEMENT } from '../tensor/tensor.js';
 import { executeProgram, type MicroBatchLoss } from '../pipeline/executor.js';
 import { costsPs } from '../pipeline/fixed-costs.js';
 import { ModelWork } from '../pipeline/model-stage.js';
@@ -151,7 +152,7 @@ export class RankTrainer {
       [...this.store[which].values()].reduce((n, t) => n + t.data.byteLength, 0);
     hbm.alloc('parameters', 'parameters of the stage', bytes('values'));
     hbm.alloc('gradients', 'gradients of the stage', bytes('grads'));
-    const momentBytes = momentsInBf16(this.nm) ? 2 : this.nm.dtype === 'f64' ? 8 : 4;
+    const momentBytes = BYTES_PER_ELEMENT[momentsInBf16(this.nm) ? 'bf16' : this.nm.dtype];
     const elements = [...this.store.grads.values()].reduce((n, t) => n + t.size, 0);
     hbm.alloc('optimizer', 'AdamW moments', 2 * elements * momentBytes);
   }
@@ -160,8 +161,8 @@ export class RankTrainer {
    * AdamW reads parameter, gradient and both moments and writes three of them (7). */
   #chargeOptimizer(): void {
     const elements = [...this.store.grads.values()].reduce((n, t) => n + t.size, 0);
-    const bytesPerElement = this.nm.dtype === 'f64' ? 8 : 4;
-    const durationPs = computePs(this.fabric.cluster.gpu, { matmulFlops: 0, bytes: 10 * elements * bytesPerElement });
+    const bytes = 10 * elements * BYTES_PER_ELEMENT[this.nm.dtype];
+    const durationPs = computePs(this.fabric.cluster.gpu, { matmulFlops: 0, bytes });
     // The update needs every reduction done: it waits for the comm stream.
     this.#meter.charge(afterSchedule('optimizer', 'optimizer'), [{ endPs: this.fabric.clock.now('comm') }], durationPs);
   }
