@@ -143,13 +143,21 @@ export class Coordinator {
         console.error(`moemu coordinator: refused a malformed ${m.type} message: ${(error as Error).message}`);
       }
     });
-    // A frame past frameBytesMax (a rank's result too large to report) or a broken frame: the run fails naming the
-    // node, before its connection's close says less.
+    // A frame past frameBytesMax (a rank's result too large to report) or a broken frame. From a node of the
+    // cluster the run fails naming it, before its connection's close says less; from a connection that never
+    // joined it is refused like a malformed message, and the cluster carries on.
     ws.on('error', (error) => {
       const state = [...this.#nodes.values()].find((n) => n.ws === ws);
-      const from = state ? `node ${state.node}` : 'a node that had not joined';
-      this.#fail(moemuError('MOEMU_ERR_FRAME', `a control message from ${from} was refused: ${error.message} ` +
-        `(cluster.frameBytesMax ${this.options.frameBytesMax} B)`, state ? { node: state.node } : {}));
+      if (!state) {
+        console.error('moemu coordinator: refused a control frame from a connection that had not joined: ' +
+          error.message);
+        ws.terminate();
+        return;
+      }
+      const tooLarge = (error as { code?: unknown }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
+      this.#fail(moemuError('MOEMU_ERR_FRAME', `a control message from node ${state.node} was refused: ` +
+        `${error.message}${tooLarge ? ` (cluster.frameBytesMax ${this.options.frameBytesMax} B)` : ''}`,
+        { node: state.node }));
     });
     ws.on('close', () => {
       const state = [...this.#nodes.values()].find((n) => n.ws === ws);

@@ -9,6 +9,7 @@ import type { CollectiveProgram, CollectiveResult } from '../../dist/src/runtime
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS, type ClusterConfig } from '../../dist/src/fabric/cluster-config.js';
 import { psForBytes, psFromNs } from '../../dist/src/fabric/virtual-time.js';
 import { Rng, seedFor } from '../../dist/src/tensor/rng.js';
+import { FRAME_BYTES_MIN } from '../../dist/src/scenario/schema.js';
 import { formatViolation, runCheckers } from '../checkers/index.js';
 
 const coordinators: Coordinator[] = [];
@@ -34,9 +35,10 @@ function cluster(nodes: number, gpusPerNode: number, hbmBytes = 80e9): ClusterCo
   return { ...base, nodes, gpusPerNode, gpu: { ...base.gpu, hbmBytes } };
 }
 
-async function start(c: ClusterConfig, watchdogMs = 10_000): Promise<Coordinator> {
+async function start(c: ClusterConfig, watchdogMs = 10_000,
+                     frameBytesMax = RUNTIME_DEFAULTS.frameBytesMax): Promise<Coordinator> {
   const coordinator = await Coordinator.start({ cluster: c, ...RUNTIME_DEFAULTS, watchdogMs, heartbeatMs: 200, port: 0,
-    startupTimeoutMs: 30_000, launch: 'fork' });
+    startupTimeoutMs: 30_000, launch: 'fork', frameBytesMax });
   coordinators.push(coordinator);
   return coordinator;
 }
@@ -206,6 +208,24 @@ describe('cluster: failures', () => {
     ws.close();
     const results = await run(c, { kind: 'collectives', seed: 1, steps: [{ op: 'barrier' }] });
     expect(results).toHaveLength(1);
+  }, 60_000);
+
+  it('a frame past frameBytesMax: from a connection that never joined it is refused and the cluster carries on; ' +
+    'from a node, the run fails naming the node', async () => {
+    const c = await start(cluster(1, 2), 10_000, FRAME_BYTES_MIN);
+    const { default: WebSocket } = await import('ws');
+    const stray = new WebSocket(c.url, { headers: { 'x-moemu-token': c.token } });
+    await new Promise((resolve) => stray.on('open', resolve));
+    const closed = new Promise((resolve) => stray.on('close', resolve));
+    stray.on('error', () => undefined);
+    stray.send(Buffer.alloc(FRAME_BYTES_MIN + 1));
+    await closed;
+    expect(await run(c, { kind: 'collectives', seed: 1, steps: [{ op: 'barrier' }] })).toHaveLength(2);
+    // 2 000 op records in a rank's result: far more than 64 KiB of JSON.
+    await expect(c.run({ kind: 'collectives', seed: 1,
+      steps: [{ op: 'stream', source: 0, target: 1, bytes: 64, count: 2000 }] }))
+      .rejects.toMatchObject({ code: 'MOEMU_ERR_FRAME', context: { node: 0 },
+        message: expect.stringContaining(`cluster.frameBytesMax ${FRAME_BYTES_MIN} B`) });
   }, 60_000);
 
   it('an allocation past a GPU\'s HBM capacity fails with the out-of-memory error naming the rank', async () => {
