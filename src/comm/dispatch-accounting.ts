@@ -81,6 +81,14 @@ export function dispatchRows(t: EpTopology, topkPerRank: Int32Array[], K: number
   return tally;
 }
 
+/** The rows EP rank `source`'s own tokens put on each link class: its share of dispatchRows's totals (the group's
+ * totals are the sum of every rank's share). */
+export function originRows(t: EpTopology, source: number, topk: Int32Array, K: number): { ib: number; nvlink: number } {
+  const perRank = Array.from({ length: t.ranks }, (_, r) => (r === source ? topk : new Int32Array(0)));
+  const rows = dispatchRows(t, perRank, K);
+  return { ib: rows.ibRows, nvlink: rows.nvlinkRows };
+}
+
 /** Combine's rows per link: dispatch's rows with every link reversed (see the header). */
 export function combineRowsByLink(dispatchRowsByLink: Map<string, number>): Map<string, number> {
   const out = new Map<string, number>();

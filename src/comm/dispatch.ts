@@ -39,6 +39,8 @@ export interface DispatchHandle {
   float64: boolean;
   origin: Int32Array;       // [R] origin EP rank of each received row
   token: Int32Array;        // [R] token index on its origin
+  topk: Int32Array;         // [T, K] this rank's tokens' expert ids: the layout its combines go back along
+  K: number;
 }
 
 export interface DispatchResult {
@@ -216,7 +218,8 @@ function assemble(ep: EpGroup, blocks: Map<number, EpRows>, input: DispatchInput
     }
     at += b.rows;
   }
-  const handle: DispatchHandle = { tag, tokens: input.x.length / d, d, float64, origin, token: all.token };
+  const handle: DispatchHandle = { tag, tokens: input.x.length / d, d, float64, origin, token: all.token,
+    topk: input.topk, K: input.K };
   const fp8 = ordered.every((b) => b.fp8) && ordered.length > 0
     ? concatTileRows(ordered.map((b) => b.fp8!)) : undefined;
   return { rows: R, x: all.x, fp8, localIds: all.ids, weights: all.weights, countsPerLocalExpert: counts, handle, op };

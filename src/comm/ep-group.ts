@@ -3,6 +3,7 @@
 // GPU with the same local index, which forwards it over NVLink).
 import { moemuError } from '../errors.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
+import { originRows } from './dispatch-accounting.js';
 import { expertRank, type EpTopology } from './dispatch-layout.js';
 import { Group } from './group.js';
 
@@ -10,6 +11,9 @@ export class EpGroup {
   readonly group: Group;
   readonly topology: EpTopology;
   readonly nodes: number;
+  /** Payload bytes the dispatches and combines of this rank's tokens put on each link class by FACTS §3's count
+   * (`countRows`), beside the bytes the fabric measures; `takeAnalytical` reads and clears them once a step. */
+  #analytical = { ib: 0, nvlink: 0 };
 
   /** `ranks[e]` = the global rank of EP rank e. */
   constructor(fabric: RankFabric, ranks: readonly number[], gpusPerNode: number, experts: number, name = 'ep') {
@@ -33,6 +37,20 @@ export class EpGroup {
   at(node: number, local: number): number { return node * this.gpusPerNode + local; }
   global(e: number): number { return this.group.ranks[e]; }
   rankOfExpert(expert: number): number { return expertRank(this.topology, expert); }
+
+  /** Adds one transfer of this rank's tokens' rows (a dispatch, or a combine along its layout) to the analytical
+   * count: the rows each link class carries for them, `rowBytes` payload bytes each. */
+  countRows(topk: Int32Array, K: number, rowBytes: number): void {
+    const rows = originRows(this.topology, this.me, topk, K);
+    this.#analytical.ib += rows.ib * rowBytes;
+    this.#analytical.nvlink += rows.nvlink * rowBytes;
+  }
+
+  takeAnalytical(): { ib: number; nvlink: number } {
+    const taken = this.#analytical;
+    this.#analytical = { ib: 0, nvlink: 0 };
+    return taken;
+  }
 
   /** EP ranks of the own node other than me, ascending. */
   nodePeers(): number[] {

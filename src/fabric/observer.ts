@@ -15,8 +15,9 @@ export interface MessageEvent {
   /** The link model's sender half: first byte out, last byte out. */
   outPs: number;
   egressEndPs: number;
-  /** CRC-32 of the payload bytes: the same value at both ends means the same tensor arrived. */
-  crc: number;
+  /** CRC-32 of the payload bytes: the same value at both ends means the same tensor arrived; null when the
+   * observer did not ask for checksums (they cost a pass over every byte). */
+  crc: number | null;
   /** The exchange that posted (or took) it, and that op's label. */
   op: string;
   label: OpLabel | null;
@@ -29,8 +30,19 @@ export interface SentEvent extends MessageEvent { postedPs: number }
 export interface ReceivedEvent extends MessageEvent { postedPs: number; donePs: number }
 
 export interface FabricObserver {
+  /** Whether events must carry payload checksums (default: yes). */
+  readonly checksums?: boolean;
   sent(event: SentEvent): void;
   received(event: ReceivedEvent): void;
+}
+
+/** One observer that passes every event to each of `observers` (checksums if any of them asks). */
+export function fanOut(...observers: readonly FabricObserver[]): FabricObserver {
+  return {
+    checksums: observers.some((o) => o.checksums !== false),
+    sent: (event) => { for (const o of observers) o.sent(event); },
+    received: (event) => { for (const o of observers) o.received(event); },
+  };
 }
 
 /** Collects a rank's events per step (what a program returns to its caller in check mode). */

@@ -108,6 +108,10 @@ export class RankFabric {
     this.#ib = new Port(cluster.ib, `ib r${rank}`, { free: true });
   }
 
+  #crc(payload: Uint8Array): number | null {
+    return this.#observer?.checksums === false ? null : payloadCrc32(payload);
+  }
+
   sameNode(other: number): boolean {
     return nodeOf(this.options.cluster, other) === this.node;
   }
@@ -138,7 +142,7 @@ export class RankFabric {
         bytes, metadataBytes: meta, step: this.clock.step, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
       const owned = s.owned ?? false;
       if (this.#observer) {
-        this.#observer.sent({ ...header, link: this.sameNode(s.target) ? 'nvlink' : 'ib', crc: payloadCrc32(s.payload),
+        this.#observer.sent({ ...header, link: this.sameNode(s.target) ? 'nvlink' : 'ib', crc: this.#crc(s.payload),
           op: name, label: labelOf(opName), postedPs });
       }
       if (this.sameNode(s.target)) await this.options.transport.sendNvlink(header, s.payload, owned);
@@ -164,7 +168,7 @@ export class RankFabric {
           const h = r.header;
           this.#observer!.received({ step: h.step, src: h.src, dst: h.dst, link: r.link, tag: h.tag, seq: h.seq,
             bytes: h.bytes, metadataBytes: h.metadataBytes, outPs: h.outPs, egressEndPs: h.egressEndPs,
-            crc: payloadCrc32(r.payload), op: name, label: labelOf(opName), postedPs: startPs, donePs: donePs[i] });
+            crc: this.#crc(r.payload), op: name, label: labelOf(opName), postedPs: startPs, donePs: donePs[i] });
         });
       }
     }

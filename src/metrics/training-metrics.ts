@@ -4,10 +4,12 @@
 // file is byte-identical across runs of one scenario.
 import type { HbmSnapshot } from '../fabric/hbm.js';
 import { PS_PER_S, type Ps } from '../fabric/virtual-time.js';
+import { linkFigures, type LinkClass, type LinkFigures, type RankTraffic } from './link-figures.js';
 import { stepFiguresOf, type ClusterFigures, type RankFigures, type RankStepSummary } from './step-metrics.js';
 
-/** 2: op records carry labels (F&B figures from them), `departures`, parallel.costs and expertGroups in the config. */
-export const METRICS_VERSION = 2;
+/** 3: per step `links` (per link class, EP payload beside its analytical count) and `experts` (loads, biases).
+ * 2: op records carry labels (F&B figures from them), `departures`, parallel.costs and expertGroups in the config. */
+export const METRICS_VERSION = 3;
 
 /** A micro-batch's loss terms from one rank: `main`/`mtp` on the output stage, `balance` per MoE block. */
 export interface LossPartsIn { main: number | null; mtp: number | null; balance: [string, number][] }
@@ -25,9 +27,14 @@ export interface RankRunIn {
     peakLiveActivations: number;
     loadImbalance: number;
     summary: RankStepSummary;
+    traffic: RankTraffic;
+    analytical: Record<LinkClass, number>;
+    experts?: ExpertsIn[];
   }[];
   hbm: HbmSnapshot;
 }
+
+export interface ExpertsIn { layer: string; loads: number[]; bias: number[] }
 
 export interface RunShape {
   /** Micro-batch m of pipe p is global micro-batch m + p·pipeOffset (DualPipe: N/2; otherwise 0). */
@@ -54,6 +61,9 @@ export interface StepMetrics {
   spanPs: Ps;
   tokensPerVirtualSecond: number | null;
   cluster: ClusterFigures;
+  links: Record<LinkClass, LinkFigures>;
+  /** Per MoE layer in model order: the step's global tokens per expert and the gate biases after its update. */
+  experts: ExpertsIn[];
   ranks: (RankFigures & { peakLiveActivations: number })[];
 }
 
@@ -102,6 +112,8 @@ function stepMetrics(shape: RunShape, runs: readonly RankRunIn[], i: number): St
     spanPs: figures.spanPs,
     tokensPerVirtualSecond: figures.spanPs === 0 ? null : (shape.tokensPerStep * PS_PER_S) / figures.spanPs,
     cluster: figures.cluster,
+    links: linkFigures(runs.map((r) => r.steps[i]), figures.spanPs),
+    experts: expertsOfStep(runs.map((r) => r.steps[i])),
     ranks: figures.ranks.map((f, r) => ({ ...f, peakLiveActivations: runs[r].steps[i].peakLiveActivations })),
   };
 }
@@ -131,6 +143,18 @@ export function microBatchLosses(shape: RunShape, stepsOfRanks: readonly RankRun
     out.push({ main, mtp, balance: balanceTotal, total: main + shape.mtpWeight * mtp + balanceTotal });
   }
   return out;
+}
+
+/** Each MoE layer once (DualPipe holds two copies: they agree), from the lowest rank that has it. */
+function expertsOfStep(stepsOfRanks: readonly RankRunIn['steps'][number][]): ExpertsIn[] {
+  const byLayer = new Map<string, ExpertsIn>();
+  for (const s of stepsOfRanks) {
+    for (const e of s.experts ?? []) if (!byLayer.has(e.layer)) byLayer.set(e.layer, e);
+  }
+  return [...byLayer.keys()].sort(byModelOrder).map((layer) => {
+    const e = byLayer.get(layer)!;
+    return { layer, loads: e.loads, bias: e.bias };
+  });
 }
 
 function sumLosses(parts: readonly Losses[]): Losses {

@@ -5,6 +5,7 @@
 // dy goes to the experts by a cached dispatch (the combine's backward), the rows' input and gate-value gradients
 // come back by one combine (the dispatch's backward). With EP = 1 this is the single-process layer exactly.
 import { combine } from '../comm/combine.js';
+import { dispatchPayloadBytes } from '../comm/dispatch-accounting.js';
 import { dispatch, type DispatchHandle, type DispatchResult } from '../comm/dispatch.js';
 import type { EpGroup } from '../comm/ep-group.js';
 import { NATIVE, type RowWire } from '../comm/ep-rows.js';
@@ -24,6 +25,7 @@ import { allocate, dtypeOfArray, Tensor, type FloatArray } from '../tensor/tenso
 // u [T, d] and its routing -> the rows this rank's experts compute on (model/moe.ts RoutedRows) and their handle
 export function epMoeDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, u: Tensor, gate: GateSaved,
                               waitFor: readonly VEvent[] = [], name: OpName = 'dispatch'): Promise<DispatchResult> {
+  ep.countRows(gate.chosen, c.topK, wireRowBytes(c.hidden, dispatchWire(nm), u.data.BYTES_PER_ELEMENT));
   return dispatch(ep, { x: u.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK,
     wire: dispatchWire(nm), waitFor }, name);
 }
@@ -32,6 +34,7 @@ export function epMoeDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, u: Tens
 export async function epMoeCombine(ep: EpGroup, nm: Numerics, handle: DispatchHandle, expertOut: Tensor,
                                    waitFor: readonly VEvent[] = [],
                                    name: OpName = 'combine'): Promise<{ out: FloatArray; op: OpRecord }> {
+  ep.countRows(handle.topk, handle.K, wireRowBytes(handle.d, bf16Wire(nm), expertOut.data.BYTES_PER_ELEMENT));
   return combine(ep, handle, expertOut.data, name, { wire: bf16Wire(nm), waitFor });
 }
 
@@ -39,6 +42,7 @@ export async function epMoeCombine(ep: EpGroup, nm: Numerics, handle: DispatchHa
 export function epMoeGradDispatch(ep: EpGroup, c: ModelConfig, nm: Numerics, gate: GateSaved, dy: Tensor,
                                   waitFor: readonly VEvent[] = [],
                                   name: OpName = 'dispatch dy'): Promise<DispatchResult> {
+  ep.countRows(gate.chosen, c.topK, wireRowBytes(c.hidden, bf16Wire(nm), dy.data.BYTES_PER_ELEMENT));
   return dispatch(ep, { x: dy.data, topk: gate.chosen, weights: gate.weights.data, d: c.hidden, K: c.topK,
     wire: bf16Wire(nm), cached: true, waitFor }, name);
 }
@@ -57,6 +61,7 @@ export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics
     rows.data.set(mlp.dRows.data.subarray(r * d, (r + 1) * d), r * (d + K));
     rows.data.set(mlp.dWeightRows.data.subarray(r * K, (r + 1) * K), r * (d + K) + d);
   }
+  ep.countRows(handle.topk, K, wireRowBytes(d, bf16Wire(nm), rows.data.BYTES_PER_ELEMENT));
   const back = await combine(ep, { ...handle, d: d + K }, rows.data, name,
     { wire: bf16Wire(nm), waitFor, metadataColumns: K });
   const T = handle.tokens;
@@ -67,6 +72,12 @@ export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics
     dWeights.set(back.out.subarray(t * (d + K) + d, (t + 1) * (d + K)), t * K);
   }
   return { routedDx, dWeights, op: back.op };
+}
+
+/** A row's payload bytes by FACTS §3's count (dispatch-accounting.ts), not by the wire's encoder: an FP8 row carries
+ * its tile scales, a bf16 row 2 bytes a value, a native row the run's float size. */
+function wireRowBytes(d: number, wire: RowWire, elementBytes: number): number {
+  return wire.kind === 'native' ? d * elementBytes : dispatchPayloadBytes(1, d, wire.kind, wire.kind === 'fp8' ? wire.tile : 1);
 }
 
 /** FACTS §3: dispatch in FP8 in fp8 runs (bf16 in bf16 runs); pipeline activations travel the same way (DESIGN

@@ -46,6 +46,8 @@ export interface RankStepResult {
   loads: Map<string, Float64Array>;
   /** This step's op records on this rank (virtual time). */
   records: OpRecord[];
+  /** EP payload bytes this rank's tokens put on each link class in the step, by FACTS §3's count. */
+  analytical: { ib: number; nvlink: number };
 }
 
 export class RankTrainer {
@@ -108,7 +110,7 @@ export class RankTrainer {
     this.#chargeOptimizer();
     this.#postconditions(step);
     return { step, losses: result.losses, gradNorm, lr, peakLiveActivations: result.peakLiveActivations, loads,
-      records: this.fabric.clock.takeRecords() };
+      records: this.fabric.clock.takeRecords(), analytical: this.#ep.takeAnalytical() };
   }
 
   /** The rank's schedule on this EP rank's sequences of the step's batch (DualPipe: direction d carries global

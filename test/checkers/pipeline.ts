@@ -16,7 +16,7 @@ export function checkPipeline(input: CheckInput): Violation[] {
   const bySteps = new Map<number, RankStepTrace[]>();
   for (const t of input.traces) bySteps.set(t.step, [...(bySteps.get(t.step) ?? []), t]);
   for (const [step, traces] of bySteps) {
-    const sent = new Map<string, { seq: number; tag: string; crc: number }[]>();
+    const sent = new Map<string, { seq: number; tag: string; crc: number | null }[]>();
     for (const t of traces) {
       for (const m of t.sent) if (parsePpTag(m.tag)) push(sent, `${m.src}>${m.dst}`, m);
     }

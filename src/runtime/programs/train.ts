@@ -4,8 +4,10 @@
 import { messageOf, moemuError, MoemuError } from '../../errors.js';
 import type { RankFabric } from '../../fabric/rank-fabric.js';
 import type { HbmSnapshot } from '../../fabric/hbm.js';
-import { MessageLog, type ReceivedEvent, type SentEvent } from '../../fabric/observer.js';
+import { fanOut, MessageLog, type ReceivedEvent, type SentEvent } from '../../fabric/observer.js';
 import type { OpRecord } from '../../fabric/streams.js';
+import { TrafficTally, type LinkClass, type RankTraffic } from '../../metrics/link-figures.js';
+import type { ExpertsIn } from '../../metrics/training-metrics.js';
 import { rankStepSummary, type RankStepSummary } from '../../metrics/step-metrics.js';
 import { loadImbalance } from '../../model/bias-update.js';
 import type { ParamStore } from '../../model/params.js';
@@ -21,6 +23,8 @@ export interface TrainProgram extends RankTrainerOptions {
   records?: boolean;
   /** `moemu run --check`: every op record and every message sent and taken, per step, for the checkers. */
   check?: boolean;
+  /** The steps whose op records and messages come back for the trace (`moemu run --trace`). */
+  traceSteps?: readonly number[];
 }
 
 export interface TrainStepResult {
@@ -34,6 +38,12 @@ export interface TrainStepResult {
   summary: RankStepSummary;
   /** Wall-clock time of the step on this rank (for wall.json only: never part of metrics.json). */
   wallMs: number;
+  /** What the rank sent over each link class in the step, and FACTS §3's count of its tokens' EP payload. */
+  traffic: RankTraffic;
+  analytical: Record<LinkClass, number>;
+  /** EP rank 0 of a pipeline rank: per MoE layer of its stages, the step's global tokens per expert and the gate
+   * biases after the step's update. */
+  experts?: ExpertsIn[];
   /** The step's global expert loads of this rank's MoE layers (with `records`, for tests). */
   loads?: Record<string, number[]>;
   records?: OpRecord[];
@@ -57,16 +67,19 @@ export interface TrainProgress { step: number; steps: number; wallMs: number }
 export async function runTrainProgram(
   fabric: RankFabric, p: TrainProgram, report: (progress: TrainProgress) => void = () => undefined,
 ): Promise<TrainRankResult> {
-  const log = p.check ? new MessageLog() : null;
-  fabric.observe(log);
+  const log = p.check || (p.traceSteps?.length ?? 0) > 0 ? new MessageLog() : null;
+  const tally = new TrafficTally();
+  fabric.observe(log ? fanOut(tally, log) : tally);
   try {
-    return await trainSteps(fabric, p, log, report);
+    return await trainSteps(fabric, p, { log, tally }, report);
   } finally {
     fabric.observe(null);
   }
 }
 
-async function trainSteps(fabric: RankFabric, p: TrainProgram, log: MessageLog | null,
+interface Observers { log: MessageLog | null; tally: TrafficTally }
+
+async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: Observers,
                           report: (progress: TrainProgress) => void): Promise<TrainRankResult> {
   const trainer = new RankTrainer(fabric, p);
   const steps: TrainStepResult[] = [];
@@ -75,13 +88,17 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, log: MessageLog |
     const keep = step === p.gradientsAtStep ? (store: ParamStore) => { gradients = dump(store, 'grads'); } : undefined;
     const started = performance.now();
     const r = await withStep(step, fabric.rank, () => trainer.step(step, keep));
+    const messages = log?.take();
+    const traced = p.check || p.traceSteps?.includes(step);
     steps.push({ step, losses: r.losses, gradNorm: r.gradNorm, lr: r.lr, peakLiveActivations: r.peakLiveActivations,
       loadImbalance: loadImbalance(r.loads),
       summary: rankStepSummary(fabric.rank, r.records), wallMs: performance.now() - started,
-      ...(p.records || p.check
+      traffic: tally.take(), analytical: r.analytical,
+      ...(trainer.place.epRank === 0 ? { experts: expertsOf(trainer.store, r.loads) } : {}),
+      ...(p.records || traced
         ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) }
         : {}),
-      ...(log ? { messages: log.take() } : {}) });
+      ...(messages && traced ? { messages } : {}) });
     if (fabric.rank === 0) report({ step, steps: p.training.steps, wallMs: steps[steps.length - 1].wallMs });
   }
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,
@@ -100,6 +117,11 @@ async function withStep<T>(step: number, rank: number, run: () => Promise<T>): P
     throw moemuError('MOEMU_ERR_INTERNAL', `training failed: ${messageOf(error)}`,
       { rank, step });
   }
+}
+
+function expertsOf(store: ParamStore, loads: ReadonlyMap<string, Float64Array>): ExpertsIn[] {
+  return [...loads].map(([layer, load]) => ({ layer, loads: Array.from(load),
+    bias: Array.from(store.value(`${layer}.gate.bias`).data) }));
 }
 
 function dump(store: ParamStore, which: 'grads' | 'values'): Record<string, number[]> {
