@@ -68,7 +68,7 @@ export interface StepMetrics {
 }
 
 /** The steps' figures, with the cluster's and each rank's place and memory. `config` is echoed as given. */
-export function trainingMetrics(config: unknown, shape: RunShape, runs: readonly RankRunIn[]) {
+export function trainingMetrics<C extends { name: string }>(config: C, shape: RunShape, runs: readonly RankRunIn[]) {
   const ordered = [...runs].sort((a, b) => a.rank - b.rank);
   const steps = ordered[0].steps.map((_, i) => stepMetrics(shape, ordered, i));
   const last = steps[steps.length - 1];

@@ -77,7 +77,8 @@ export async function epMoeGradCombine(ep: EpGroup, c: ModelConfig, nm: Numerics
 /** A row's payload bytes by FACTS §3's count (dispatch-accounting.ts), not by the wire's encoder: an FP8 row carries
  * its tile scales, a bf16 row 2 bytes a value, a native row the run's float size. */
 function wireRowBytes(d: number, wire: RowWire, elementBytes: number): number {
-  return wire.kind === 'native' ? d * elementBytes : dispatchPayloadBytes(1, d, wire.kind, wire.kind === 'fp8' ? wire.tile : 1);
+  if (wire.kind === 'native') return d * elementBytes;
+  return dispatchPayloadBytes(1, d, wire.kind, wire.kind === 'fp8' ? wire.tile : 1);
 }
 
 /** FACTS §3: dispatch in FP8 in fp8 runs (bf16 in bf16 runs); pipeline activations travel the same way (DESIGN

@@ -15,15 +15,32 @@ export interface TrainingRunOptions {
   /** Do not fork node processes: wait for `moemu node --join` (containers, other hosts). */
   external?: boolean;
   onListening?: (url: string, token: string) => void;
-  /** Each step rank 0 has finished, while the run goes on. */
-  onProgress?: (progress: TrainProgress) => void;
+  /** Each step every rank has finished, while the run goes on. */
+  onProgress?: (progress: RunProgress) => void;
   startupTimeoutMs?: number;
   /** Every rank returns all its op records and messages, for the checkers (`moemu run --check`). */
   check?: boolean;
+  /** Steps whose op records and messages every rank returns, for trace.json. */
+  traceSteps?: readonly number[];
 }
 
+/** A step the whole cluster has finished: its loss (the ranks' shares summed; metrics.json sums them in the model's
+ * order, so the last digits may differ), the virtual time its last rank reached, and the wall time since the
+ * training began. */
+export interface RunProgress { step: number; steps: number; loss: number; virtualPs: number; wallMs: number }
+
+/** metrics.json's `config`: the scenario as run, without the fields that change how the emulator runs. */
+export function runConfig(s: Scenario) {
+  const { name, seed, precision, model, training, cluster } = s;
+  const { nodes, gpusPerNode, gpu, nvlink, ib } = cluster;
+  return { name, seed, precision, model, training, cluster: { nodes, gpusPerNode, gpu, nvlink, ib },
+    parallel: parallelOf(s) };
+}
+
+export type RunMetrics = ReturnType<typeof trainingMetrics<ReturnType<typeof runConfig>>>;
+
 export interface TrainingRun {
-  metrics: ReturnType<typeof trainingMetrics>;
+  metrics: RunMetrics;
   wall: { version: number; nodes: number; gpus: number; startupMs: number; trainMs: number; stepsMs: number[];
     virtualSecondsPerWallSecond: number | null };
   results: TrainRankResult[];
@@ -47,23 +64,22 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   const parallel = parallelOf(s);
   const { cluster } = s;
   const started = performance.now();
+  const gather = new ProgressGather(worldSize(cluster), (p) => options.onProgress?.(p));
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
     heartbeatMs: cluster.heartbeatMs, frameBytesMax: cluster.frameBytesMax, port: options.port ?? 0,
     startupTimeoutMs: options.startupTimeoutMs ?? STARTUP_TIMEOUT_MS[options.external ? 'none' : 'fork'],
     launch: options.external ? 'none' : 'fork', onListening: options.onListening,
-    onProgress: (_rank, progress) => options.onProgress?.(progress as TrainProgress) });
+    onProgress: (_rank, progress) => gather.add(progress as TrainProgress) });
   try {
     const startupMs = performance.now() - started;
     const program: TrainProgram = { kind: 'train', model: s.model, training: s.training, precision: s.precision,
-      seed: s.seed, parallel, check: options.check ?? false };
+      seed: s.seed, parallel, check: options.check ?? false, traceSteps: options.traceSteps };
     const trainStarted = performance.now();
+    gather.start(trainStarted);
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
     const trainMs = performance.now() - trainStarted;
-    const { name, seed, precision, model, training } = s;
-    const { nodes, gpusPerNode, gpu, nvlink, ib } = cluster;
-    const config = { name, seed, precision, model, training,
-      cluster: { nodes, gpusPerNode, gpu, nvlink, ib }, parallel };
-    const metrics = trainingMetrics(config, {
+    const { nodes, gpusPerNode } = cluster;
+    const metrics = trainingMetrics(runConfig(s), {
       pipeOffset: parallel.schedule === 'dualpipe' ? s.training.microBatches / 2 : 0,
       microBatches: s.training.microBatches, tokensPerStep: s.training.batchSize * s.model.seqLen,
       mtpWeight: s.model.mtpWeight, gpusPerNode, departures: departures(s) }, results);
@@ -76,6 +92,30 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
       virtualSecondsPerWallSecond: steppingMs === 0 ? null : virtualS / (steppingMs / 1000) } };
   } finally {
     await coordinator.shutdown();
+  }
+}
+
+/** Sums the ranks' news of a step and passes it on once every rank has sent it. */
+class ProgressGather {
+  readonly #steps = new Map<number, { ranks: number; loss: number; endPs: number }>();
+  #startedMs = performance.now();
+
+  constructor(private readonly world: number, private readonly emit: (p: RunProgress) => void) {}
+
+  start(atMs: number): void {
+    this.#startedMs = atMs;
+  }
+
+  add(p: TrainProgress): void {
+    const s = this.#steps.get(p.step) ?? { ranks: 0, loss: 0, endPs: 0 };
+    s.ranks += 1;
+    s.loss += p.loss;
+    s.endPs = Math.max(s.endPs, p.endPs);
+    this.#steps.set(p.step, s);
+    if (s.ranks < this.world) return;
+    this.#steps.delete(p.step);
+    this.emit({ step: p.step, steps: p.steps, loss: s.loss, virtualPs: s.endPs,
+      wallMs: performance.now() - this.#startedMs });
   }
 }
 

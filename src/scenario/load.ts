@@ -66,11 +66,16 @@ export function loadScenario(path: string): Scenario {
   return loadScenarioSource(path).scenario;
 }
 
-export function loadScenarioSource(path: string): LoadedScenario {
-  return parseScenarioSource(readScenarioFile(path), path);
+export function loadScenarioSource(path: string, settings: readonly string[] = []): LoadedScenario {
+  return parseScenarioSource(readScenarioFile(path), path, settings);
 }
 
-export function parseScenarioSource(text: string, file: string): LoadedScenario {
+/** `path=value` of `--set`: a dotted YAML path of mapping keys, and a YAML value (`3`, `fp8`, `[1, 2]`, `true`). */
+const SETTING = /^([A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z][A-Za-z0-9]*)*)=(.+)$/s;
+
+/** `settings` (`--set training.steps=3`) are written into the document before the schema sees it, so they are
+ * checked exactly like the file's own fields and a problem names their YAML path. */
+export function parseScenarioSource(text: string, file: string, settings: readonly string[] = []): LoadedScenario {
   const lines = new LineCounter();
   const doc = parseDocument(text, {
     version: '1.2', uniqueKeys: true, strict: true, prettyErrors: false, lineCounter: lines,
@@ -80,6 +85,8 @@ export function parseScenarioSource(text: string, file: string): LoadedScenario 
     return { path: `line ${line}, column ${col}`, message: e.message.split('\n')[0] };
   });
   if (syntax.length > 0) throw new ScenarioError('MOEMU_ERR_YAML', file, syntax);
+  for (const setting of settings) applySetting(doc, setting);
+  if (settings.length > 0) file = `${file} with --set ${settings.join(' ')}`;
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: YAML_ALIAS_COUNT_MAX });
@@ -92,6 +99,27 @@ export function parseScenarioSource(text: string, file: string): LoadedScenario 
       message: `the file has no content; expected a mapping with keys ${SCENARIO_KEYS.join(', ')}` }]);
   }
   return resolveScenario(raw, { file, defaultName: nameFromFile(file), doc, lines });
+}
+
+function applySetting(doc: Document, setting: string): void {
+  const m = SETTING.exec(setting);
+  if (!m) {
+    throw moemuError('MOEMU_ERR_CONFIG', `--set ${JSON.stringify(setting)}: expected path=value, the path ` +
+      'dotted keys of the scenario (training.steps=3, cluster.ib.egressBytesPerS=25e6)', { path: '--set' });
+  }
+  const value = parseDocument(m[2], { version: '1.2', strict: true });
+  if (value.errors.length > 0) {
+    throw moemuError('MOEMU_ERR_CONFIG', `--set ${m[1]}: the value ${JSON.stringify(m[2])} is not YAML: ` +
+      value.errors[0].message.split('\n')[0], { path: '--set' });
+  }
+  if (!isMap(doc.contents) && doc.contents !== null) {
+    throw moemuError('MOEMU_ERR_CONFIG', `--set ${m[1]}: the file is not a mapping`, { path: '--set' });
+  }
+  try {
+    doc.setIn(m[1].split('.'), doc.createNode(value.toJS()));
+  } catch (error) {   // a key below a scalar (training.steps.x=1)
+    throw moemuError('MOEMU_ERR_CONFIG', `--set ${m[1]}: ${messageOf(error)}`, { path: '--set' });
+  }
 }
 
 /**

@@ -17,6 +17,7 @@ import { EXPERT_GROUPS, type ParallelConfig } from '../train/layout.js';
 import { SCHEDULE_KINDS } from '../pipeline/schedule-types.js';
 import { buildSchedule } from '../pipeline/schedules/index.js';
 import { MoemuError } from '../errors.js';
+import { EXPECT_FIGURE_NAMES, parseExpectation, type ExpectFigure } from '../metrics/expect.js';
 import { flag, integer, mapping, mustBe, oneOf, positive, real } from './fields.js';
 
 export const SEED_MAX = 2 ** 32 - 1;
@@ -306,6 +307,16 @@ export function parallelProblems(s: Pick<Scenario, 'model' | 'training' | 'clust
   return problems;
 }
 
+// ---- expect ---------------------------------------------------------------------------------------------------
+
+/** `expect:` — figure → conditions (src/metrics/expect.ts), checked after `moemu run`. */
+const expectSchema = mapping(Object.fromEntries(EXPECT_FIGURE_NAMES.map((figure) => [figure,
+  z.string({ error: mustBe('a condition in quotes, like ">= 0.9" or "== analytical"') })
+    .superRefine((text, ctx) => {
+      const parsed = parseExpectation(figure, text);
+      if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+    }).optional()])) as Record<ExpectFigure, z.ZodOptional<z.ZodString>>);
+
 // ---- the scenario -----------------------------------------------------------------------------------------------
 
 /** The whole scenario. `defaultName` is the name used when the file has none (load.ts: the file's base name). */
@@ -321,6 +332,7 @@ export function scenarioSchema(defaultName: string) {
     training: trainingSchema.prefault({}),
     cluster: clusterSchema.prefault({}),
     parallel: parallelSchema.optional(),
+    expect: expectSchema.optional(),
   }).superRefine((s, ctx) => {
     // Checked here when the file has a parallel section; `moemu run` checks the defaults' fit before starting.
     if (s.parallel) for (const problem of parallelProblems(s, s.parallel)) ctx.addIssue({ code: 'custom', ...problem });
@@ -341,5 +353,6 @@ export const SCENARIO_KEYS: readonly string[] = Object.keys(scenarioSchema('scen
 // (the trainer ignores the extra fields, so a Scenario is usable as its options).
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const scenarioIsTrainerOptions:
-  Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster; parallel?: ParallelConfig }> = true;
+  Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster; parallel?: ParallelConfig;
+    expect?: Partial<Record<ExpectFigure, string>> }> = true;
 void scenarioIsTrainerOptions;

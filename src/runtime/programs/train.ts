@@ -61,8 +61,9 @@ export interface TrainRankResult {
   parameters?: Record<string, number[]>;
 }
 
-/** The news rank 0 reports after each step (`moemu run` shows it while the run goes on). */
-export interface TrainProgress { step: number; steps: number; wallMs: number }
+/** The news every rank reports after each step (`moemu run` shows it while the run goes on): its share of the
+ * step's loss (main + λ·MTP + balance of the terms it computed) and where its clock ended. */
+export interface TrainProgress { step: number; steps: number; wallMs: number; loss: number; endPs: number }
 
 export async function runTrainProgram(
   fabric: RankFabric, p: TrainProgram, report: (progress: TrainProgress) => void = () => undefined,
@@ -99,7 +100,9 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
         ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) }
         : {}),
       ...(messages && traced ? { messages } : {}) });
-    if (fabric.rank === 0) report({ step, steps: p.training.steps, wallMs: steps[steps.length - 1].wallMs });
+    const done = steps[steps.length - 1];
+    report({ step, steps: p.training.steps, wallMs: done.wallMs, loss: lossShare(r.losses, p.model.mtpWeight),
+      endPs: done.summary.endPs ?? 0 });
   }
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,
     hbm: fabric.hbm.snapshot(), gradients, parameters: p.parameters ? dump(trainer.store, 'values') : undefined };
@@ -117,6 +120,15 @@ async function withStep<T>(step: number, rank: number, run: () => Promise<T>): P
     throw moemuError('MOEMU_ERR_INTERNAL', `training failed: ${messageOf(error)}`,
       { rank, step });
   }
+}
+
+function lossShare(losses: readonly MicroBatchLoss[], mtpWeight: number): number {
+  let total = 0;
+  for (const { parts } of losses) {
+    total += (parts.main ?? 0) + mtpWeight * (parts.mtp ?? 0);
+    for (const [, value] of parts.balance) total += value;
+  }
+  return total;
 }
 
 function expertsOf(store: ParamStore, loads: ReadonlyMap<string, Float64Array>): ExpertsIn[] {
