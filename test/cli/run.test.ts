@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../src/errors.js';
 
@@ -21,6 +21,8 @@ const RUN_TIMEOUT_MS = 60_000;
 /** Bad input is refused before anything starts: about a second. */
 const REFUSAL_TIMEOUT_MS = 20_000;
 const TEST_TIMEOUT_MS = 90_000;
+/** A shipped scenario in full: the default takes about 45 s here, the rest less. */
+const SCENARIO_TIMEOUT_MS = 150_000;
 
 /** ClusterFigures of src/metrics/step-metrics.ts, in its declared (JSON) order. */
 const CLUSTER_KEYS = [
@@ -155,6 +157,7 @@ afterAll(() => {
 describe('moemu run: a small scenario', () => {
   let first: MetricsFile | undefined;
   let firstBytes = '';
+  let firstTrace = '';
 
   it('micro on 2 nodes × 2 GPUs with DualPipe: exit 0, one line per step, metrics.json and wall.json', async () => {
     const file = scenarioFile('small.yaml', SMALL);
@@ -170,11 +173,12 @@ describe('moemu run: a small scenario', () => {
     expect(count(run.stdout, /^step /gm)).toBe(2);
 
     const dir = join(out, SMALL.name);
-    expect(readdirSync(dir).sort()).toEqual(['metrics.json', 'wall.json']);
+    expect(readdirSync(dir).sort()).toEqual(['metrics.json', 'report.html', 'trace.json', 'wall.json']);
     firstBytes = readFileSync(join(dir, 'metrics.json'), 'utf8');
+    firstTrace = readFileSync(join(dir, 'trace.json'), 'utf8');
     const metrics = JSON.parse(firstBytes) as MetricsFile;
     first = metrics;
-    expect(metrics.version).toBe(2);
+    expect(metrics.version).toBe(3);
     expect(metrics.config.name).toBe(SMALL.name);
     expect(metrics.config.parallel)
       .toEqual({ schedule: 'dualpipe', pipeline: 2, overlap: true, costs: null, expertGroups: 'per-node' });
@@ -201,7 +205,7 @@ describe('moemu run: a small scenario', () => {
     expect(wall.stepsMs).toHaveLength(2);
   }, TEST_TIMEOUT_MS);
 
-  it('the same command again, unchecked: metrics.json byte-identical (checking only observes), ' +
+  it('the same command again, unchecked: metrics.json and trace.json byte-identical (checking only observes), ' +
     'wall.json a valid record of its own', async (context) => {
     if (first === undefined) context.skip();
     const out = join(work, 'out-b');
@@ -211,6 +215,7 @@ describe('moemu run: a small scenario', () => {
     expect(run.leftovers).toEqual([]);
     const dir = join(out, SMALL.name);
     expect(readFileSync(join(dir, 'metrics.json'), 'utf8')).toBe(firstBytes);
+    expect(readFileSync(join(dir, 'trace.json'), 'utf8')).toBe(firstTrace);
     // Wall-clock figures: they usually differ from the first run's, but need not; they must still parse.
     const wall = readJson<WallFile>(join(dir, 'wall.json'));
     expect(wall.version).toBe(1);
@@ -306,23 +311,75 @@ describe('moemu run: bad flags', () => {
   }, TEST_TIMEOUT_MS);
 });
 
-describe('moemu run --check: every shipped scenario trains on its cluster and keeps every invariant', () => {
+describe('moemu run: expect, --set, --json, --out', () => {
+  it('a failing expect: exits 3 after writing the run folder, naming the figure, its value and its bound',
+    async () => {
+      const file = scenarioFile('expect-fails.yaml', { ...SMALL, name: 'expect-fails', training: { ...SMALL.training,
+        steps: 1 }, expect: { finalLoss: '< 0.01', ibEpPayloadBytes: '== analytical' } });
+      const out = join(work, 'expect-fails');
+      const run = await moemu(['run', file, '--out', out], RUN_TIMEOUT_MS);
+      expect(run.code).toBe(EXIT_CODES.expectationFailed);
+      expect(run.leftovers).toEqual([]);
+      expect(run.stderr).toMatch(/^moemu: 1 of 2 expectation\(s\) of .* failed:$/m);
+      expect(run.stderr).toMatch(/^moemu: expect finalLoss < 0\.01: [0-9.]+ FAILS$/m);
+      expect(run.stdout).toMatch(/^expect ibEpPayloadBytes == analytical: \d+ holds/m);
+      expect(existsSync(join(out, 'expect-fails', 'metrics.json'))).toBe(true);
+    }, TEST_TIMEOUT_MS);
+
+  it('--set and --seed are checked by the schema like the file; --json prints one object on stdout', async () => {
+    const file = scenarioFile('set.yaml', SMALL);
+    const out = join(work, 'set');
+    const run = await moemu(['run', file, '--set', 'training.steps=1', '--set', 'name=set-run', '--seed', '7',
+      '--trace', 'none', '--json', '--out', out], RUN_TIMEOUT_MS);
+    expect(run.code).toBe(EXIT_CODES.ok);
+    const summary = JSON.parse(run.stdout) as { name: string; files: string[]; summary: { steps: number } };
+    expect(summary.name).toBe('set-run');
+    expect(summary.summary.steps).toBe(1);
+    const dir = join(out, 'set-run');
+    expect(readdirSync(dir).sort()).toEqual(['metrics.json', 'report.html', 'wall.json']);
+    expect(readJson<{ config: { seed: number } }>(join(dir, 'metrics.json')).config.seed).toBe(7);
+
+    const bad = await moemu(['run', file, '--set', 'training.stepz=1', '--out', join(work, 'set-bad')],
+      REFUSAL_TIMEOUT_MS);
+    const lines = expectRefused(bad, join(work, 'set-bad'));
+    expect(lines.join('\n')).toContain('training.stepz');
+  }, TEST_TIMEOUT_MS);
+
+  it('an --out that cannot hold the run is refused before anything starts (exit 2, naming it)', async () => {
+    const file = scenarioFile('out.yaml', SMALL);
+    const blocker = join(work, 'not-a-dir');
+    writeFileSync(blocker, 'a file');
+    const run = await moemu(['run', file, '--out', blocker], REFUSAL_TIMEOUT_MS);
+    expect(run.code).toBe(EXIT_CODES.badInput);
+    expect(run.stderr).toMatch(/^moemu: cannot write the run folder .*not-a-dir/m);
+    expect(run.stdout).not.toMatch(/^step /m);
+    expect(run.leftovers).toEqual([]);
+    expect(run.ms).toBeLessThan(REFUSAL_TIMEOUT_MS);
+  }, TEST_TIMEOUT_MS);
+});
+
+describe('moemu run --check: every shipped scenario trains, keeps every invariant and its expect:', () => {
   const files = readdirSync(join(ROOT, 'scenarios')).filter((f) => f.endsWith('.yaml')).sort();
+  /** The 64-GPU scenario runs one step (its start-up and step take about half a minute here). */
+  const ONE_STEP = new Set(['cluster-8x8.yaml']);
 
   it('there are scenarios to run', () => {
-    expect(files.length).toBeGreaterThanOrEqual(7);
+    expect(files.length).toBeGreaterThanOrEqual(10);
   });
 
-  for (const file of files) it(`scenarios/${file}, one step`, async () => {
+  for (const file of files) it(`scenarios/${file}${ONE_STEP.has(file) ? ', one step' : ''}`, async () => {
     const out = join(work, 'shipped', file);
-    const run = await moemu(['run', join(ROOT, 'scenarios', file), '--steps', '1', '--check', '--out', out],
-      RUN_TIMEOUT_MS);
+    const path = join(ROOT, 'scenarios', file);
+    const expectations = Object.keys((parse(readFileSync(path, 'utf8')) as { expect?: object }).expect ?? {});
+    const run = await moemu(['run', path, ...(ONE_STEP.has(file) ? ['--steps', '1'] : []), '--check',
+      '--out', out], SCENARIO_TIMEOUT_MS);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(EXIT_CODES.ok);
     expect(run.leftovers).toEqual([]);
-    expect(count(run.stdout, /^step 1\/1 /gm)).toBe(1);
     expect(run.stdout).toMatch(/^checked \d+ ops and \d+ messages: no message before its data/m);
-  }, TEST_TIMEOUT_MS);
+    expect(expectations.length).toBeGreaterThan(0);
+    for (const figure of expectations) expect(run.stdout).toMatch(new RegExp(`^expect ${figure} .* holds`, 'm'));
+  }, SCENARIO_TIMEOUT_MS + 10_000);
 });
 
 describe('parallel.costs: fixed op costs on a real cluster reproduce the DualPipe README bubbles', () => {
