@@ -49,7 +49,7 @@ export function validateFiles(files: readonly string[], output: ValidateOutput):
 }
 
 /**
- * `ok  scenarios/default.yaml: tiny-default — tiny model, 1,234 parameters, fp32, 30 steps × 16 sequences of 32
+ * `ok  scenarios/default.yaml: default — tiny model, 1,234 parameters, fp32, 30 steps × 16 sequences of 32
  * tokens, 2 nodes × 4 GPUs (scaled)`; cluster fields set on top of the preset follow it: `(scaled; ib.latencyNs)`.
  */
 export function summaryLine(file: string, loaded: LoadedScenario): string {

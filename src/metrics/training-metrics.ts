@@ -68,7 +68,10 @@ export interface StepMetrics {
 }
 
 /** The steps' figures, with the cluster's and each rank's place and memory. `config` is echoed as given. */
-export function trainingMetrics<C extends { name: string }>(config: C, shape: RunShape, runs: readonly RankRunIn[]) {
+/** What readers of metrics.json rely on in its `config` (the whole scenario as run is there: training-run.ts). */
+export interface MetricsConfig { name: string; training: { batchSize: number }; model: { seqLen: number } }
+
+export function trainingMetrics<C extends MetricsConfig>(config: C, shape: RunShape, runs: readonly RankRunIn[]) {
   const ordered = [...runs].sort((a, b) => a.rank - b.rank);
   const steps = ordered[0].steps.map((_, i) => stepMetrics(shape, ordered, i));
   const last = steps[steps.length - 1];

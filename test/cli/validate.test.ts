@@ -89,7 +89,8 @@ describe('validate: good scenarios', () => {
     const run = moemu('validate', join(ROOT, 'scenarios/default.yaml'));
     expect(run.code).toBe(EXIT_CODES.ok);
     expect(run.stderr).toBe('');
-    expect(run.stdout).toMatch(/^ok {2}.*default\.yaml: tiny-default — tiny model, [\d,]+ parameters/);
+    expect(run.stdout)
+      .toMatch(/^ok {2}.*default\.yaml: default — tiny model \(layers 7, groups 2, topGroups 2\), [\d,]+ parameters/);
     expect(run.stdout.trim().split('\n')).toHaveLength(1);
   });
 
@@ -98,8 +99,8 @@ describe('validate: good scenarios', () => {
     const run = moemu('validate', join(ROOT, 'scenarios/default.yaml'), join(ROOT, 'scenarios/cluster-4x4.yaml'));
     expect(run.code).toBe(EXIT_CODES.ok);
     const [defaultLine, clusterLine] = run.stdout.trim().split('\n');
-    // 2 pipeline ranks over 8 nodes of 1 GPU: EP = 4
-    expect(defaultLine).toMatch(/, 8 nodes × 1 GPU \(scaled\), zb1p over 2 pipeline ranks × EP 4$/);
+    // 2 pipeline ranks over 4 nodes of 2 GPUs: EP = 4
+    expect(defaultLine).toMatch(/, 4 nodes × 2 GPUs \(scaled\), dualpipe over 2 pipeline ranks × EP 4$/);
     // 2 pipeline ranks over 4 nodes of 4 GPUs: each pipeline rank two nodes, EP = 8
     expect(clusterLine)
       .toMatch(/cluster-4x4\.yaml: cluster-4x4 — .*, 4 nodes × 4 GPUs \(scaled\), zb1p over 2 pipeline ranks × EP 8$/);
