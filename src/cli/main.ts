@@ -8,9 +8,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODES, messageOf, MoemuError } from '../errors.js';
+import { addCompareCommand } from './compare.js';
 import { addFabricCommand } from './fabric.js';
 import { addNodeCommand } from './node.js';
 import { addReferenceCommand } from './reference.js';
+import { addReportCommand } from './report.js';
 import { addRunCommand } from './run.js';
 import { addScheduleCommand } from './schedule.js';
 import { addValidateCommand } from './validate.js';
@@ -38,11 +40,15 @@ export function buildProgram(): Command {
       '  moemu validate scenarios/*.yaml          check scenario files, run nothing\n' +
       '  moemu reference scenarios/default.yaml   train the single-process reference model\n' +
       '  moemu reference --preset micro --steps 5 the same on a preset, shorter\n' +
-      '  moemu run scenarios/dualpipe.yaml        train on the emulated cluster, write runs/<name>/metrics.json\n' +
+      '  moemu run scenarios/dualpipe.yaml        train on the emulated cluster, write runs/<name>/ (report.html)\n' +
+      '  moemu report runs/dualpipe               draw runs/dualpipe/report.html again from its files\n' +
+      '  moemu compare runs/a runs/b              two runs side by side: a table here, a comparison page\n' +
       '  moemu fabric scenarios/cluster-4x4.yaml  start a 4 × 4 cluster and check its links\n');
   addValidateCommand(program);
   addReferenceCommand(program);
   addRunCommand(program);
+  addReportCommand(program);
+  addCompareCommand(program);
   addFabricCommand(program);
   addNodeCommand(program);
   addScheduleCommand(program);

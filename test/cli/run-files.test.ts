@@ -5,7 +5,7 @@
 // Method: the BUILT command (`npm run build` first) on scenarios/schedules.yaml (DualPipe, 4 pipeline ranks × EP 2,
 // 16 micro-batches, about 5 s), in its own process group, killed with everything it started after its bound.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -26,14 +26,20 @@ let work = '';
 let dir = '';
 let browser: Browser | undefined;
 
-function moemu(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: work, detached: true, stdio: ['ignore', 'ignore',
+function moemu(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: work, detached: true, stdio: ['ignore', 'pipe',
     'pipe'] });
+  let stdout = '';
   let stderr = '';
+  child.stdout.on('data', (d) => { stdout += String(d); });
   child.stderr.on('data', (d) => { stderr += String(d); });
   const kill = () => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ } };
   const timer = setTimeout(kill, RUN_TIMEOUT_MS);
-  return new Promise((done) => child.on('close', (code) => { clearTimeout(timer); kill(); done({ code, stderr }); }));
+  return new Promise((done) => child.on('close', (code) => {
+    clearTimeout(timer);
+    kill();
+    done({ code, stdout, stderr });
+  }));
 }
 
 beforeAll(async () => {
@@ -95,4 +101,25 @@ describe('the files of a real run', () => {
       }
       expect(data.Flows.flows.length).toBeGreaterThan(0);
     }, 60_000);
+
+  it('moemu report draws report.html again, byte for byte; moemu compare puts two runs side by side; a missing ' +
+    'folder is bad input', async () => {
+      const page = readFileSync(join(dir, 'report.html'), 'utf8');
+      unlinkSync(join(dir, 'report.html'));
+      const report = await moemu(['report', dir]);
+      expect(report.code).toBe(EXIT_CODES.ok);
+      expect(readFileSync(join(dir, 'report.html'), 'utf8')).toBe(page);
+      // overlap off misses the file's F&B overlap expectation (exit 3), after writing its folder
+      const off = await moemu(['run', join(ROOT, 'scenarios/schedules.yaml'), '--quiet',
+        '--set', 'parallel.overlap=false', '--set', 'name=schedules-off', '--out', join(work, 'runs')]);
+      expect(off.code).toBe(EXIT_CODES.expectationFailed);
+      const compare = await moemu(['compare', dir, join(work, 'runs', 'schedules-off')]);
+      expect(compare.code).toBe(EXIT_CODES.ok);
+      expect(compare.stdout).toMatch(/^F&B overlap +9\d\.\d % +\d+\.\d %/m);
+      const written = /^wrote (.+\.html)$/m.exec(compare.stdout)![1];
+      expect(readFileSync(written, 'utf8')).toContain('schedules-off');
+      const missing = await moemu(['report', join(work, 'nope')]);
+      expect(missing.code).toBe(EXIT_CODES.badInput);
+      expect(missing.stderr).toContain('nope');
+    }, RUN_TIMEOUT_MS);
 });
