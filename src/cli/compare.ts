@@ -71,9 +71,11 @@ export function defaultComparisonPath(dirs: readonly string[]): string {
 
 /** Writes renderComparison(runs) to `path` (its folder created if need be); returns the path. */
 export function writeComparison(path: string, runs: readonly ReportRun[]): string {
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    throw moemuError('MOEMU_ERR_FILE', `cannot write the comparison page ${path}: it is a folder`, { path: '--out' });
+  }
   try {
     mkdirSync(dirname(path), { recursive: true });
-    if (existsSync(path) && statSync(path).isDirectory()) throw new MoemuError('MOEMU_ERR_FILE', 'it is a folder');
     return writeRunFile(dirname(path), basename(path), renderComparison(runs));
   } catch (error) {
     throw moemuError('MOEMU_ERR_FILE', `cannot write the comparison page ${path}: ${messageOf(error)}`,
@@ -121,10 +123,12 @@ export function comparisonLines(runs: readonly ReportRun[]): string[] {
   return [`${runs.length} runs:`, ...shapes, '', ...textTable(head, rows)];
 }
 
-/** Columns padded to their widest cell: the first left-aligned, the others right-aligned; a rule under the head. */
-export function textTable(head: readonly string[], rows: readonly (readonly string[])[]): string[] {
+/** Columns padded to their widest cell: text columns (by default the first) left-aligned, figures right-aligned;
+ * a rule under the head. */
+export function textTable(head: readonly string[], rows: readonly (readonly string[])[],
+                          isText: (column: number) => boolean = (c) => c === 0): string[] {
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
-  const line = (cells: readonly string[]) => cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c])
+  const line = (cells: readonly string[]) => cells.map((cell, c) => (isText(c) ? cell.padEnd(widths[c])
     : cell.padStart(widths[c]))).join('  ').trimEnd();
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
 }

@@ -15,6 +15,7 @@ import { addReferenceCommand } from './reference.js';
 import { addReportCommand } from './report.js';
 import { addRunCommand } from './run.js';
 import { addScheduleCommand } from './schedule.js';
+import { addSweepCommand } from './sweep.js';
 import { addValidateCommand } from './validate.js';
 
 /** How far up from this file package.json may be (src/cli in the sources, dist/src/cli when built). */
@@ -43,12 +44,15 @@ export function buildProgram(): Command {
       '  moemu run scenarios/dualpipe.yaml        train on the emulated cluster, write runs/<name>/ (report.html)\n' +
       '  moemu report runs/dualpipe               draw runs/dualpipe/report.html again from its files\n' +
       '  moemu compare runs/a runs/b              two runs side by side: a table here, a comparison page\n' +
+      '  moemu sweep scenarios/schedules.yaml --vary parallel.schedule=1f1b,zb1p,dualpipe,dualpipev\n' +
+      '                                           every variant on its own cluster, runs/schedules-sweep/\n' +
       '  moemu fabric scenarios/cluster-4x4.yaml  start a 4 × 4 cluster and check its links\n');
   addValidateCommand(program);
   addReferenceCommand(program);
   addRunCommand(program);
   addReportCommand(program);
   addCompareCommand(program);
+  addSweepCommand(program);
   addFabricCommand(program);
   addNodeCommand(program);
   addScheduleCommand(program);

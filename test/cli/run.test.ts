@@ -5,16 +5,15 @@
 // Method: run the BUILT command (dist/src/cli/main.js: `npm run build` first) in a temporary working directory, in
 // its own process group (detached), so that a node process left behind shows up as a member of that group in
 // /proc, and a run that overruns its bound is killed with everything it started.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../src/errors.js';
+import { CLI, CliRunner, type CliRun } from '../helpers/cli.js';
 
 const ROOT = resolve('.');
-const CLI = join(ROOT, 'dist/src/cli/main.js');
 const STACK_LINE = /^\s+at /m;
 /** A successful micro run takes a few seconds; the bound only keeps a hang from stalling the suite. */
 const RUN_TIMEOUT_MS = 60_000;
@@ -56,63 +55,10 @@ interface MetricsFile {
 }
 interface WallFile { version: number; nodes: number; gpus: number; stepsMs: number[] }
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number;
-  leftovers: number[] }
-
 let work = '';
-/** Process groups of runs still going (killed in afterAll if a test gave up on them). */
-const live = new Set<number>();
 
-/** Pids (not zombies) whose process group is `pgid`; empty where there is no /proc. */
-function groupMembers(pgid: number): number[] {
-  if (!existsSync('/proc/self/stat')) return [];
-  const members: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;   // gone meanwhile
-    }
-    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] !== 'Z' && Number(fields[2]) === pgid) members.push(Number(entry));
-  }
-  return members;
-}
-
-function killGroup(pgid: number): void {
-  try {
-    process.kill(-pgid, 'SIGKILL');
-  } catch {
-    // the group is already empty
-  }
-}
-
-/** Runs `moemu <args>` in the work directory, in its own process group, killed with its group after `timeoutMs`. */
-function moemu(args: string[], timeoutMs: number): Promise<Run> {
-  const started = performance.now();
-  const child = spawn(process.execPath, [CLI, ...args],
-    { cwd: work, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  const pgid = child.pid!;
-  live.add(pgid);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => { stdout += String(d); });
-  child.stderr.on('data', (d) => { stderr += String(d); });
-  const timer = setTimeout(() => killGroup(pgid), timeoutMs);
-  return new Promise((resolvePromise, reject) => {
-    child.on('error', (error) => { clearTimeout(timer); killGroup(pgid); live.delete(pgid); reject(error); });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const leftovers = groupMembers(pgid);
-      killGroup(pgid);
-      live.delete(pgid);
-      resolvePromise({ code, signal, stdout, stderr, ms: performance.now() - started, leftovers });
-    });
-  });
-}
+const cli = new CliRunner(() => work);
+const moemu = (args: string[], timeoutMs: number) => cli.run(args, timeoutMs);
 
 /** Writes `scenario` as YAML into the work directory and returns its path. */
 function scenarioFile(file: string, scenario: object): string {
@@ -131,7 +77,7 @@ function count(text: string, pattern: RegExp): number {
 
 /** The refusal of bad input: exit 2, only `moemu: ` lines on stderr, no stack trace, nothing left running or
  * written. */
-function expectRefused(run: Run, out: string): string[] {
+function expectRefused(run: CliRun, out: string): string[] {
   expect(run.signal).toBeNull();
   expect(run.code).toBe(EXIT_CODES.badInput);
   expect(run.stderr).toMatch(/^moemu: /);
@@ -150,7 +96,7 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  for (const pgid of live) killGroup(pgid);
+  cli.killAll();
   if (work !== '') rmSync(work, { recursive: true, force: true });
 });
 

@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLUSTER_PRESETS } from '../../src/fabric/cluster-config.js';
 import type { OpRecord } from '../../src/fabric/streams.js';
@@ -19,6 +19,7 @@ import { MODEL_PRESETS } from '../../src/model/config.js';
 import { formatOp } from '../../src/pipeline/format.js';
 import { buildSchedule } from '../../src/pipeline/schedules/index.js';
 import type { TrainProgram } from '../../src/runtime/programs/train.js';
+import { launchChromium, openPage, PAGE_WAIT_MS, type OpenedPage } from '../helpers/browser.js';
 import { trainLocal } from '../helpers/train-local.js';
 
 const NODES = 4;
@@ -27,7 +28,6 @@ const WORLD = NODES * GPUS_PER_NODE;
 const PP = 2;
 const MICRO_BATCHES = 4;
 const STEPS = 3;
-const WAIT_MS = 10_000;
 
 const cluster = { ...CLUSTER_PRESETS.scaled, nodes: NODES, gpusPerNode: GPUS_PER_NODE };
 const model = { ...MODEL_PRESETS.micro };
@@ -49,8 +49,6 @@ async function reportRun(name: string, overlap: boolean): Promise<ReportRun> {
   return { name, metrics, timeline };
 }
 
-interface Loaded { page: Page; requests: string[]; problems: string[] }
-
 let browser: Browser;
 let on: ReportRun;
 let off: ReportRun;
@@ -59,8 +57,7 @@ const pages: Page[] = [];
 
 beforeAll(async () => {
   [browser, on, off] = await Promise.all([
-    chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu'],
-      timeout: 20_000 }),
+    launchChromium(),
     reportRun('overlap-on', true), reportRun('overlap-off', false)]);
   dir = mkdtempSync(join(tmpdir(), 'moemu-report-'));
 }, 60_000);
@@ -71,21 +68,13 @@ afterAll(async () => {
 });
 
 /** Writes the page to a file, opens it, and keeps every request, console error and page error. */
-async function open(html: string, file: string): Promise<Loaded> {
+async function open(html: string, file: string): Promise<OpenedPage> {
   const path = join(dir, file);
   writeFileSync(path, html);
-  const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
-  pages.push(page);
-  page.setDefaultTimeout(WAIT_MS);
-  const requests: string[] = [];
-  const problems: string[] = [];
-  page.on('request', (r) => requests.push(r.url()));
-  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text()); });
-  page.on('pageerror', (e) => problems.push(e.message));
-  page.on('dialog', (d) => { problems.push(`dialog: ${d.message()}`); void d.dismiss(); });
-  await page.goto(pathToFileURL(path).href, { timeout: WAIT_MS, waitUntil: 'load' });
-  expect(requests).toEqual([pathToFileURL(path).href]);
-  return { page, requests, problems };
+  const opened = await openPage(browser, pathToFileURL(path).href);
+  pages.push(opened.page);
+  expect(opened.requests).toEqual([pathToFileURL(path).href]);
+  return opened;
 }
 
 /** The schedule op of each of a rank's compute records, grouped as the schedule names them. */
@@ -156,7 +145,7 @@ describe('report.html', () => {
     expect(sections).toEqual(['summary', 'timeline', 'overlap', 'loss', 'experts', 'bias', 'links', 'hbm',
       'glossary']);
     const shot = join(dir, 'report.png');
-    await page.screenshot({ path: shot, fullPage: true, timeout: WAIT_MS });
+    await page.screenshot({ path: shot, fullPage: true, timeout: PAGE_WAIT_MS });
     console.log(`report screenshot: ${shot}`);
     expect(problems).toEqual([]);
   });
@@ -165,7 +154,7 @@ describe('report.html', () => {
     const { page, problems } = await open(renderReport(on), 'hover.html');
     const block = page.locator('g.rank[data-rank="0"] .op[data-op^="FB("]').first();
     const op = (await block.getAttribute('data-op'))!;
-    await block.hover({ timeout: WAIT_MS });
+    await block.hover({ timeout: PAGE_WAIT_MS });
     const tip = page.locator('#tip');
     await tip.waitFor({ state: 'visible', timeout: 2_000 });
     const text = (await tip.textContent())!;
@@ -173,7 +162,7 @@ describe('report.html', () => {
     expect(text).toMatch(/phases .*attn.*· layers \d/);
     expect(text).toMatch(/start [\d.]+ ms · end [\d.]+ ms/);
     expect(text).toMatch(/payload [\d.]+ KiB, metadata [\d.]+ KiB/);
-    await page.locator('g.rank[data-rank="0"] rect.cm.ph-dispatch').first().hover({ timeout: WAIT_MS });
+    await page.locator('g.rank[data-rank="0"] rect.cm.ph-dispatch').first().hover({ timeout: PAGE_WAIT_MS });
     expect(await tip.textContent()).toMatch(/phase dispatch · pass F · layer \d[\s\S]*payload [\d.]+ KiB/);
     await page.mouse.move(2, 2);
     await tip.waitFor({ state: 'hidden', timeout: 2_000 });
@@ -228,7 +217,7 @@ describe('comparison page', () => {
     expect(time![3]).toMatch(/^\+/);
     expect(await page.$$('#loss polyline')).toHaveLength(4);
     const shot = join(dir, 'compare.png');
-    await page.screenshot({ path: shot, fullPage: true, timeout: WAIT_MS });
+    await page.screenshot({ path: shot, fullPage: true, timeout: PAGE_WAIT_MS });
     console.log(`comparison screenshot: ${shot}`);
     expect(problems).toEqual([]);
   });
