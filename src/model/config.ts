@@ -30,6 +30,10 @@ export interface ModelConfig {
   initStd: number;          // N(0, initStd²) for every matrix
   fp8Tile: number;          // T: 1×T activation tiles, T×T weight blocks (V3: 128)
   fp8Accumulation: number;  // N_C: promotion interval of FP8 GEMM partial sums (V3: 128)
+  /** fp8 runs: dispatch sends FP8 rows (1×T tiles, power-of-two scales), the experts' first GEMM input as it
+   * arrives (FACTS §3; V3 does). false: BF16 rows, which the experts then quantise like any FP8 linear input.
+   * Absent means true; runs in other precisions send their own storage dtype and do not read it. */
+  fp8Dispatch?: boolean;
   /** RMS-normalise each head's query and key (no weight) before RoPE, as in OLMo 2 and Gemma 3; V3 has no such
    * norm, so absent (the default) means off and a config without it is the one V3 describes. */
   qkNorm?: boolean;

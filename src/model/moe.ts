@@ -13,7 +13,7 @@ import { addInto } from './attention.js';
 import type { ModelConfig } from './config.js';
 import { gateBackwardInput, gateBackwardWeight, gateForward, type GateSaved } from './gate.js';
 import type { LossScale } from './loss.js';
-import type { Numerics } from './numerics.js';
+import { dispatchesFp8, type Numerics } from './numerics.js';
 import {
   swigluBackwardInput, swigluBackwardWeight, swigluForwardLayer,
   type SwigluParams, type SwigluSaved, type SwigluWeightInputs,
@@ -165,13 +165,21 @@ export function moeBackwardWeight(nm: Numerics, s: MoeSaved, f: MoeWeightInputs,
 
 export interface MoeForward { y: Tensor; saved: MoeSaved; balanceLoss: number; loads: Float64Array }
 
-/** Every expert is local and row t is token t. In FP8 runs the experts see each token as FP8 dispatch would send
- * it (1×T tiles, power-of-two scales), as on an EP group. */
+/** Every expert is local and row t is token t. In FP8 runs the experts see each token as dispatch would send it,
+ * as on an EP group: FP8 (1×T tiles, power-of-two scales), or BF16 when the model's fp8Dispatch is off. (In bf16
+ * runs every consumer of the rows rounds them to BF16 itself.) */
 export function localDispatch(nm: Numerics, u: Tensor, gate: GateSaved): RoutedRows {
-  const fp8 = nm.precision === 'fp8'
+  const fp8 = dispatchesFp8(nm)
     ? quantizeTiles(u.data, u.rows, u.cols, nm.fp8Tile, { powerOfTwoScale: true })
     : undefined;
-  return { rows: u.rows, x: fp8 ? dequantize(fp8) : u.data, fp8, localIds: gate.chosen, weights: gate.weights.data };
+  const x = fp8 ? dequantize(fp8) : nm.precision === 'fp8' ? bf16Copy(u.data) : u.data;
+  return { rows: u.rows, x, fp8, localIds: gate.chosen, weights: gate.weights.data };
+}
+
+function bf16Copy(values: FloatArray): FloatArray {
+  const copy = values.slice();
+  roundBf16InPlace(copy);
+  return copy;
 }
 
 /** The routed sum per token; cast to bf16 in BF16 and FP8 runs, as combine does. */

@@ -16,15 +16,24 @@ export interface Numerics {
   dtype: FloatDType;
   fp8Tile: number;
   fp8Accumulation: number;
+  /** fp8 runs: dispatch sends FP8 rows (ModelConfig.fp8Dispatch). */
+  fp8Dispatch: boolean;
 }
 
-export function numericsFor(precision: Precision, config: Pick<ModelConfig, 'fp8Tile' | 'fp8Accumulation'>): Numerics {
+export function numericsFor(precision: Precision,
+                            config: Pick<ModelConfig, 'fp8Tile' | 'fp8Accumulation' | 'fp8Dispatch'>): Numerics {
   return {
     precision,
     dtype: precision === 'fp64' ? 'f64' : 'f32',
     fp8Tile: config.fp8Tile,
     fp8Accumulation: config.fp8Accumulation,
+    fp8Dispatch: config.fp8Dispatch ?? true,
   };
+}
+
+/** Whether dispatch's rows travel (and reach the experts) as FP8: fp8 runs, unless the model turns it off. */
+export function dispatchesFp8(numerics: Numerics): boolean {
+  return numerics.precision === 'fp8' && numerics.fp8Dispatch;
 }
 
 export function gemmPrecision(numerics: Numerics, role: GemmRole): GemmPrecision {

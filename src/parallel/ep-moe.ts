@@ -17,7 +17,7 @@ import {
   expertLoads, moeExperts, moeExpertsBackward, moeGate, moeInputGrad, moeOutput, moeSaved,
   type MoeExpertsBackward, type MoeRoutedGrads, type MoeParams, type MoeSaved, type MoeWeightInputs,
 } from '../model/moe.js';
-import type { Numerics } from '../model/numerics.js';
+import { dispatchesFp8, type Numerics } from '../model/numerics.js';
 import { allocate, dtypeOfArray, Tensor, type FloatArray } from '../tensor/tensor.js';
 
 // ---- the communication between the phases ---------------------------------------------------------------------
@@ -81,9 +81,14 @@ function wireRowBytes(d: number, wire: RowWire, elementBytes: number): number {
   return dispatchPayloadBytes(1, d, wire.kind, wire.kind === 'fp8' ? wire.tile : 1);
 }
 
-/** FACTS §3: dispatch in FP8 in fp8 runs (bf16 in bf16 runs); pipeline activations travel the same way (DESIGN
- * "Numerics": the wire carries the storage bytes). */
+/** FACTS §3: dispatch in FP8 in fp8 runs (unless the model's fp8Dispatch is false), bf16 in bf16 runs. */
 export function dispatchWire(nm: Numerics): RowWire {
+  return dispatchesFp8(nm) ? { kind: 'fp8', tile: nm.fp8Tile } : bf16Wire(nm);
+}
+
+/** Pipeline activations: FP8 tiles in fp8 runs, whatever dispatch sends (DESIGN "Numerics": the wire carries the
+ * storage bytes); bf16 in bf16 runs. */
+export function activationWire(nm: Numerics): RowWire {
   return nm.precision === 'fp8' ? { kind: 'fp8', tile: nm.fp8Tile } : bf16Wire(nm);
 }
 

@@ -5,7 +5,7 @@
 import { decodeRowBlock, encodeRowBlock, type RowWire } from '../comm/ep-rows.js';
 import { assert } from '../errors.js';
 import type { BlockEnv, OpRef } from '../parallel/ep-block.js';
-import { dispatchWire, bf16Wire } from '../parallel/ep-moe.js';
+import { activationWire, bf16Wire } from '../parallel/ep-moe.js';
 import { EpStageRun } from '../parallel/ep-stage.js';
 import { Tensor } from '../tensor/tensor.js';
 import { runBackward, runForward, runOverlapped, runWeights } from './chunk.js';
@@ -47,7 +47,7 @@ export class ModelWork implements StageWork {
   /** `sequences(pipe, mb)`: this EP rank's sequences [b, T+2] of micro-batch `mb` of pipe `pipe`. */
   constructor(private readonly env: BlockEnv, private readonly stages: readonly StageSpec[],
               private readonly sequences: (pipe: number, mb: number) => Int32Array) {
-    this.#wires = { F: dispatchWire(env.nm), B: bf16Wire(env.nm) };
+    this.#wires = { F: activationWire(env.nm), B: bf16Wire(env.nm) };
   }
 
   start(slot: StageSlot, mb: number, op: OpRef): PipelineStage {

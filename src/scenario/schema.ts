@@ -59,6 +59,7 @@ const modelFields = {
   initStd: real({ above: 0 }).optional(),
   fp8Tile: positive(),
   fp8Accumulation: positive(),
+  fp8Dispatch: flag().optional(),
   qkNorm: flag().optional(),
 } satisfies Record<keyof ModelConfig, z.ZodType>;
 

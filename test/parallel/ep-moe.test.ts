@@ -135,6 +135,33 @@ describe('expert-parallel MoE forward in bf16 and fp8 (FP8 dispatch, bf16 combin
   }
 });
 
+describe('fp8 runs with bf16 dispatch (model.fp8Dispatch: false)', () => {
+  // hidden 16, T = 8: an FP8 row is 16 codes + 2 f32 scales = 24 bytes, a bf16 row 32 (FACTS §3's count).
+  const c: ModelConfig = { ...MODEL_PRESETS.micro, hidden: 16, experts: 16, topK: 4, groups: 2, topGroups: 2,
+    expertHidden: 8, seqLen: 4, fp8Tile: 8, fp8Accumulation: 8 };
+  const dispatchPayload = (lf: Awaited<ReturnType<typeof runBoth>>['lf']) => lf.log
+    .filter((m) => /dispatch#\d+:/.test(m.header.tag))   // dispatch's own rows, not its combine's
+    .reduce((sum, m) => sum + m.header.bytes - m.header.metadataBytes, 0);
+  for (const { nodes, gpus } of [{ nodes: 1, gpus: 1 }, { nodes: 2, gpus: 2 }]) {
+    const ep = nodes * gpus;
+    it(`EP ${ep}: ${ep === 1 ? 'bit-identical' : 'close'} to the single-process layer with the same switch; ` +
+      'not the FP8-dispatch result', async () => {
+      dtype = 'f32';
+      const bf16 = await runBoth({ ...c, fp8Dispatch: false }, 'fp8', nodes, gpus);
+      const fp8 = await runBoth(c, 'fp8', nodes, gpus);
+      if (ep === 1) expect(Array.from(bf16.y)).toEqual(Array.from(bf16.reference.y.data));
+      else expect(crit(bf16.y, bf16.reference.y.data)).toBeLessThan(1e-4);
+      // the experts quantise BF16 rows with their own (not power-of-two) scales: another rounding
+      expect(crit(bf16.reference.y.data, fp8.reference.y.data)).toBeGreaterThan(0);
+      if (ep > 1) {
+        const [T, d] = [c.fp8Tile, c.hidden];
+        expect(dispatchPayload(bf16.lf) * (d + (4 * d) / T)).toBe(dispatchPayload(fp8.lf) * 2 * d);
+        expect(dispatchPayload(bf16.lf)).toBeGreaterThan(0);
+      }
+    });
+  }
+});
+
 describe('the backward combine counts the gate-value gradients as metadata', () => {
   it('fp32, EP 2 on one node: every message\'s payload is exactly its rows × d floats', async () => {
     dtype = 'f32';
