@@ -54,8 +54,9 @@ function problemsOf(text: string): ScenarioError {
 const paths = (error: ScenarioError) => error.problems.map((p) => p.path);
 
 describe('scenario: the examples in scenarios/', () => {
-  it('there are the ten documented examples, each in the table of docs/scenarios.md', () => {
-    expect(EXAMPLES).toEqual(['cluster-4x4.yaml', 'cluster-8x8.yaml', 'default.yaml', 'dualpipe.yaml', 'micro.yaml',
+  it('there are the eleven documented examples, each in the table of docs/scenarios.md', () => {
+    expect(EXAMPLES).toEqual(['cluster-4x4.yaml', 'cluster-8x8.yaml', 'default.yaml', 'dispatch.yaml',
+      'dualpipe.yaml', 'micro.yaml',
       'node-limited.yaml', 'precision.yaml', 'routing.yaml', 'schedules.yaml', 'small.yaml']);
     const doc = readFileSync('docs/scenarios.md', 'utf8');
     for (const file of EXAMPLES) expect(doc, file).toContain(`| \`${file}\` |`);
