@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../src/errors.js';
-import { CLI, CliRunner } from '../helpers/cli.js';
+import { CLI, CliRunner, microScenario } from '../helpers/cli.js';
 
 /** A micro run of one step takes about 2 s here; the bound only keeps a hang from stalling the suite. */
 const RUN_TIMEOUT_MS = 40_000;
@@ -21,14 +21,7 @@ const RUN_TIMEOUT_MS = 40_000;
 const READ_TIMEOUT_MS = 15_000;
 const TEST_TIMEOUT_MS = 60_000;
 
-/** 2 nodes × 2 GPUs, DualPipe over 2 pipeline ranks × EP 2 (an EP group is one node: one expert group). */
-const SCENARIO = {
-  name: 'rc', seed: 1, precision: 'fp32',
-  model: { preset: 'micro', groups: 1, topGroups: 1 },
-  training: { steps: 3, batchSize: 8, microBatches: 4 },
-  cluster: { preset: 'scaled', nodes: 2, gpusPerNode: 2 },
-  parallel: { schedule: 'dualpipe', pipeline: 2 },
-};
+const SCENARIO = microScenario('rc', 3);
 
 let work = '';
 let file = '';

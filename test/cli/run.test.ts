@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../src/errors.js';
-import { CLI, CliRunner, type CliRun } from '../helpers/cli.js';
+import { CLI, CliRunner, microScenario, type CliRun } from '../helpers/cli.js';
 
 const ROOT = resolve('.');
 const STACK_LINE = /^\s+at /m;
@@ -30,17 +30,8 @@ const CLUSTER_KEYS = [
   'overlapEfficiency', 'fbOverlapEfficiency', 'bubbleFraction', 'computeUtilisation',
 ];
 
-/** The small run: 2 nodes × 2 GPUs, DualPipe over 2 pipeline ranks × EP 2, 4 micro-batches of 2 sequences; an EP
- * group is one node, so the model has one expert group (DESIGN "Rank layout and data"). */
-const SMALL = {
-  name: 'run-small',
-  seed: 1,
-  precision: 'fp32',
-  model: { preset: 'micro', groups: 1, topGroups: 1 },
-  training: { steps: 2, batchSize: 8, microBatches: 4 },
-  cluster: { preset: 'scaled', nodes: 2, gpusPerNode: 2 },
-  parallel: { schedule: 'dualpipe', pipeline: 2 },
-};
+/** The small run (test/helpers/cli.ts): micro on 2 nodes × 2 GPUs, DualPipe over 2 pipeline ranks × EP 2. */
+const SMALL = microScenario('run-small', 2);
 
 interface Losses { main: number; mtp: number; balance: number; total: number }
 interface MetricsFile {

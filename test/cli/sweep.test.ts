@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../src/errors.js';
-import { CLI, CliRunner, type CliRun } from '../helpers/cli.js';
+import { CLI, CliRunner, microScenario, type CliRun } from '../helpers/cli.js';
 
 /** Four micro runs of one step: about 6 s as a sweep, 8 s one by one; the bounds only stop a hang. */
 const SWEEP_TIMEOUT_MS = 60_000;
@@ -21,15 +21,7 @@ const RUN_TIMEOUT_MS = 30_000;
 const REFUSAL_TIMEOUT_MS = 15_000;
 const SCHEDULES = ['1f1b', 'zb1p', 'dualpipe', 'dualpipev'];
 
-/** 2 nodes × 2 GPUs, 2 pipeline ranks × EP 2; micro's 3 layers + MTP = 4 blocks: 2 per stage, 1 per DualPipeV
- * stage, so all four schedules fit. */
-const SCENARIO = {
-  name: 'sw', seed: 1, precision: 'fp32',
-  model: { preset: 'micro', groups: 1, topGroups: 1 },
-  training: { steps: 1, batchSize: 8, microBatches: 4 },
-  cluster: { preset: 'scaled', nodes: 2, gpusPerNode: 2 },
-  parallel: { schedule: 'dualpipe', pipeline: 2 },
-};
+const SCENARIO = microScenario('sw', 1);
 
 let work = '';
 let file = '';

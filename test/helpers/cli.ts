@@ -7,6 +7,19 @@ import { join, resolve } from 'node:path';
 
 export const CLI = join(resolve('.'), 'dist/src/cli/main.js');
 
+/** The small run of the CLI tests: the micro model on 2 nodes × 2 GPUs, DualPipe over 2 pipeline ranks × EP 2 (an
+ * EP group is one node, so one expert group), 4 micro-batches of 2 sequences; micro's 3 layers + MTP = 4 blocks,
+ * 2 per stage and 1 per DualPipeV stage, so every schedule fits. About 2 s a step here. */
+export function microScenario(name: string, steps: number) {
+  return {
+    name, seed: 1, precision: 'fp32',
+    model: { preset: 'micro', groups: 1, topGroups: 1 },
+    training: { steps, batchSize: 8, microBatches: 4 },
+    cluster: { preset: 'scaled', nodes: 2, gpusPerNode: 2 },
+    parallel: { schedule: 'dualpipe', pipeline: 2 },
+  };
+}
+
 export interface CliRun {
   code: number | null;
   signal: NodeJS.Signals | null;
