@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   MOEMU_ERR_YAML: 'badInput',
   MOEMU_ERR_FILE: 'badInput',
   MOEMU_ERR_SAFETENSORS: 'badInput',
+  MOEMU_ERR_CHECKPOINT: 'badInput',
   MOEMU_ERR_OOM: 'badInput',
   MOEMU_ERR_AUTH: 'badInput',
   MOEMU_ERR_FRAME: 'badInput',

@@ -5,12 +5,16 @@
 // checked, and with --check the checkers of test/checkers/ go over every op and message (causality, clocks,
 // bytes, the schedule's tensors); a failure of either is exit 3, after the files are written.
 import type { Command } from 'commander';
-import { moemuError } from '../errors.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { messageOf, moemuError } from '../errors.js';
+import { worldSize } from '../fabric/cluster-config.js';
 import { checkExpectations, type ExpectResult } from '../metrics/expect.js';
 import { traceStepsFilter } from '../metrics/trace.js';
-import { prepareRunFolder, writeRunFolder } from '../runtime/run-folder.js';
-import { checkLayout, runTraining, type TrainingRun } from '../runtime/training-run.js';
-import { loadScenarioSource } from '../scenario/load.js';
+import { CHECKPOINTS_DIR, FINAL_FILE, FINAL_PENDING, findCheckpoint } from '../runtime/checkpoints.js';
+import { prepareRunFolder, writeRunFile, writeRunFolder } from '../runtime/run-folder.js';
+import { checkLayout, configDigest, runTraining, type TrainingRun } from '../runtime/training-run.js';
+import { loadScenarioSource, parseScenarioSource, readScenarioFile } from '../scenario/load.js';
 import { parallelOf, type Scenario } from '../scenario/schema.js';
 import { checkTraining, formatViolation, trainingLayout } from '../../test/checkers/index.js';
 import { expectationLines, RunDisplay, summaryLines } from './run-display.js';
@@ -20,12 +24,16 @@ const VIOLATIONS_SHOWN = 20;
 
 export interface RunFlags {
   steps?: string; overlap?: string; seed?: string; set: string[]; out: string; trace?: string;
-  external?: boolean; port?: string; check?: boolean; quiet?: boolean; json?: boolean;
+  external?: boolean; port?: string; check?: boolean; quiet?: boolean; json?: boolean; resume?: string;
 }
+
+/** What a run was made of, kept in its folder (scenario.json) so that `--resume` rebuilds the same scenario. */
+export interface RunSource { file: string; text: string; settings: string[] }
+const RUN_SOURCE_FILE = 'scenario.json';
 
 export function addRunCommand(program: Command): void {
   program
-    .command('run <scenario>')
+    .command('run [scenario]')
     .description('train the scenario on its emulated cluster; write runs/<name>/ (metrics.json, wall.json, ' +
       'trace.json, report.html)')
     .option('--steps <n>', 'override training.steps (also lowers training.warmupSteps to at most n)')
@@ -43,19 +51,28 @@ export function addRunCommand(program: Command): void {
     .option('--port <n>', 'port of the control endpoint (default: any free port)')
     .option('--check', 'check every op and message of the run: nothing sent before it exists, no clock going back, ' +
       'every byte received, every tensor the one the schedule says (exit 3 on a violation)')
-    .action((file: string, flags: RunFlags) => runScenario(file, flags));
+    .option('--resume <dir>', 'go on with the run in <dir> (runs/<name>) from its newest complete checkpoint, ' +
+      'with the scenario it was started with (no scenario file, no overrides)')
+    .action((file: string | undefined, flags: RunFlags) => runScenario(file, flags));
 }
 
-async function runScenario(file: string, flags: RunFlags): Promise<void> {
-  const scenario = scenarioWithFlags(file, flags);
-  checkLayout(scenario, file);
-  const dir = prepareRunFolder(flags.out, scenario.name);
+async function runScenario(given: string | undefined, flags: RunFlags): Promise<void> {
+  const { file, scenario, dir, resume } = flags.resume !== undefined ? resumed(given, flags) : fresh(given, flags);
   const { steps } = scenario.training;
   const traceSteps = traceStepsFilter(flags.trace ?? `steps=${[...new Set([1, steps])].join(',')}`, steps);
   const display = new RunDisplay({ quiet: flags.quiet ?? false, json: flags.json ?? false,
     tty: (flags.json ? process.stderr : process.stdout).isTTY === true });
   display.say(headline(scenario));
+  if (resume) display.say(`resuming ${dir} after step ${resume.manifest.step} (${resume.dir})`);
+  for (const why of resume?.refused ?? []) display.say(`refused: ${why}`);
   const run = await runTraining(scenario, { file, external: flags.external, check: flags.check, traceSteps,
+    runDir: dir, resume: resume ?? undefined,
+    onRestart: (r) => {
+      display.say(`restart ${r.attempt}: ${r.code}: ${r.error.split('\n')[0]}`);
+      for (const why of r.refused) display.say(`  refused: ${why}`);
+      display.say(`  going on after step ${r.resumedAfterStep}` +
+        (r.resumedAfterStep === 0 ? ' (no complete checkpoint: from the start)' : ''));
+    },
     port: flags.port === undefined ? undefined : portFlag(flags.port),
     onListening: (url, token) => {
       if (flags.external) display.say(`waiting for ${scenario.cluster.nodes} node(s): moemu node --join ${url} ` +
@@ -65,6 +82,7 @@ async function runScenario(file: string, flags: RunFlags): Promise<void> {
   });
   display.stop();
   const written = writeRunFolder(dir, run);
+  written.files.push(join(dir, FINAL_FILE));
   const expectations = checkExpectations(scenario.expect ?? {}, run.metrics);
   for (const line of [...summaryLines(run), ...expectationLines(expectations)]) display.say(line);
   display.say(`wrote ${dir}/: ${written.files.map((f) => f.slice(dir.length + 1)).join(', ')}` +
@@ -83,6 +101,54 @@ async function runScenario(file: string, flags: RunFlags): Promise<void> {
     throw moemuError('MOEMU_ERR_EXPECTATION', `${failed.length} of ${expectations.length} expectation(s) of ` +
       `${file} failed:\n${expectationLines(failed).join('\n')}`);
   }
+}
+
+/** A new run: the scenario from the file and the flags; the folder prepared, emptied of an earlier run's
+ * checkpoints, and given the run's source. */
+function fresh(file: string | undefined, flags: RunFlags) {
+  if (file === undefined) {
+    throw moemuError('MOEMU_ERR_CONFIG', 'give a scenario file (or --resume runs/<name>)', { path: 'scenario' });
+  }
+  const source: RunSource = { file, text: readScenarioFile(file), settings: runSettings(file, flags) };
+  const scenario = parseScenarioSource(source.text, file, source.settings).scenario;
+  checkLayout(scenario, file);
+  const dir = prepareRunFolder(flags.out, scenario.name);
+  startRunFolder(dir, source);
+  return { file, scenario, dir, resume: null };
+}
+
+/** A run folder about to get a new run: an earlier run's checkpoints go, the run's source is kept. */
+export function startRunFolder(dir: string, source: RunSource): void {
+  for (const old of [CHECKPOINTS_DIR, FINAL_PENDING]) rmSync(join(dir, old), { recursive: true, force: true });
+  writeRunFile(dir, RUN_SOURCE_FILE, `${JSON.stringify(source, null, 2)}\n`);
+}
+
+/** `--resume dir`: the scenario the run was started with, and its newest complete checkpoint. */
+function resumed(file: string | undefined, flags: RunFlags) {
+  const dir = flags.resume!;
+  const clash = [file === undefined ? null : `a scenario file (${file})`,
+    ...(['steps', 'overlap', 'seed'] as const).map((f) => (flags[f] === undefined ? null : `--${f}`)),
+    flags.set.length > 0 ? '--set' : null].filter((x) => x !== null);
+  if (clash.length > 0) {
+    throw moemuError('MOEMU_ERR_CONFIG', `--resume goes on with the scenario the run was started with; drop ` +
+      clash.join(', '), { path: '--resume' });
+  }
+  let source: RunSource;
+  try {
+    source = JSON.parse(readFileSync(join(dir, RUN_SOURCE_FILE), 'utf8')) as RunSource;
+  } catch (error) {
+    throw moemuError('MOEMU_ERR_FILE', `--resume ${dir}: cannot read ${join(dir, RUN_SOURCE_FILE)} (is it a run ` +
+      `folder?): ${messageOf(error)}`, { path: '--resume' });
+  }
+  const scenario = parseScenarioSource(source.text, source.file, source.settings).scenario;
+  checkLayout(scenario, source.file);
+  const found = findCheckpoint(dir, { name: scenario.name, world: worldSize(scenario.cluster),
+    config: configDigest(scenario) });
+  if (!found) {
+    throw moemuError('MOEMU_ERR_CHECKPOINT', `--resume ${dir}: no complete checkpoint in ` +
+      `${join(dir, CHECKPOINTS_DIR)}`, { path: '--resume' });
+  }
+  return { file: source.file, scenario, dir, resume: found };
 }
 
 function headline(s: Scenario): string {
@@ -118,6 +184,11 @@ function checkViolations(run: TrainingRun, scenario: Scenario): { ok: string; li
 
 /** --steps, --overlap, --seed and --set, written into the scenario before the schema checks it like the file. */
 export function scenarioWithFlags(file: string, flags: Pick<RunFlags, 'steps' | 'overlap' | 'seed' | 'set'>): Scenario {
+  return loadScenarioSource(file, runSettings(file, flags)).scenario;
+}
+
+/** The flags as --set settings, in the order they apply. */
+export function runSettings(file: string, flags: Pick<RunFlags, 'steps' | 'overlap' | 'seed' | 'set'>): string[] {
   const settings = [...flags.set];
   if (flags.steps !== undefined) {
     const steps = integerFlag('--steps', flags.steps, 1);
@@ -134,7 +205,7 @@ export function scenarioWithFlags(file: string, flags: Pick<RunFlags, 'steps' | 
     settings.push(`parallel.overlap=${flags.overlap === 'on'}`);
   }
   if (flags.seed !== undefined) settings.push(`seed=${integerFlag('--seed', flags.seed, 0)}`);
-  return loadScenarioSource(file, settings).scenario;
+  return settings;
 }
 
 function integerFlag(name: string, value: string, min: number): number {

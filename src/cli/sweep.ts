@@ -11,6 +11,8 @@ import { MoemuError, moemuError } from '../errors.js';
 import { renderComparison, type ReportRun } from '../metrics/report/report.js';
 import { prepareRunFolder, readRunFolder, writeRunFile } from '../runtime/run-folder.js';
 import { outcomeError, runSweepTasks, type SweepOutcome, type SweepTask } from '../runtime/sweep.js';
+import { readScenarioFile } from '../scenario/load.js';
+import { runSettings, startRunFolder } from './run.js';
 import { expectationLines } from './run-display.js';
 import { SweepDisplay } from './sweep-display.js';
 import { planSweep, SWEEP_VARIANTS_MAX, type SweepPlan } from './sweep-plan.js';
@@ -52,8 +54,13 @@ async function runSweep(file: string, flags: SweepCommandFlags): Promise<void> {
   const jobs = flags.jobs === undefined ? availableParallelism() : jobsFlag(flags.jobs);
   const plan = planSweep(file, flags);
   const dir = prepareRunFolder(flags.out, `${plan.base.name}-sweep`);
-  const tasks: SweepTask[] = plan.variants.map((v) => ({ name: v.name, file, scenario: v.scenario,
-    dir: prepareRunFolder(dir, v.name), traceSteps: v.traceSteps }));
+  const text = readScenarioFile(file);
+  const tasks: SweepTask[] = plan.variants.map((v) => {
+    const variantDir = prepareRunFolder(dir, v.name);
+    startRunFolder(variantDir, { file, text,
+      settings: runSettings(file, { steps: flags.steps, set: [...flags.set, ...v.settings] }) });
+    return { name: v.name, file, scenario: v.scenario, dir: variantDir, traceSteps: v.traceSteps };
+  });
   const display = new SweepDisplay({ quiet: flags.quiet ?? false, json: flags.json ?? false,
     tty: (flags.json ? process.stderr : process.stdout).isTTY === true }, tasks.length);
   const threads = Math.min(jobs, tasks.length);

@@ -28,6 +28,16 @@ export class Group {
     return collectiveTag(this.name, collective, n);
   }
 
+  /** How many calls of each collective the group has made (a checkpoint keeps them, so tags go on the same). */
+  instances(): [string, number][] {
+    return [...this.#instances].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  }
+
+  restoreInstances(instances: readonly [string, number][]): void {
+    this.#instances.clear();
+    for (const [collective, n] of instances) this.#instances.set(collective, n);
+  }
+
   rankAt(index: number): number {
     return this.ranks[((index % this.size) + this.size) % this.size];
   }

@@ -55,6 +55,12 @@ export class HbmAccount {
     this.capacityBytes = options.capacityBytes;
   }
 
+  /** A checkpoint's peaks (runtime restart): the run's peaks so far, total and by kind; live bytes stay as they are. */
+  restorePeaks(peaks: { peakBytes: number; byKind: Readonly<Record<HbmKind, number>> }): void {
+    this.#peakBytes = Math.max(this.#peakBytes, peaks.peakBytes);
+    for (const kind of HBM_KINDS) this.#byKind[kind].peak = Math.max(this.#byKind[kind].peak, peaks.byKind[kind]);
+  }
+
   /** Allocates `bytes` of `kind`. Over capacity: MOEMU_ERR_OOM, and nothing is allocated. */
   alloc(kind: HbmKind, label: string, bytes: number): HbmHandle {
     assert(HBM_KINDS.includes(kind), `unknown HBM kind ${String(kind)}`);

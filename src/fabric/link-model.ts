@@ -17,6 +17,8 @@ export interface SendTiming {
   egressEndPs: Ps;    // last byte leaves; the send is complete (eager)
 }
 
+export interface PortState { egressFreePs: Ps; ingressFreePs: Ps }
+
 export class Port {
   readonly name: string;
   readonly latencyPs: Ps;
@@ -78,6 +80,14 @@ export class Port {
 
   get egressFreePs(): Ps {
     return this.#egressFreePs;
+  }
+
+  /** A checkpoint's port (runtime restart): when its egress and ingress are free again. */
+  restore(state: PortState): void {
+    assertTime(state.egressFreePs, 'egress free time', this.name);
+    assertTime(state.ingressFreePs, 'ingress free time', this.name);
+    this.#egressFreePs = state.egressFreePs;
+    this.#ingressFreePs = state.ingressFreePs;
   }
 
   get ingressFreePs(): Ps {

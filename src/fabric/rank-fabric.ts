@@ -4,14 +4,15 @@
 // Virtual time never depends on real arrival order: receives are processed in (out, source, seq) order.
 import { moemuError } from '../errors.js';
 import { nodeOf, type ClusterConfig } from './cluster-config.js';
-import { HbmAccount } from './hbm.js';
-import { processingOrder, Port } from './link-model.js';
+import { HBM_KINDS, HbmAccount, type HbmKind } from './hbm.js';
+import { processingOrder, Port, type PortState } from './link-model.js';
+import type { Ps } from './virtual-time.js';
 import type { Incoming } from './mailbox.js';
 import { Mailbox } from './mailbox.js';
 import { payloadCrc32 } from './ib-frame.js';
 import type { FabricObserver } from './observer.js';
 import type { FabricHeader } from './protocol.js';
-import { labelOf, nameText, RankClock, type OpName, type OpRecord, type VEvent } from './streams.js';
+import { labelOf, nameText, RankClock, type OpName, type OpRecord, type StreamName, type VEvent } from './streams.js';
 
 /** How a rank's messages leave its thread: the runtime provides it (ports to peer threads, the node's NICs). */
 export interface Transport {
@@ -67,6 +68,14 @@ export interface RankFabricOptions {
   watchdogMs: number;
   /** How long a receive from this node polls the transport before it sleeps (runtime/spin.ts); 0 or absent: never. */
   spinUs?: number;
+}
+
+export interface FabricTimeState {
+  clock: Record<StreamName, Ps>;
+  nvlink: PortState;
+  ib: PortState;
+  seq: [number, number][];
+  hbmPeaks: { peakBytes: number; byKind: Record<HbmKind, number> };
 }
 
 export class RankFabric {
@@ -208,6 +217,27 @@ export class RankFabric {
   /** A buffer to write a payload into and send with `owned: true` (see Transport.sendBuffer). */
   sendBuffer(bytes: number): Uint8Array {
     return this.options.transport.sendBuffer(bytes);
+  }
+
+  /** What a checkpoint keeps of the fabric so that a restarted rank's virtual time goes on exactly as it would
+   * have: its clocks, its ports' free times, its sequence numbers per peer and its HBM peaks. */
+  timeState(): FabricTimeState {
+    const hbm = this.hbm.snapshot();
+    return { clock: { compute: this.clock.now('compute'), comm: this.clock.now('comm') },
+      nvlink: { egressFreePs: this.#nvlink.egressFreePs, ingressFreePs: this.#nvlink.ingressFreePs },
+      ib: { egressFreePs: this.#ib.egressFreePs, ingressFreePs: this.#ib.ingressFreePs },
+      seq: [...this.#seq].sort((a, b) => a[0] - b[0]),
+      hbmPeaks: { peakBytes: hbm.peakBytes,
+        byKind: Object.fromEntries(HBM_KINDS.map((k) => [k, hbm.byKind[k].peak])) as Record<HbmKind, number> } };
+  }
+
+  restoreTime(state: FabricTimeState): void {
+    this.clock.restoreNow(state.clock);
+    this.#nvlink.restore(state.nvlink);
+    this.#ib.restore(state.ib);
+    this.#seq.clear();
+    for (const [target, next] of state.seq) this.#seq.set(target, next);
+    this.hbm.restorePeaks(state.hbmPeaks);
   }
 
   #portTo(peer: number): Port {

@@ -109,6 +109,14 @@ export class RankClock {
     return this.#step;
   }
 
+  /** A checkpoint's clock (runtime restart): both streams where the checkpointed step left them. */
+  restoreNow(now: Readonly<Record<StreamName, Ps>>): void {
+    for (const stream of ['compute', 'comm'] as const) {
+      assertTime(now[stream], `${stream} time`, 'a restored clock', this.rank);
+      this.#clockPs[stream] = now[stream];
+    }
+  }
+
   setStep(step: number): void {
     assert(Number.isSafeInteger(step), `step must be an integer, got ${step}`);
     assert(step >= 0, `step must not be negative, got ${step}`);

@@ -1,5 +1,6 @@
 // AdamW with global-norm gradient clipping and a warm-up + cosine learning rate (docs/model.md "Updates after
 // each step"), written to match torch.optim.AdamW and torch.nn.utils.clip_grad_norm_ step for step.
+import { moemuError } from '../errors.js';
 import { roundBf16InPlace } from '../tensor/bf16.js';
 import { allocate, type FloatArray } from '../tensor/tensor.js';
 import type { ParamStore } from './params.js';
@@ -87,6 +88,24 @@ export class AdamW {
       }
     }
     return lr;
+  }
+
+  /** A checkpoint's state: the steps taken and both moments of every parameter (copied in). */
+  restore(step: number, m: ReadonlyMap<string, FloatArray>, v: ReadonlyMap<string, FloatArray>): void {
+    if (!Number.isSafeInteger(step) || step < 0) {
+      throw moemuError('MOEMU_ERR_CHECKPOINT', `AdamW: a restored step count must be a whole number, got ${step}`);
+    }
+    for (const [which, from, to] of [['m', m, this.#m], ['v', v, this.#v]] as const) {
+      for (const [name, moments] of to) {
+        const saved = from.get(name);
+        if (!saved || saved.length !== moments.length) {
+          throw moemuError('MOEMU_ERR_CHECKPOINT', `AdamW: the checkpoint has no ${which} of ${moments.length} ` +
+            `values for ${name}${saved ? ` (it has ${saved.length})` : ''}`, { path: name });
+        }
+        moments.set(saved);
+      }
+    }
+    this.#step = step;
   }
 
   /** The moments, for checkpoints and determinism checks. */

@@ -9,7 +9,8 @@ import { runTraining } from './training-run.js';
 
 export default async function runVariant(task: SweepTask): Promise<SweepOutcome> {
   try {
-    const run = await runTraining(task.scenario, { file: task.file, traceSteps: task.traceSteps });
+    const run = await runTraining(task.scenario, { file: task.file, traceSteps: task.traceSteps,
+      runDir: task.dir });
     const written = writeRunFolder(task.dir, run);
     const expectations = checkExpectations(task.scenario.expect ?? {}, run.metrics);
     return { ok: true, name: task.name, dir: task.dir, files: written.files, expectations,

@@ -5,6 +5,10 @@ import { worldSize } from '../fabric/cluster-config.js';
 import { trainingMetrics } from '../metrics/training-metrics.js';
 import { ScenarioError } from '../scenario/load.js';
 import { PARALLEL_DEFAULTS, parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
+import { resolve } from 'node:path';
+import { MoemuError, moemuError } from '../errors.js';
+import { CHECKPOINT_MANIFEST_VERSION, clearPending, commitCheckpoint, findCheckpoint, mergeFinalParameters, sha256,
+  type CheckpointFile, type FoundCheckpoint } from './checkpoints.js';
 import { Coordinator, STARTUP_TIMEOUT_MS } from './coordinator.js';
 import type { TrainProgram, TrainProgress, TrainRankResult } from './programs/train.js';
 
@@ -22,6 +26,26 @@ export interface TrainingRunOptions {
   check?: boolean;
   /** Steps whose op records and messages every rank returns, for trace.json. */
   traceSteps?: readonly number[];
+  /** The run folder (prepared): checkpoints (the scenario's `checkpoint:`) and final.safetensors go there. Without
+   * it nothing is written, and a restart starts from step 0. */
+  runDir?: string;
+  /** Go on after this checkpoint (`moemu run --resume`). */
+  resume?: FoundCheckpoint;
+  /** A fatal fault, and the restart the scenario's `restart:` policy makes of it. */
+  onRestart?: (restart: RunRestart) => void;
+}
+
+/** A restart of the cluster after a fatal fault: what failed, and the checkpoint the run went on from. */
+export interface RunRestart {
+  attempt: number;
+  code: string;
+  error: string;
+  /** The step of the checkpoint resumed from; 0: from the start. */
+  resumedAfterStep: number;
+  /** Newer checkpoints that failed their checks (why each). */
+  refused: string[];
+  /** Wall time from the start of the failed attempt to the restart. */
+  lostWallMs: number;
 }
 
 /** A step the whole cluster has finished: its loss (the ranks' shares summed; metrics.json sums them in the model's
@@ -37,12 +61,17 @@ export function runConfig(s: Scenario) {
     parallel: parallelOf(s) };
 }
 
-export type RunMetrics = ReturnType<typeof trainingMetrics<ReturnType<typeof runConfig>>>;
+/** metrics.json: the figures, and when the cluster was restarted, each restart (absent in a run without one; the
+ * wall time each cost is in wall.json). */
+export type RunMetrics = ReturnType<typeof trainingMetrics<ReturnType<typeof runConfig>>> &
+  { restarts?: Omit<RunRestart, 'lostWallMs'>[] };
 
 export interface TrainingRun {
   metrics: RunMetrics;
   wall: { version: number; nodes: number; gpus: number; startupMs: number; trainMs: number; stepsMs: number[];
-    virtualSecondsPerWallSecond: number | null };
+    virtualSecondsPerWallSecond: number | null;
+    /** Per restart, the wall time from the start of the failed attempt to the restart (absent: none). */
+    restartsLostMs?: number[] };
   results: TrainRankResult[];
 }
 
@@ -59,24 +88,72 @@ export function checkLayout(s: Scenario, file: string): void {
     problems.map((p) => ({ path: p.path.join('.'), message: `${p.message}${defaults}` })));
 }
 
+/** Trains the scenario; on a fatal fault (a node lost, a watchdog) under a `restart:` policy, tears the cluster down,
+ * waits the backoff and starts a new one from the newest complete checkpoint, up to maxRestarts times. */
 export async function runTraining(s: Scenario, options: TrainingRunOptions): Promise<TrainingRun> {
   checkLayout(s, options.file);
+  const restarts: RunRestart[] = [];
+  let resume = options.resume ?? null;
+  for (;;) {
+    const attemptStarted = performance.now();
+    try {
+      const run = await runAttempt(s, options, resume);
+      if (restarts.length > 0) {
+        run.metrics.restarts = restarts.map(({ lostWallMs: _, ...r }) => r);
+        run.wall.restartsLostMs = restarts.map((r) => r.lostWallMs);
+      }
+      return run;
+    } catch (error) {
+      const policy = s.restart;
+      if (!(error instanceof MoemuError) || error.errorClass !== 'faultNotRecovered' || !policy ||
+          restarts.length >= policy.maxRestarts) {
+        throw restarts.length === 0 || !(error instanceof MoemuError) ? error
+          : moemuError(error.code, `${error.message}\n(after ${restarts.length} restart(s) of at most ` +
+            `${policy?.maxRestarts ?? 0})`, error.context);
+      }
+      const found = options.runDir
+        ? findCheckpoint(options.runDir, { name: s.name, world: worldSize(s.cluster), config: configDigest(s) })
+        : null;
+      const restart: RunRestart = { attempt: restarts.length + 1, code: error.code, error: error.message,
+        resumedAfterStep: found?.manifest.step ?? 0, refused: found?.refused ?? [],
+        lostWallMs: Math.round(performance.now() - attemptStarted) };
+      restarts.push(restart);
+      options.onRestart?.(restart);
+      await new Promise((done) => setTimeout(done, policy.backoffMs));
+      resume = found;
+    }
+  }
+}
+
+/** One cluster: started, the training program run on every rank (after `resume`'s step, if given), shut down. */
+async function runAttempt(s: Scenario, options: TrainingRunOptions,
+                          resume: FoundCheckpoint | null): Promise<TrainingRun> {
   const parallel = parallelOf(s);
   const { cluster } = s;
   const started = performance.now();
-  const gather = new ProgressGather(worldSize(cluster), (p) => options.onProgress?.(p));
+  const world = worldSize(cluster);
+  const gather = new ProgressGather(world, (p) => options.onProgress?.(p), (step, files) => {
+    if (!options.runDir) return;
+    commitCheckpoint(options.runDir, { format: 'moemu checkpoint', version: CHECKPOINT_MANIFEST_VERSION,
+      name: s.name, config: configDigest(s), step, world, files }, s.checkpoint?.keep ?? 1);
+  });
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
     heartbeatMs: cluster.heartbeatMs, frameBytesMax: cluster.frameBytesMax, port: options.port ?? 0,
     startupTimeoutMs: options.startupTimeoutMs ?? STARTUP_TIMEOUT_MS[options.external ? 'none' : 'fork'],
     launch: options.external ? 'none' : 'fork', onListening: options.onListening,
     onProgress: (_rank, progress) => gather.add(progress as TrainProgress) });
+  if (options.runDir) clearPending(options.runDir);
   try {
     const startupMs = performance.now() - started;
     const program: TrainProgram = { kind: 'train', model: s.model, training: s.training, precision: s.precision,
-      seed: s.seed, parallel, check: options.check ?? false, traceSteps: options.traceSteps };
+      seed: s.seed, parallel, check: options.check ?? false, traceSteps: options.traceSteps,
+      files: options.runDir ? { runDir: resolve(options.runDir), checkpointEvery: s.checkpoint?.every ?? 0 }
+        : undefined,
+      resume: resume ? { dir: resolve(resume.dir), manifest: resume.manifest } : undefined };
     const trainStarted = performance.now();
     gather.start(trainStarted);
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
+    if (options.runDir) mergeFinalParameters(options.runDir, worldSize(cluster));
     const trainMs = performance.now() - trainStarted;
     const { nodes, gpusPerNode } = cluster;
     const metrics = trainingMetrics(runConfig(s), {
@@ -95,18 +172,32 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   }
 }
 
-/** Sums the ranks' news of a step and passes it on once every rank has sent it. */
+/** Sums the ranks' news of a step and passes it on once every rank has sent it; the same for the files of a
+ * checkpoint, which are committed once every rank has written its own. */
 class ProgressGather {
   readonly #steps = new Map<number, { ranks: number; loss: number; endPs: number }>();
+  readonly #checkpoints = new Map<number, CheckpointFile[][]>();
   #startedMs = performance.now();
 
-  constructor(private readonly world: number, private readonly emit: (p: RunProgress) => void) {}
+  constructor(private readonly world: number, private readonly emit: (p: RunProgress) => void,
+              private readonly commit: (step: number, files: CheckpointFile[]) => void) {}
 
   start(atMs: number): void {
     this.#startedMs = atMs;
   }
 
   add(p: TrainProgress): void {
+    if (p.kind === 'checkpoint') {
+      const ranks = [...(this.#checkpoints.get(p.step) ?? []), p.files];
+      if (ranks.length < this.world) {
+        this.#checkpoints.set(p.step, ranks);
+        return;
+      }
+      this.#checkpoints.delete(p.step);
+      const files = ranks.flat().sort((a, b) => a.rank - b.rank || (a.file < b.file ? -1 : 1));
+      this.commit(p.step, files);
+      return;
+    }
     const s = this.#steps.get(p.step) ?? { ranks: 0, loss: 0, endPs: 0 };
     s.ranks += 1;
     s.loss += p.loss;
@@ -117,6 +208,11 @@ class ProgressGather {
     this.emit({ step: p.step, steps: p.steps, loss: s.loss, virtualPs: s.endPs,
       wallMs: performance.now() - this.#startedMs });
   }
+}
+
+/** What a checkpoint must match to be resumed: everything of the scenario that changes the numbers. */
+export function configDigest(s: Scenario): string {
+  return sha256(new TextEncoder().encode(JSON.stringify(runConfig(s))));
 }
 
 /** What metrics.json says about the run's departures from DESIGN "Rank layout and data". */

@@ -229,7 +229,7 @@ function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function readScenarioFile(path: string): string {
+export function readScenarioFile(path: string): string {
   try {
     const bytes = statSync(path).size;
     if (bytes > SCENARIO_FILE_BYTES_MAX) {

@@ -318,6 +318,24 @@ const expectSchema = mapping(Object.fromEntries(EXPECT_FIGURE_NAMES.map((figure)
       if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
     }).optional()])) as Record<ExpectFigure, z.ZodOptional<z.ZodString>>);
 
+// ---- checkpoints and restarts -------------------------------------------------------------------------------------
+
+/** `checkpoint:` — every `every` steps each rank's state is written to <run>/checkpoints/ (runtime/checkpoints.ts);
+ * the newest `keep` complete checkpoints are kept. */
+export const checkpointSchema = mapping({
+  every: integer({ min: 1 }),
+  keep: integer({ min: 1 }).default(2),
+});
+export type CheckpointConfig = z.output<typeof checkpointSchema>;
+
+/** `restart:` — like torchrun's and NVRx's in-job restarts (FACTS §8: 3): after a fatal fault the cluster is torn
+ * down, and after `backoffMs` a new one goes on from the newest complete checkpoint, at most `maxRestarts` times. */
+export const restartSchema = mapping({
+  maxRestarts: integer({ min: 0 }).default(3),
+  backoffMs: integer({ min: 0 }).default(1000),
+});
+export type RestartConfig = z.output<typeof restartSchema>;
+
 // ---- the scenario -----------------------------------------------------------------------------------------------
 
 /** The whole scenario. `defaultName` is the name used when the file has none (load.ts: the file's base name). */
@@ -334,6 +352,8 @@ export function scenarioSchema(defaultName: string) {
     cluster: clusterSchema.prefault({}),
     parallel: parallelSchema.optional(),
     expect: expectSchema.optional(),
+    checkpoint: checkpointSchema.optional(),
+    restart: restartSchema.optional(),
   }).superRefine((s, ctx) => {
     // Checked here when the file has a parallel section; `moemu run` checks the defaults' fit before starting.
     // A model with problems of its own comes through incomplete (zod refines what it has): its layout cannot be judged.
@@ -359,5 +379,6 @@ export const SCENARIO_KEYS: readonly string[] = Object.keys(scenarioSchema('scen
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const scenarioIsTrainerOptions:
   Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster; parallel?: ParallelConfig;
+    checkpoint?: CheckpointConfig; restart?: RestartConfig;
     expect?: Partial<Record<ExpectFigure, string>> }> = true;
 void scenarioIsTrainerOptions;

@@ -26,6 +26,7 @@ import { StageHolders } from '../pipeline/p2p-batches.js';
 import { buildSchedule, schedulePlacement } from '../pipeline/schedules/index.js';
 import { splitStages } from '../pipeline/stage-split.js';
 import { paramsByPipelineRank, rankPlace, sharedParams, type ParallelConfig, type RankPlace } from './layout.js';
+import { encodeRankCheckpoint, restoreRankCheckpoint } from './checkpoint.js';
 import { afterSchedule, globalGradNorm, reduceGradients, type ReductionsEnv } from './reductions.js';
 
 export interface RankTrainerOptions {
@@ -111,6 +112,26 @@ export class RankTrainer {
     this.#postconditions(step);
     return { step, losses: result.losses, gradNorm, lr, peakLiveActivations: result.peakLiveActivations, loads,
       records: this.fabric.clock.takeRecords(), analytical: this.#ep.takeAnalytical() };
+  }
+
+  /** The checkpoint of this rank after `step` (checkpoint.ts): its stages' parameters, AdamW and fabric time. */
+  checkpoint(step: number): Uint8Array {
+    return encodeRankCheckpoint(this.#place(step), this.store, this.#optimizer, this.fabric.timeState(),
+      this.#groups());
+  }
+
+  /** Goes on from a checkpoint taken after `step`, as if the rank had never stopped. */
+  resume(bytes: Uint8Array, file: string, step: number): void {
+    this.fabric.restoreTime(restoreRankCheckpoint(bytes, file, this.#place(step), this.store, this.#optimizer,
+      this.#groups()));
+  }
+
+  #groups() {
+    return [this.#ep.group, this.#reductions.world];
+  }
+
+  #place(step: number) {
+    return { rank: this.fabric.rank, world: worldSize(this.fabric.cluster), step };
   }
 
   /** The rank's schedule on this EP rank's sequences of the step's batch (DualPipe: direction d carries global

@@ -110,7 +110,8 @@ describe('moemu run: a small scenario', () => {
     expect(count(run.stdout, /^step /gm)).toBe(2);
 
     const dir = join(out, SMALL.name);
-    expect(readdirSync(dir).sort()).toEqual(['metrics.json', 'report.html', 'trace.json', 'wall.json']);
+    expect(readdirSync(dir).sort()).toEqual(['final.safetensors', 'metrics.json', 'report.html', 'scenario.json',
+      'trace.json', 'wall.json']);
     firstBytes = readFileSync(join(dir, 'metrics.json'), 'utf8');
     firstTrace = readFileSync(join(dir, 'trace.json'), 'utf8');
     const metrics = JSON.parse(firstBytes) as MetricsFile;
@@ -273,7 +274,8 @@ describe('moemu run: expect, --set, --json, --out', () => {
     expect(summary.name).toBe('set-run');
     expect(summary.summary.steps).toBe(1);
     const dir = join(out, 'set-run');
-    expect(readdirSync(dir).sort()).toEqual(['metrics.json', 'report.html', 'wall.json']);
+    expect(readdirSync(dir).sort()).toEqual(['final.safetensors', 'metrics.json', 'report.html', 'scenario.json',
+      'wall.json']);
     expect(readJson<{ config: { seed: number } }>(join(dir, 'metrics.json')).config.seed).toBe(7);
 
     const bad = await moemu(['run', file, '--set', 'training.stepz=1', '--out', join(work, 'set-bad')],

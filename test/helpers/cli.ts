@@ -60,7 +60,9 @@ export class CliRunner {
 
   constructor(private readonly cwd: () => string) {}
 
-  run(args: readonly string[], timeoutMs: number): Promise<CliRun> {
+  /** `watch` sees the output so far after every chunk of stdout, with the call's process group (to act mid-run). */
+  run(args: readonly string[], timeoutMs: number,
+      watch?: (stdout: string, pgid: number) => void): Promise<CliRun> {
     const started = performance.now();
     const child = spawn(process.execPath, [CLI, ...args],
       { cwd: this.cwd(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -68,7 +70,10 @@ export class CliRunner {
     this.live.add(pgid);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += String(d); });
+    child.stdout.on('data', (d) => {
+      stdout += String(d);
+      watch?.(stdout, pgid);
+    });
     child.stderr.on('data', (d) => { stderr += String(d); });
     const timer = setTimeout(() => killGroup(pgid), timeoutMs);
     return new Promise((done, fail) => {

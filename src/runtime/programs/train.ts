@@ -1,6 +1,8 @@
 // The training program: every GPU rank builds its RankTrainer (its stages' parameters, its EP group) and runs the
 // scenario's steps. What leaves a rank per step is small — its micro-batches' loss terms and a summary of its op
 // records (src/metrics/step-metrics.ts) — so long runs fit the control connection; tests may ask for more.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { messageOf, moemuError, MoemuError } from '../../errors.js';
 import type { RankFabric } from '../../fabric/rank-fabric.js';
 import type { HbmSnapshot } from '../../fabric/hbm.js';
@@ -12,7 +14,11 @@ import { rankStepSummary, type RankStepSummary } from '../../metrics/step-metric
 import { loadImbalance } from '../../model/bias-update.js';
 import type { ParamStore } from '../../model/params.js';
 import type { MicroBatchLoss } from '../../pipeline/executor.js';
+import { encodeSafetensors } from '../../tensor/safetensors.js';
+import { storeTensors } from '../../train/checkpoint.js';
 import { RankTrainer, type RankTrainerOptions } from '../../train/step.js';
+import { FINAL_PENDING, rankStateFile, rankStepsFile, readCheckpointFile, writeDurably, writeRankFiles,
+  type CheckpointFile, type CheckpointManifest } from '../checkpoints.js';
 
 export interface TrainProgram extends RankTrainerOptions {
   kind: 'train';
@@ -25,6 +31,11 @@ export interface TrainProgram extends RankTrainerOptions {
   check?: boolean;
   /** The steps whose op records and messages come back for the trace (`moemu run --trace`). */
   traceSteps?: readonly number[];
+  /** The run folder (absolute; shared storage when nodes run elsewhere): a checkpoint every `checkpointEvery`
+   * steps (0: none) into its checkpoints/, and the final parameters into its final.tmp/ (runtime/checkpoints.ts). */
+  files?: { runDir: string; checkpointEvery: number };
+  /** Go on after this checkpoint (checked by the coordinator; each rank checks its own files again). */
+  resume?: { dir: string; manifest: CheckpointManifest };
 }
 
 export interface TrainStepResult {
@@ -63,7 +74,11 @@ export interface TrainRankResult {
 
 /** The news every rank reports after each step (`moemu run` shows it while the run goes on): its share of the
  * step's loss (main + λ·MTP + balance of the terms it computed) and where its clock ended. */
-export interface TrainProgress { step: number; steps: number; wallMs: number; loss: number; endPs: number }
+export type TrainProgress =
+  | { kind: 'step'; step: number; steps: number; wallMs: number; loss: number; endPs: number }
+  /** The rank's files of the checkpoint after `step` are written (the coordinator commits it once all are). */
+  | { kind: 'checkpoint'; step: number; files: CheckpointFile[] };
+
 
 export async function runTrainProgram(
   fabric: RankFabric, p: TrainProgram, report: (progress: TrainProgress) => void = () => undefined,
@@ -83,9 +98,9 @@ interface Observers { log: MessageLog | null; tally: TrafficTally }
 async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: Observers,
                           report: (progress: TrainProgress) => void): Promise<TrainRankResult> {
   const trainer = new RankTrainer(fabric, p);
-  const steps: TrainStepResult[] = [];
+  const steps: TrainStepResult[] = p.resume ? resumeRank(trainer, fabric.rank, p.resume) : [];
   let gradients: Record<string, number[]> | undefined;
-  for (let step = 1; step <= p.training.steps; step++) {
+  for (let step = steps.length + 1; step <= p.training.steps; step++) {
     const keep = step === p.gradientsAtStep ? (store: ParamStore) => { gradients = dump(store, 'grads'); } : undefined;
     const started = performance.now();
     const r = await withStep(step, fabric.rank, () => trainer.step(step, keep));
@@ -101,11 +116,47 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
         : {}),
       ...(messages && traced ? { messages } : {}) });
     const done = steps[steps.length - 1];
-    report({ step, steps: p.training.steps, wallMs: done.wallMs, loss: lossShare(r.losses, p.model.mtpWeight),
-      endPs: done.summary.endPs ?? 0 });
+    report({ kind: 'step', step, steps: p.training.steps, wallMs: done.wallMs,
+      loss: lossShare(r.losses, p.model.mtpWeight), endPs: done.summary.endPs ?? 0 });
+    const every = p.files?.checkpointEvery ?? 0;
+    if (p.files && every > 0 && step % every === 0 && step < p.training.steps) {
+      report({ kind: 'checkpoint', step, files: writeRankFiles(p.files.runDir, step, fabric.rank, [
+        { file: rankStateFile(fabric.rank), bytes: trainer.checkpoint(step) },
+        { file: rankStepsFile(fabric.rank), bytes: new TextEncoder().encode(JSON.stringify(steps)) }]) });
+    }
   }
+  if (p.files) writeFinalParameters(p.files.runDir, fabric.rank, trainer);
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,
     hbm: fabric.hbm.snapshot(), gradients, parameters: p.parameters ? dump(trainer.store, 'values') : undefined };
+}
+
+/** The rank's state and step results from the checkpoint, each file checked against the manifest. */
+function resumeRank(trainer: RankTrainer, rank: number, resume: NonNullable<TrainProgram['resume']>):
+  TrainStepResult[] {
+  const entry = (file: string) => {
+    const found = resume.manifest.files.find((f) => f.rank === rank && f.file === file);
+    if (!found) throw moemuError('MOEMU_ERR_CHECKPOINT', `${resume.dir}: the manifest has no ${file}`, { rank });
+    return readCheckpointFile(resume.dir, found);
+  };
+  const step = resume.manifest.step;
+  trainer.resume(entry(rankStateFile(rank)), join(resume.dir, rankStateFile(rank)), step);
+  const steps = JSON.parse(new TextDecoder().decode(entry(rankStepsFile(rank)))) as TrainStepResult[];
+  if (steps.length !== step || steps.some((s, i) => s.step !== i + 1)) {
+    throw moemuError('MOEMU_ERR_CHECKPOINT', `${resume.dir}: ${rankStepsFile(rank)} does not hold steps 1–${step}`,
+      { rank, step });
+  }
+  return steps;
+}
+
+function writeFinalParameters(runDir: string, rank: number, trainer: RankTrainer): void {
+  const dir = join(runDir, FINAL_PENDING);
+  try {
+    mkdirSync(dir, { recursive: true });
+    writeDurably(dir, rankStateFile(rank), encodeSafetensors(storeTensors(trainer.store)));
+  } catch (error) {
+    throw moemuError('MOEMU_ERR_FILE', `rank ${rank} cannot write its final parameters in ${dir}: ` +
+      messageOf(error), { rank, file: dir });
+  }
 }
 
 /** Failures name the step they happened in (and the rank, when the error does not already). */
