@@ -19,11 +19,19 @@ export class ComputeMeter {
   #fixed = false;
   /** Fixed-cost mode: what the current schedule op has still to charge. */
   #budgetPs: Ps = 0;
+  /** A straggler's slowdown (faults/): every compute op takes this many times as long, rounded up to a ps. */
+  #slowdown = 1;
 
   constructor(private readonly clock: RankClock, private readonly gpu: GpuConfig) {}
 
   get fixedCosts(): boolean {
     return this.#fixed;
+  }
+
+  /** From now on every compute op takes `factor` (≥ 1) times as long (1: as the cost model says). */
+  slowDown(factor: number): void {
+    assert(Number.isFinite(factor) && factor >= 1, `a slowdown must be a finite factor ≥ 1, got ${factor}`);
+    this.#slowdown = factor;
   }
 
   /** From now on ops cost what beginOp says, not what the kernels did. */
@@ -60,6 +68,7 @@ export class ComputeMeter {
     } else {
       durationPs = fixedPs ?? computePs(this.gpu, { matmulFlops: flops, fp8Flops, bytes });
     }
+    if (this.#slowdown !== 1) durationPs = Math.ceil(durationPs * this.#slowdown);
     return this.clock.run('compute', name, durationPs, { waitFor });
   }
 

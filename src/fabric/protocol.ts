@@ -32,14 +32,17 @@ export type GpuToNode =
   | { kind: 'status'; rank: number; waiting: string | null }
   | { kind: 'result'; rank: number; result: unknown }
   | { kind: 'progress'; rank: number; progress: unknown }   // a running program's news (a step done), small
-  | { kind: 'error'; rank: number; error: SerializedError };
+  | { kind: 'error'; rank: number; error: SerializedError }
+  /** A fatal fault this rank triggers (faults/): the node reports it, then kills the thread or the process. */
+  | { kind: 'fault'; rank: number; fault: { index: number; kind: string; step: number } };
 
 /** Node main thread -> GPU thread (besides PeerMessage deliveries). */
 export type NodeToGpu =
   | { kind: 'ib-return'; buffer: ArrayBuffer }
   | { kind: 'run'; program: unknown }
   | { kind: 'status?' }          // asked once per heartbeat: a rank reports what it waits for only then
-  | { kind: 'shutdown' };
+  | { kind: 'shutdown' }
+  | { kind: 'die' };             // kill-rank: the fault is reported, the thread ends now
 
 /** Errors cross thread and process boundaries as data (STYLE habit 9). */
 export interface SerializedError {

@@ -17,7 +17,8 @@ export type CoordinatorToNode =
   | { type: 'assign'; assignment: NodeAssignment }
   | { type: 'peers'; ibUrls: string[] }           // index = node
   | { type: 'run'; id: number; program: unknown }
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  | { type: 'inject'; index: number };            // a fatal fault the node reported may happen now
 
 export interface RankResult { rank: number; result: unknown }
 
@@ -28,7 +29,9 @@ export type NodeToCoordinator =
   | { type: 'heartbeat'; node: number; waiting: { rank: number; waiting: string }[] }
   | { type: 'result'; node: number; id: number; ranks: RankResult[] }
   | { type: 'progress'; node: number; rank: number; progress: unknown }
-  | { type: 'error'; node: number; rank: number | null; error: SerializedError };
+  | { type: 'error'; node: number; rank: number | null; error: SerializedError }
+  /** A fatal fault is about to happen to this node (kill-node) or one of its ranks (kill-rank). */
+  | { type: 'fault'; node: number; rank: number; fault: { index: number; kind: string; step: number } };
 
 /** The control endpoint takes the cluster token in the same upgrade header as the IB endpoints. */
 export { IB_TOKEN_HEADER as TOKEN_HEADER } from '../fabric/ib-common.js';

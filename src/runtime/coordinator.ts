@@ -32,6 +32,8 @@ export interface CoordinatorOptions {
   onListening?: (url: string, token: string) => void;
   /** Called with what a running program reports as it goes (the training program: each step rank 0 finishes). */
   onProgress?: (rank: number, progress: unknown) => void;
+  /** A fatal fault a node is about to inject into itself or one of its ranks (faults/). */
+  onFault?: (node: number, rank: number, fault: { index: number; kind: string; step: number }) => void;
 }
 
 interface NodeState {
@@ -102,6 +104,11 @@ export class Coordinator {
       this.#pendingRun = { id, results: [], nodesDone: 0, resolve };
       this.#broadcast({ type: 'run', id, program });
     }));
+  }
+
+  /** Lets a fatal fault the node reported happen (runtime/fault-gate.ts decides when). */
+  releaseFault(node: number, index: number): void {
+    this.#sendTo(node, { type: 'inject', index });
   }
 
   /** Asks every node to stop, waits for the processes (bounded), then kills what is left. Idempotent. */
@@ -178,6 +185,7 @@ export class Coordinator {
       case 'result': return this.#onResult(m.id, m.ranks);
       case 'progress': return this.options.onProgress?.(m.rank, m.progress);
       case 'error': return this.#fail(errorFromData(m.error));
+      case 'fault': return this.options.onFault?.(m.node, m.rank, m.fault);
     }
   }
 
@@ -294,7 +302,8 @@ export class Coordinator {
   }
 }
 
-const NODE_MESSAGE_TYPES = new Set(['hello', 'ib-ready', 'ready', 'heartbeat', 'result', 'progress', 'error']);
+const NODE_MESSAGE_TYPES = new Set(['hello', 'ib-ready', 'ready', 'heartbeat', 'result', 'progress', 'error',
+  'fault']);
 
 /** Shape check at the boundary: an object with a known type and an integer node (hello: a pid). */
 function isControlMessage(m: unknown): m is NodeToCoordinator {

@@ -12,6 +12,7 @@ import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError }
 import type { Incoming } from '../fabric/mailbox.js';
 import { RankFabric, waitingText, type Transport, type Waiting } from '../fabric/rank-fabric.js';
 import { SendWindow } from '../fabric/send-window.js';
+import type { PlannedFault } from '../faults/plan.js';
 import { runProgram } from './programs/index.js';
 import { allowedCpus, pinThisThread } from './spin.js';
 
@@ -238,6 +239,7 @@ class GpuRank {
         return;
       }
       case 'shutdown': return this.#close();   // a program still waiting (on a dead peer) is abandoned
+      case 'die': return process.exit(1);      // a worker thread's exit ends the thread, not its node
     }
   }
 
@@ -267,7 +269,14 @@ class GpuRank {
     try {
       const report = (progress: unknown) =>
         nodePort.postMessage({ kind: 'progress', rank, progress } satisfies GpuToNode);
-      const result = await runProgram(this.#fabric, program, report);
+      // A fatal fault hands itself to the node, which reports it and then ends this thread or the whole process;
+      // until then the program waits here, as a GPU does once it has fallen off the bus.
+      const fatal = (fault: PlannedFault) => {
+        nodePort.postMessage({ kind: 'fault', rank,
+          fault: { index: fault.index, kind: fault.kind, step: fault.step } } satisfies GpuToNode);
+        return new Promise<never>(() => undefined);
+      };
+      const result = await runProgram(this.#fabric, program, report, fatal);
       nodePort.postMessage({ kind: 'result', rank, result } satisfies GpuToNode);
     } catch (error) {
       nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);

@@ -5,7 +5,7 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import WebSocket from 'ws';
-import { EXIT_CODES, moemuError } from '../errors.js';
+import { EXIT_CODES, messageOf, moemuError } from '../errors.js';
 import { BufferPool } from '../fabric/buffer-pool.js';
 import { gpuOf, rankOf, worldSize, nodeOf, RUNTIME_DEFAULTS } from '../fabric/cluster-config.js';
 import { IbClient, IbServer, type IbHeader } from '../fabric/ib-endpoint.js';
@@ -70,6 +70,8 @@ class NodeProcess {
   #results: RankResult[] = [];
   #runId = -1;
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Fatal faults reported to the coordinator, waiting for its word (#releaseFatal). */
+  readonly #fatal = new Map<number, { gpu: number; kind: string }>();
   #closing = false;
 
   constructor(private readonly options: NodeOptions, private readonly control: WebSocket,
@@ -93,6 +95,7 @@ class NodeProcess {
       case 'peers': return this.#onPeers(m.ibUrls);
       case 'run': return this.#onRun(m.id, m.program);
       case 'shutdown': return this.#shutdown(EXIT_CODES.ok);
+      case 'inject': return this.#releaseFatal(m.index);
     }
   }
 
@@ -153,8 +156,12 @@ class NodeProcess {
         nvlinkWindowBytes: NVLINK_WINDOW_BYTES, ibWindowBytes: IB_WINDOW_BYTES, spinUs: a.spinUs,
         poolBytesMax: this.options.poolBytesMax, nodePort: port2, peerPorts: peers[gpu] };
       const transferList = [port2, ...peers[gpu].filter((p): p is MessagePort => p !== null)];
+      const rank = rankOf(a.cluster, a.node, gpu);
+      // A task ends in a rejection only when its thread dies (a program's own failures come as 'error' messages):
+      // the rank is lost, like a GPU fallen off the bus.
       this.#tasks.push(this.#pool.run(init, { transferList })
-        .catch((e) => this.#fail(e, rankOf(a.cluster, a.node, gpu))));
+        .catch((e) => this.#fail(moemuError('MOEMU_ERR_PEER_LOST', `rank ${rank} (node ${a.node}, gpu ${gpu}): its ` +
+          `GPU thread died: ${messageOf(e)}`, { rank, node: a.node }), rank)));
     }
   }
 
@@ -176,7 +183,23 @@ class NodeProcess {
         this.#send({ type: 'error', node: this.#node, rank: m.rank, error: m.error });
         return;
       }
+      case 'fault': return this.#injectFatal(gpu, m.rank, m.fault);
     }
+  }
+
+  /** kill-node, kill-rank (faults/): the coordinator hears of the fault first, and says when it may happen
+   * (fault-gate.ts); then the process is SIGKILLed or the rank's thread ends. */
+  #injectFatal(gpu: number, rank: number, fault: { index: number; kind: string; step: number }): void {
+    this.#fatal.set(fault.index, { gpu, kind: fault.kind });
+    this.#send({ type: 'fault', node: this.#node, rank, fault });
+  }
+
+  #releaseFatal(index: number): void {
+    const fault = this.#fatal.get(index);
+    if (!fault) return;
+    this.#fatal.delete(index);
+    if (fault.kind === 'kill-node') process.kill(process.pid, 'SIGKILL');
+    else this.#gpuPorts[fault.gpu].postMessage({ kind: 'die' } satisfies NodeToGpu);
   }
 
   /** GPU -> IB: the buffer goes back to the GPU's pool once the socket has taken the bytes. */

@@ -6,10 +6,12 @@ import { trainingMetrics } from '../metrics/training-metrics.js';
 import { ScenarioError } from '../scenario/load.js';
 import { PARALLEL_DEFAULTS, parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
 import { resolve } from 'node:path';
+import { FAULT_KIND_INFO, planFaults, type FaultPlan, type PlannedFault } from '../faults/plan.js';
 import { MoemuError, moemuError } from '../errors.js';
 import { CHECKPOINT_MANIFEST_VERSION, clearPending, commitCheckpoint, findCheckpoint, mergeFinalParameters, sha256,
   type CheckpointFile, type FoundCheckpoint } from './checkpoints.js';
 import { Coordinator, STARTUP_TIMEOUT_MS } from './coordinator.js';
+import { FatalFaultGate } from './fault-gate.js';
 import type { TrainProgram, TrainProgress, TrainRankResult } from './programs/train.js';
 
 export interface TrainingRunOptions {
@@ -64,14 +66,15 @@ export function runConfig(s: Scenario) {
 /** metrics.json: the figures, and when the cluster was restarted, each restart (absent in a run without one; the
  * wall time each cost is in wall.json). */
 export type RunMetrics = ReturnType<typeof trainingMetrics<ReturnType<typeof runConfig>>> &
-  { restarts?: Omit<RunRestart, 'lostWallMs'>[] };
+  { faults?: ReturnType<typeof faultOutcomes>; restarts?: Omit<RunRestart, 'error' | 'lostWallMs'>[] };
 
 export interface TrainingRun {
   metrics: RunMetrics;
   wall: { version: number; nodes: number; gpus: number; startupMs: number; trainMs: number; stepsMs: number[];
     virtualSecondsPerWallSecond: number | null;
-    /** Per restart, the wall time from the start of the failed attempt to the restart (absent: none). */
-    restartsLostMs?: number[] };
+    /** Per restart, the failure's whole message (it says what was waiting, which depends on timing) and the wall
+     * time from the start of the failed attempt to the restart (absent: none). */
+    restarts?: Pick<RunRestart, 'attempt' | 'error' | 'lostWallMs'>[] };
   results: TrainRankResult[];
 }
 
@@ -93,23 +96,32 @@ export function checkLayout(s: Scenario, file: string): void {
 export async function runTraining(s: Scenario, options: TrainingRunOptions): Promise<TrainingRun> {
   checkLayout(s, options.file);
   const restarts: RunRestart[] = [];
+  const plan = planFaults(s.faults ?? [], s.seed, s.cluster, s.training.steps);
+  const fired = new Map<number, { attempt: number; step: number }>();
+  const onFired = (index: number, step: number) => {
+    if (!fired.has(index)) fired.set(index, { attempt: restarts.length + 1, step });
+  };
   let resume = options.resume ?? null;
   for (;;) {
     const attemptStarted = performance.now();
     try {
-      const run = await runAttempt(s, options, resume);
+      // A fatal fault happens once; one that costs only virtual time is a function of the step and happens again
+      // when its steps are trained again after a restart.
+      const faults = plan.faults.filter((f) => !FAULT_KIND_INFO[f.kind].fatal || !fired.has(f.index));
+      const run = await runAttempt(s, options, resume, { faults, onFired });
+      if (plan.faults.length + plan.skipped.length > 0) run.metrics.faults = faultOutcomes(plan, fired, restarts);
       if (restarts.length > 0) {
-        run.metrics.restarts = restarts.map(({ lostWallMs: _, ...r }) => r);
-        run.wall.restartsLostMs = restarts.map((r) => r.lostWallMs);
+        run.metrics.restarts = restarts.map(({ attempt, code, resumedAfterStep, refused }) =>
+          ({ attempt, code, resumedAfterStep, refused }));
+        run.wall.restarts = restarts.map(({ attempt, error, lostWallMs }) => ({ attempt, error, lostWallMs }));
       }
       return run;
     } catch (error) {
       const policy = s.restart;
       if (!(error instanceof MoemuError) || error.errorClass !== 'faultNotRecovered' || !policy ||
           restarts.length >= policy.maxRestarts) {
-        throw restarts.length === 0 || !(error instanceof MoemuError) ? error
-          : moemuError(error.code, `${error.message}\n(after ${restarts.length} restart(s) of at most ` +
-            `${policy?.maxRestarts ?? 0})`, error.context);
+        const injected = plan.faults.filter((f) => fired.get(f.index)?.attempt === restarts.length + 1);
+        throw giveUp(error, restarts.length, policy?.maxRestarts ?? 0, injected);
       }
       const found = options.runDir
         ? findCheckpoint(options.runDir, { name: s.name, world: worldSize(s.cluster), config: configDigest(s) })
@@ -125,23 +137,40 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   }
 }
 
+/** The error that ends the run, saying which injected faults it followed and how many restarts were made. */
+function giveUp(error: unknown, restarts: number, maxRestarts: number, injected: readonly PlannedFault[]): unknown {
+  if (!(error instanceof MoemuError) || (restarts === 0 && injected.length === 0)) return error;
+  const notes = [...injected.map((f) => `(after the injected fault faults.${f.index}: ${f.kind} of ` +
+    `${FAULT_KIND_INFO[f.kind].victim === 'node' ? `node ${f.node}` : `rank ${f.rank}`} at step ${f.step})`),
+  ...(restarts > 0 ? [`(after ${restarts} restart(s) of at most ${maxRestarts})`] : [])];
+  return moemuError(error.code, [error.detail, ...notes].join('\n'), error.context);
+}
+
 /** One cluster: started, the training program run on every rank (after `resume`'s step, if given), shut down. */
-async function runAttempt(s: Scenario, options: TrainingRunOptions,
-                          resume: FoundCheckpoint | null): Promise<TrainingRun> {
+async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: FoundCheckpoint | null,
+                          faults: { faults: PlannedFault[]; onFired: (index: number, step: number) => void }):
+  Promise<TrainingRun> {
   const parallel = parallelOf(s);
   const { cluster } = s;
   const started = performance.now();
   const world = worldSize(cluster);
-  const gather = new ProgressGather(world, (p) => options.onProgress?.(p), (step, files) => {
+  const gate = new FatalFaultGate(options.runDir ? s.checkpoint?.every ?? 0 : 0, resume?.manifest.step ?? 0,
+    s.training.steps);
+  const gather = new ProgressGather(world, (p) => options.onProgress?.(p), faults.onFired, (step, files) => {
     if (!options.runDir) return;
     commitCheckpoint(options.runDir, { format: 'moemu checkpoint', version: CHECKPOINT_MANIFEST_VERSION,
       name: s.name, config: configDigest(s), step, world, files }, s.checkpoint?.keep ?? 1);
+    gate.committed(step);
   });
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
     heartbeatMs: cluster.heartbeatMs, frameBytesMax: cluster.frameBytesMax, port: options.port ?? 0,
     startupTimeoutMs: options.startupTimeoutMs ?? STARTUP_TIMEOUT_MS[options.external ? 'none' : 'fork'],
     launch: options.external ? 'none' : 'fork', onListening: options.onListening,
-    onProgress: (_rank, progress) => gather.add(progress as TrainProgress) });
+    onProgress: (_rank, progress) => gather.add(progress as TrainProgress),
+    onFault: (node, _rank, fault) => {
+      faults.onFired(fault.index, fault.step);
+      gate.ask(fault.step, () => coordinator.releaseFault(node, fault.index));
+    } });
   if (options.runDir) clearPending(options.runDir);
   try {
     const startupMs = performance.now() - started;
@@ -149,7 +178,8 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions,
       seed: s.seed, parallel, check: options.check ?? false, traceSteps: options.traceSteps,
       files: options.runDir ? { runDir: resolve(options.runDir), checkpointEvery: s.checkpoint?.every ?? 0 }
         : undefined,
-      resume: resume ? { dir: resolve(resume.dir), manifest: resume.manifest } : undefined };
+      resume: resume ? { dir: resolve(resume.dir), manifest: resume.manifest } : undefined,
+      faults: faults.faults.length > 0 ? faults.faults : undefined };
     const trainStarted = performance.now();
     gather.start(trainStarted);
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
@@ -180,6 +210,7 @@ class ProgressGather {
   #startedMs = performance.now();
 
   constructor(private readonly world: number, private readonly emit: (p: RunProgress) => void,
+              private readonly fault: (index: number, step: number) => void,
               private readonly commit: (step: number, files: CheckpointFile[]) => void) {}
 
   start(atMs: number): void {
@@ -187,6 +218,7 @@ class ProgressGather {
   }
 
   add(p: TrainProgress): void {
+    if (p.kind === 'fault') return this.fault(p.index, p.step);
     if (p.kind === 'checkpoint') {
       const ranks = [...(this.#checkpoints.get(p.step) ?? []), p.files];
       if (ranks.length < this.world) {
@@ -208,6 +240,26 @@ class ProgressGather {
     this.emit({ step: p.step, steps: p.steps, loss: s.loss, virtualPs: s.endPs,
       wallMs: performance.now() - this.#startedMs });
   }
+}
+
+/** metrics.json's `faults`: every fault of the scenario — skipped by its probability draw, or when and where it
+ * happened, what detected it and how the run recovered (a fatal one by the restart after the attempt it ended). */
+function faultOutcomes(plan: FaultPlan, fired: ReadonlyMap<number, { attempt: number; step: number }>,
+                       restarts: readonly RunRestart[]) {
+  const planned = plan.faults.map((f) => {
+    const when = fired.get(f.index);
+    const fatal = FAULT_KIND_INFO[f.kind].fatal;
+    const restart = fatal && when ? restarts.find((r) => r.attempt === when.attempt) : undefined;
+    return { index: f.index, kind: f.kind, node: f.node, rank: f.rank, step: f.step,
+      ...(f.kind === 'straggler' ? { steps: f.steps, factor: f.factor } : {}),
+      injected: when !== undefined,
+      detectedBy: restart?.code ?? null,
+      recovery: !when ? 'not injected' : !fatal ? 'none needed: it costs virtual time only'
+        : restart ? `restart ${restart.attempt}, resumed after step ${restart.resumedAfterStep}` : 'not recovered' };
+  });
+  const skipped = plan.skipped.map((f) => ({ index: f.index, kind: f.kind, injected: false, detectedBy: null,
+    recovery: `skipped: its draw ${f.draw.toFixed(4)} ≥ probability ${f.probability}` }));
+  return [...planned, ...skipped].sort((a, b) => a.index - b.index);
 }
 
 /** What a checkpoint must match to be resumed: everything of the scenario that changes the numbers. */

@@ -17,8 +17,11 @@ import { EXPERT_GROUPS, type ParallelConfig } from '../train/layout.js';
 import { SCHEDULE_KINDS } from '../pipeline/schedule-types.js';
 import { buildSchedule } from '../pipeline/schedules/index.js';
 import { MoemuError } from '../errors.js';
+import { faultProblems, type FaultSpec } from '../faults/plan.js';
 import { EXPECT_FIGURE_NAMES, parseExpectation, type ExpectFigure } from '../metrics/expect.js';
 import { flag, integer, mapping, mustBe, oneOf, positive, real } from './fields.js';
+import { checkpointSchema, faultsSchema, restartSchema, type CheckpointConfig, type RestartConfig }
+  from './recovery.js';
 
 export const SEED_MAX = 2 ** 32 - 1;
 export const NAME_LENGTH_MAX = 64;
@@ -318,24 +321,6 @@ const expectSchema = mapping(Object.fromEntries(EXPECT_FIGURE_NAMES.map((figure)
       if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
     }).optional()])) as Record<ExpectFigure, z.ZodOptional<z.ZodString>>);
 
-// ---- checkpoints and restarts -------------------------------------------------------------------------------------
-
-/** `checkpoint:` — every `every` steps each rank's state is written to <run>/checkpoints/ (runtime/checkpoints.ts);
- * the newest `keep` complete checkpoints are kept. */
-export const checkpointSchema = mapping({
-  every: integer({ min: 1 }),
-  keep: integer({ min: 1 }).default(2),
-});
-export type CheckpointConfig = z.output<typeof checkpointSchema>;
-
-/** `restart:` — like torchrun's and NVRx's in-job restarts (FACTS §8: 3): after a fatal fault the cluster is torn
- * down, and after `backoffMs` a new one goes on from the newest complete checkpoint, at most `maxRestarts` times. */
-export const restartSchema = mapping({
-  maxRestarts: integer({ min: 0 }).default(3),
-  backoffMs: integer({ min: 0 }).default(1000),
-});
-export type RestartConfig = z.output<typeof restartSchema>;
-
 // ---- the scenario -----------------------------------------------------------------------------------------------
 
 /** The whole scenario. `defaultName` is the name used when the file has none (load.ts: the file's base name). */
@@ -354,7 +339,11 @@ export function scenarioSchema(defaultName: string) {
     expect: expectSchema.optional(),
     checkpoint: checkpointSchema.optional(),
     restart: restartSchema.optional(),
+    faults: faultsSchema.optional(),
   }).superRefine((s, ctx) => {
+    for (const problem of faultProblems(s.faults ?? [], s.cluster, s.training.steps)) {
+      ctx.addIssue({ code: 'custom', ...problem });
+    }
     // Checked here when the file has a parallel section; `moemu run` checks the defaults' fit before starting.
     // A model with problems of its own comes through incomplete (zod refines what it has): its layout cannot be judged.
     const modelComplete = typeof s.model.experts === 'number';
@@ -379,6 +368,6 @@ export const SCENARIO_KEYS: readonly string[] = Object.keys(scenarioSchema('scen
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const scenarioIsTrainerOptions:
   Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster; parallel?: ParallelConfig;
-    checkpoint?: CheckpointConfig; restart?: RestartConfig;
+    checkpoint?: CheckpointConfig; restart?: RestartConfig; faults?: FaultSpec[];
     expect?: Partial<Record<ExpectFigure, string>> }> = true;
 void scenarioIsTrainerOptions;

@@ -114,6 +114,11 @@ export class RankTrainer {
       records: this.fabric.clock.takeRecords(), analytical: this.#ep.takeAnalytical() };
   }
 
+  /** A straggler (faults/): this rank's compute takes `factor` times as long until told otherwise. */
+  slowDown(factor: number): void {
+    this.#meter.slowDown(factor);
+  }
+
   /** The checkpoint of this rank after `step` (checkpoint.ts): its stages' parameters, AdamW and fabric time. */
   checkpoint(step: number): Uint8Array {
     return encodeRankCheckpoint(this.#place(step), this.store, this.#optimizer, this.fabric.timeState(),

@@ -8,6 +8,7 @@ import type { RankFabric } from '../../fabric/rank-fabric.js';
 import type { HbmSnapshot } from '../../fabric/hbm.js';
 import { fanOut, MessageLog, type ReceivedEvent, type SentEvent } from '../../fabric/observer.js';
 import type { OpRecord } from '../../fabric/streams.js';
+import { FAULT_KIND_INFO, faultsAt, slowdownAt, type PlannedFault } from '../../faults/plan.js';
 import { TrafficTally, type LinkClass, type RankTraffic } from '../../metrics/link-figures.js';
 import type { ExpertsIn } from '../../metrics/training-metrics.js';
 import { rankStepSummary, type RankStepSummary } from '../../metrics/step-metrics.js';
@@ -36,6 +37,8 @@ export interface TrainProgram extends RankTrainerOptions {
   files?: { runDir: string; checkpointEvery: number };
   /** Go on after this checkpoint (checked by the coordinator; each rank checks its own files again). */
   resume?: { dir: string; manifest: CheckpointManifest };
+  /** The planned faults still to happen (faults/plan.ts); each rank triggers its own. */
+  faults?: PlannedFault[];
 }
 
 export interface TrainStepResult {
@@ -77,17 +80,20 @@ export interface TrainRankResult {
 export type TrainProgress =
   | { kind: 'step'; step: number; steps: number; wallMs: number; loss: number; endPs: number }
   /** The rank's files of the checkpoint after `step` are written (the coordinator commits it once all are). */
-  | { kind: 'checkpoint'; step: number; files: CheckpointFile[] };
+  | { kind: 'checkpoint'; step: number; files: CheckpointFile[] }
+  /** A fault that costs only virtual time started on this rank (fatal ones are reported by the node). */
+  | { kind: 'fault'; step: number; index: number };
 
 
 export async function runTrainProgram(
   fabric: RankFabric, p: TrainProgram, report: (progress: TrainProgress) => void = () => undefined,
+  fatal: (fault: PlannedFault) => Promise<never> = noFatalFaults,
 ): Promise<TrainRankResult> {
   const log = p.check || (p.traceSteps?.length ?? 0) > 0 ? new MessageLog() : null;
   const tally = new TrafficTally();
   fabric.observe(log ? fanOut(tally, log) : tally);
   try {
-    return await trainSteps(fabric, p, { log, tally }, report);
+    return await trainSteps(fabric, p, { log, tally }, report, fatal);
   } finally {
     fabric.observe(null);
   }
@@ -96,12 +102,14 @@ export async function runTrainProgram(
 interface Observers { log: MessageLog | null; tally: TrafficTally }
 
 async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: Observers,
-                          report: (progress: TrainProgress) => void): Promise<TrainRankResult> {
+                          report: (progress: TrainProgress) => void,
+                          fatal: (fault: PlannedFault) => Promise<never>): Promise<TrainRankResult> {
   const trainer = new RankTrainer(fabric, p);
   const steps: TrainStepResult[] = p.resume ? resumeRank(trainer, fabric.rank, p.resume) : [];
   let gradients: Record<string, number[]> | undefined;
   for (let step = steps.length + 1; step <= p.training.steps; step++) {
     const keep = step === p.gradientsAtStep ? (store: ParamStore) => { gradients = dump(store, 'grads'); } : undefined;
+    await triggerFaults(p.faults ?? [], fabric.rank, step, trainer, report, fatal);
     const started = performance.now();
     const r = await withStep(step, fabric.rank, () => trainer.step(step, keep));
     const messages = log?.take();
@@ -128,6 +136,24 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
   if (p.files) writeFinalParameters(p.files.runDir, fabric.rank, trainer);
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,
     hbm: fabric.hbm.snapshot(), gradients, parameters: p.parameters ? dump(trainer.store, 'values') : undefined };
+}
+
+/** Without node processes (a local fabric) a rank cannot be killed. */
+export function noFatalFaults(fault: PlannedFault): Promise<never> {
+  return Promise.reject(moemuError('MOEMU_ERR_CONFIG', `fault ${fault.index} (${fault.kind}) needs node processes: ` +
+    'a local fabric cannot kill a rank', { rank: fault.rank, path: `faults.${fault.index}` }));
+}
+
+/** The faults this rank starts at `step`: a straggler's slowdown holds for its steps (and is set again after a
+ * restart, since it is a function of the step); a fatal fault ends here. */
+async function triggerFaults(plan: readonly PlannedFault[], rank: number, step: number, trainer: RankTrainer,
+                             report: (progress: TrainProgress) => void,
+                             fatal: (fault: PlannedFault) => Promise<never>): Promise<void> {
+  trainer.slowDown(slowdownAt(plan, rank, step));
+  for (const fault of faultsAt(plan, rank, step)) {
+    if (FAULT_KIND_INFO[fault.kind].fatal) await fatal(fault);
+    else report({ kind: 'fault', step, index: fault.index });
+  }
 }
 
 /** The rank's state and step results from the checkpoint, each file checked against the manifest. */
