@@ -4,7 +4,7 @@
 // `random: true`, its victim — so the same scenario and seed give the same plan on every machine. Pure; the
 // injectors are where the plan meets the running cluster (inject.ts, runtime/).
 import { moemuError } from '../errors.js';
-import { rankOf, worldSize, type ClusterConfig } from '../fabric/cluster-config.js';
+import { nodeOf, rankOf, worldSize, type ClusterConfig } from '../fabric/cluster-config.js';
 import { Rng, seedFor } from '../tensor/rng.js';
 
 /** The kinds that exist so far (docs/faults.md lists the rest). */
@@ -106,10 +106,9 @@ export function planFaults(specs: readonly FaultSpec[], seed: number, cluster: C
 }
 
 function victimOf(spec: FaultSpec, rng: Rng, cluster: ClusterConfig): { node: number; rank: number } {
-  const G = cluster.gpusPerNode;
   const byNode = FAULT_KIND_INFO[spec.kind].victim === 'node';
   const pick = spec.random ? rng.int(byNode ? cluster.nodes : worldSize(cluster)) : (byNode ? spec.node : spec.rank)!;
-  return byNode ? { node: pick, rank: rankOf(cluster, pick, 0) } : { node: Math.floor(pick / G), rank: pick };
+  return byNode ? { node: pick, rank: rankOf(cluster, pick, 0) } : { node: nodeOf(cluster, pick), rank: pick };
 }
 
 /** The faults a rank triggers at the start of `step`. */

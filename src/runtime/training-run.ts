@@ -1,13 +1,15 @@
 // A training run on a cluster: checks the scenario's layout, starts the coordinator and its node processes, runs
 // the training program on every GPU rank, shuts the cluster down (also on failure), and turns the ranks' results
-// into metrics.json's object (virtual time only) and wall.json's (the emulator's own speed).
+// into metrics.json's object (virtual time only) and wall.json's (the emulator's own speed). With a run folder it
+// commits the ranks' checkpoints and writes final.safetensors; under a `restart:` policy a fatal fault (the
+// scenario's `faults:` or the world's) tears the cluster down and a new one goes on from the newest checkpoint.
+import { resolve } from 'node:path';
+import { MoemuError, moemuError } from '../errors.js';
 import { worldSize } from '../fabric/cluster-config.js';
+import { FAULT_KIND_INFO, planFaults, type FaultPlan, type PlannedFault } from '../faults/plan.js';
 import { trainingMetrics } from '../metrics/training-metrics.js';
 import { ScenarioError } from '../scenario/load.js';
 import { PARALLEL_DEFAULTS, parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
-import { resolve } from 'node:path';
-import { FAULT_KIND_INFO, planFaults, type FaultPlan, type PlannedFault } from '../faults/plan.js';
-import { MoemuError, moemuError } from '../errors.js';
 import { CHECKPOINT_MANIFEST_VERSION, clearPending, commitCheckpoint, findCheckpoint, mergeFinalParameters, sha256,
   type CheckpointFile, type FoundCheckpoint } from './checkpoints.js';
 import { Coordinator, STARTUP_TIMEOUT_MS } from './coordinator.js';
