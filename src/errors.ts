@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   MOEMU_ERR_WATCHDOG: 'faultNotRecovered',
   MOEMU_ERR_PEER_LOST: 'faultNotRecovered',
   MOEMU_ERR_LINK: 'faultNotRecovered',
+  MOEMU_ERR_GPU: 'faultNotRecovered',
+  MOEMU_ERR_SDC: 'faultNotRecovered',
   MOEMU_ERR_EXPECTATION: 'expectationFailed',
   MOEMU_ERR_CHECK: 'expectationFailed',
   MOEMU_ERR_NONFINITE: 'expectationFailed',

@@ -15,6 +15,7 @@ import { psForBytes, psFromNs, type Ps } from './virtual-time.js';
 export interface SendTiming {
   outPs: Ps;          // first byte leaves the sender's egress
   egressEndPs: Ps;    // last byte leaves; the send is complete (eager)
+  delayPs?: Ps;       // a degraded link's extra latency and jitter (faults/), on top of the port's latency
 }
 
 export interface PortState { egressFreePs: Ps; ingressFreePs: Ps }
@@ -43,12 +44,13 @@ export class Port {
     this.latencyPs = this.#free ? 0 : psFromNs(link.latencyNs);
   }
 
-  /** Sender side: posts `bytes` at `postedPs` on this port's egress. */
-  send(bytes: number, postedPs: Ps): SendTiming {
+  /** Sender side: posts `bytes` at `postedPs` on this port's egress; a degraded link (faults/) sends at
+   * `bandwidth` × the port's egress bandwidth (rounded to a whole byte per second). */
+  send(bytes: number, postedPs: Ps, bandwidth = 1): SendTiming {
     assertBytes(bytes, this.name);
     assertTime(postedPs, 'post time', this.name);
     const outPs = Math.max(postedPs, this.#egressFreePs);
-    const egressEndPs = outPs + this.#transferPs(bytes, this.#link.egressBytesPerS);
+    const egressEndPs = outPs + this.egressPs(bytes, bandwidth);
     assertTime(egressEndPs, 'egress end', this.name);
     this.#egressFreePs = egressEndPs;
     return { outPs, egressEndPs };
@@ -66,12 +68,19 @@ export class Port {
       assert(false, `a message into ${this.name} left its sender at ${timing.outPs} ps but finished leaving earlier, `
         + `at ${timing.egressEndPs} ps`);
     }
-    const arrivedPs = timing.egressEndPs + this.latencyPs;
+    const arrivedPs = timing.egressEndPs + this.latencyPs + (this.#free ? 0 : timing.delayPs ?? 0);
     const drainedPs = this.#ingressFreePs + this.#transferPs(bytes, this.#link.ingressBytesPerS);
     const donePs = Math.max(arrivedPs, drainedPs);
     assertTime(donePs, 'receive end', this.name);
     this.#ingressFreePs = donePs;
     return donePs;
+  }
+
+  /** How long `bytes` take to leave at `bandwidth` × the egress bandwidth. */
+  egressPs(bytes: number, bandwidth = 1): Ps {
+    const rate = bandwidth === 1 ? this.#link.egressBytesPerS
+      : Math.max(1, Math.round(this.#link.egressBytesPerS * bandwidth));
+    return this.#transferPs(bytes, rate);
   }
 
   #transferPs(bytes: number, bytesPerS: number): Ps {

@@ -13,8 +13,12 @@ export interface FabricHeader {
   step: number;           // the sender's training step (0 outside training): a step's leftovers are told apart
   outPs: number;          // virtual time the message left the sender's egress
   egressEndPs: number;    // virtual time its last byte left
-  crc?: number;           // IB only: CRC-32 of the payload, computed by the sending GPU thread, checked by the
-                          // receiving one
+  crc?: number;           // IB, and every reliable message: CRC-32 of the payload, computed by the sending GPU
+                          // thread, checked by the receiving one
+  delayPs?: number;       // a degraded link's extra latency and jitter (faults/)
+  /** Sent on a link with faults (faults/wire.ts): the receiver acknowledges it, or asks for it again when its CRC
+   * is wrong, and discards a second copy by its seq (reliable-link.ts). */
+  reliable?: boolean;
 }
 
 /** GPU thread <-> GPU thread (NVLink) and node main thread -> GPU thread (IB deliveries). Buffers a GPU is done
@@ -23,18 +27,25 @@ export interface FabricHeader {
 export type PeerMessage =
   | { kind: 'data'; header: FabricHeader; buffer: ArrayBuffer; pooled?: boolean; returns?: ArrayBuffer[] }
   | { kind: 'return'; buffers: ArrayBuffer[] }
-  | { kind: 'credit?' };   // the sender's window to this GPU is full: hand back what is held (gpu-worker.ts)
+  | { kind: 'credit?' }    // the sender's window to this GPU is full: hand back what is held (gpu-worker.ts)
+  /** A reliable message's acknowledgement (ok) or negative acknowledgement, from its receiver `src`. */
+  | { kind: 'wire'; src: number; seq: number; ok: boolean };
 
 /** GPU thread -> node main thread. */
 export type GpuToNode =
   | { kind: 'ib-send'; header: FabricHeader; buffer: ArrayBuffer }
   | { kind: 'return'; buffer: ArrayBuffer }           // a buffer of the node's delivery pool, done with
-  | { kind: 'status'; rank: number; waiting: string | null }
+  /** An acknowledgement to send over IB to the sender `dst` of a reliable message (reliable-link.ts). */
+  | { kind: 'ib-wire'; src: number; dst: number; seq: number; ok: boolean }
+  /** The answer to 'status?': what the rank waits for, its step and its last op (a hang is reported with them). */
+  | { kind: 'status'; rank: number; waiting: string | null; step: number; lastOp: string | null }
   | { kind: 'result'; rank: number; result: unknown }
   | { kind: 'progress'; rank: number; progress: unknown }   // a running program's news (a step done), small
   | { kind: 'error'; rank: number; error: SerializedError }
-  /** A fatal fault this rank triggers (faults/): the node reports it, then kills the thread or the process. */
-  | { kind: 'fault'; rank: number; fault: { index: number; kind: string; step: number } };
+  /** A fatal fault this rank triggers (faults/): the node reports it, and says 'go' when it may happen. */
+  | { kind: 'fault'; rank: number; fault: { index: number; kind: string; step: number } }
+  /** kill-node: the node process kills itself now. */
+  | { kind: 'kill-node'; rank: number };
 
 /** Node main thread -> GPU thread (besides PeerMessage deliveries). */
 export type NodeToGpu =
@@ -42,7 +53,7 @@ export type NodeToGpu =
   | { kind: 'run'; program: unknown }
   | { kind: 'status?' }          // asked once per heartbeat: a rank reports what it waits for only then
   | { kind: 'shutdown' }
-  | { kind: 'die' };             // kill-rank: the fault is reported, the thread ends now
+  | { kind: 'go'; index: number };   // the fatal fault `index` this rank reported may happen now
 
 /** Errors cross thread and process boundaries as data (STYLE habit 9). */
 export interface SerializedError {

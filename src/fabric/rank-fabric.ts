@@ -13,16 +13,19 @@ import { payloadCrc32 } from './ib-frame.js';
 import type { FabricObserver } from './observer.js';
 import type { FabricHeader } from './protocol.js';
 import { labelOf, nameText, RankClock, type OpName, type OpRecord, type StreamName, type VEvent } from './streams.js';
+import { noWireEvents, playFates, type Fate, type LinkRecovery, type WireEffects, type WireHook }
+  from './wire-hook.js';
 
 /** How a rank's messages leave its thread: the runtime provides it (ports to peer threads, the node's NICs). */
 export interface Transport {
   /** Same node: copies the payload into a pooled buffer (or, when `owned`, moves the send buffer itself) and
    * posts it to the target GPU thread. May return a promise when the link's window of buffers in flight is full:
    * the payload is taken once it resolves. */
-  sendNvlink(header: FabricHeader, payload: Uint8Array, owned: boolean): void | Promise<void>;
+  sendNvlink(header: FabricHeader, payload: Uint8Array, owned: boolean, fates?: readonly Fate[]): void | Promise<void>;
   /** Other node: hands the payload (copied, or moved when `owned`) to the node's IB endpoint; may wait as
-   * sendNvlink. */
-  sendIb(header: FabricHeader, payload: Uint8Array, owned: boolean): void | Promise<void>;
+   * sendNvlink. `fates` (a link with faults: wire-hook.ts): what happens to each transmission of a reliable
+   * message; the transport plays them out. */
+  sendIb(header: FabricHeader, payload: Uint8Array, owned: boolean, fates?: readonly Fate[]): void | Promise<void>;
   /** A pooled buffer a producer can write a payload into and send with `owned: true`: the channel then copies
    * nothing (as DeepEP's kernels write straight into the communication buffer). */
   sendBuffer(bytes: number): Uint8Array;
@@ -88,6 +91,13 @@ export class RankFabric {
   #ib: Port;
   readonly #seq = new Map<number, number>();
   #observer: FabricObserver | null = null;
+  #wire: WireHook | null = null;
+  /** What the transport saw on reliable links (it counts here: reliable-link.ts). */
+  readonly wireEvents = noWireEvents();
+  /** Per link, this step's recovery (takeRecovery). */
+  readonly #recovery = new Map<string, LinkRecovery>();
+  /** Planned link faults that acted on a message of this rank, not yet reported (takeWireFaults). */
+  readonly #wireFaults = new Set<number>();
 
   constructor(private readonly options: RankFabricOptions) {
     const { rank, cluster } = options;
@@ -107,6 +117,29 @@ export class RankFabric {
   /** Reports every message sent and taken to `observer` (null: to nobody, the default). */
   observe(observer: FabricObserver | null): void {
     this.#observer = observer;
+  }
+
+  /** Link faults (faults/wire.ts): from now on every send asks `hook` what the wire does to it (null: nothing). */
+  useWire(hook: WireHook | null): void {
+    this.#wire = hook;
+  }
+
+  get wire(): WireHook | null {
+    return this.#wire;
+  }
+
+  /** The recovery on each link this step, by link name; cleared. */
+  takeRecovery(): LinkRecovery[] {
+    const taken = [...this.#recovery.values()].sort((a, b) => (a.link < b.link ? -1 : a.link > b.link ? 1 : 0));
+    this.#recovery.clear();
+    return taken;
+  }
+
+  /** The planned link faults that acted on this rank's messages since the last call. */
+  takeWireFaults(): number[] {
+    const taken = [...this.#wireFaults].sort((a, b) => a - b);
+    this.#wireFaults.clear();
+    return taken;
   }
 
   /** Fixed-cost mode (DESIGN "Virtual time"): from now on every link transfer takes 0 ps. Set before a program
@@ -146,16 +179,23 @@ export class RankFabric {
       if (meta > bytes) throw moemuError('MOEMU_ERR_INTERNAL',
         `rank ${this.rank}: ${name} declares more metadata than payload`);
       const postedPs = Math.max(startPs, s.notBeforePs ?? 0);
-      const timing = this.#portTo(s.target).send(bytes, postedPs);
-      const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq: this.#nextSeq(s.target),
+      const seq = this.#nextSeq(s.target);
+      const effects = this.#wire?.effects(this.rank, s.target, seq, this.clock.step) ?? null;
+      const { timing, fates } = effects ? this.#throughFaults(s.target, bytes, postedPs, effects)
+        : { timing: this.#portTo(s.target).send(bytes, postedPs), fates: undefined };
+      const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq,
         bytes, metadataBytes: meta, step: this.clock.step, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
+      if (effects) {
+        header.reliable = true;
+        if (effects.delayPs > 0) header.delayPs = effects.delayPs;
+      }
       const owned = s.owned ?? false;
       if (this.#observer) {
         this.#observer.sent({ ...header, link: this.sameNode(s.target) ? 'nvlink' : 'ib', crc: this.#crc(s.payload),
           op: name, label: labelOf(opName), postedPs });
       }
-      if (this.sameNode(s.target)) await this.options.transport.sendNvlink(header, s.payload, owned);
-      else await this.options.transport.sendIb(header, s.payload, owned);
+      if (this.sameNode(s.target)) await this.options.transport.sendNvlink(header, s.payload, owned, fates);
+      else await this.options.transport.sendIb(header, s.payload, owned, fates);
       endPs = Math.max(endPs, timing.egressEndPs);
       payloadBytes += bytes - meta;
       metadataBytes += meta;
@@ -238,6 +278,41 @@ export class RankFabric {
     this.#seq.clear();
     for (const [target, next] of state.seq) this.#seq.set(target, next);
     this.hbm.restorePeaks(state.hbmPeaks);
+  }
+
+  /** A message on a link with faults: every transmission booked on the port, each next one posted when the sender
+   * learns the last failed — a negative acknowledgement a round trip after a corrupted copy arrived, the
+   * retransmission timeout after a lost one. */
+  #throughFaults(target: number, bytes: number, postedPs: Ps, effects: WireEffects):
+      { timing: { outPs: Ps; egressEndPs: Ps }; fates: Fate[] } {
+    const port = this.#portTo(target);
+    const hook = this.#wire!;
+    const roundTripPs = 2 * (port.latencyPs + effects.delayPs);
+    const played = playFates(effects, hook.retries, (at) => port.send(bytes, at, effects.bandwidth), postedPs,
+      (fate, endPs) => endPs + (fate === 'corrupt' ? roundTripPs : hook.retransmitTimeoutPs));
+    for (const index of effects.faults) this.#wireFaults.add(index);
+    const { cluster } = this.options;
+    const link = this.sameNode(target) ? `nvlink r${this.rank}->r${target}`
+      : `ib n${this.node}->n${nodeOf(cluster, target)}`;
+    let r = this.#recovery.get(link);
+    if (!r) {
+      r = { step: this.clock.step, link, messages: 0, transmissions: 0, retransmits: 0, corrupted: 0, dropped: 0,
+        duplicated: 0, extraBytes: 0, addedPs: 0, failed: 0 };
+      this.#recovery.set(link, r);
+    }
+    const { fates, timing, first } = played;
+    const copies = fates.length + (fates[fates.length - 1] === 'duplicate' ? 1 : 0);
+    r.messages += 1;
+    r.transmissions += copies;
+    r.retransmits += fates.length - 1;
+    r.corrupted += fates.filter((f) => f === 'corrupt').length;
+    r.dropped += fates.filter((f) => f === 'drop').length;
+    r.duplicated += fates.filter((f) => f === 'duplicate').length;
+    r.extraBytes += (copies - 1) * bytes;
+    r.addedPs += timing.egressEndPs - (first.outPs + port.egressPs(bytes)) + effects.delayPs;
+    const last = fates[fates.length - 1];
+    if (last === 'corrupt' || last === 'drop') r.failed += 1;
+    return { timing, fates };
   }
 
   #portTo(peer: number): Port {

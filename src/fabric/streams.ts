@@ -91,6 +91,9 @@ export class RankClock {
   readonly #clockPs: Record<StreamName, Ps> = { compute: 0, comm: 0 };
   #step = 0;
   #records: OpRecord[] = [];
+  /** Called with every op as it is recorded (faults/inject.ts: a fault at an op). */
+  #watchers: ((op: OpRecord) => void)[] = [];
+  #lastOp: string | null = null;
 
   constructor(rank: number, options: RankClockOptions = {}) {
     assert(Number.isSafeInteger(rank), `rank must be an integer, got ${rank}`);
@@ -154,6 +157,17 @@ export class RankClock {
     this.#clockPs[stream] = Math.max(this.#clockPs[stream], latestEnd(events));
   }
 
+  /** Calls `watcher` with every op recorded from now on, until the returned stop is called. */
+  watch(watcher: (op: OpRecord) => void): () => void {
+    this.#watchers.push(watcher);
+    return () => { this.#watchers = this.#watchers.filter((w) => w !== watcher); };
+  }
+
+  /** The name of the last op recorded (for a report of where a rank stopped), null before the first. */
+  get lastOp(): string | null {
+    return this.#lastOp;
+  }
+
   records(): readonly OpRecord[] {
     return this.#records;
   }
@@ -185,6 +199,8 @@ export class RankClock {
       label: labelOf(opName),
     };
     this.#records.push(op);
+    this.#lastOp = name;
+    if (this.#watchers.length > 0) for (const w of [...this.#watchers]) w(op);
     return op;
   }
 }

@@ -38,7 +38,13 @@ export interface CheckpointManifest {
 export interface FoundCheckpoint { dir: string; manifest: CheckpointManifest; refused: string[] }
 
 /** Whose checkpoint it must be: the run's name, its world size and its config digest. */
-export interface CheckpointOwner { name: string; world: number; config: string }
+export interface CheckpointOwner {
+  name: string;
+  world: number;
+  config: string;
+  /** Only checkpoints of this step or before (a detector that rolls the run back past a suspect step). */
+  atMostStep?: number;
+}
 
 export const stepDirName = (step: number) => `step-${String(step).padStart(6, '0')}`;
 export const rankStateFile = (rank: number) => `rank-${String(rank).padStart(4, '0')}.safetensors`;
@@ -136,6 +142,7 @@ export function findCheckpoint(runDir: string, expected: CheckpointOwner): Found
   const root = join(runDir, CHECKPOINTS_DIR);
   const refused: string[] = [];
   for (const step of checkpointSteps(root).reverse()) {
+    if (expected.atMostStep !== undefined && step > expected.atMostStep) continue;
     const dir = join(root, stepDirName(step));
     try {
       return { dir, manifest: verifyCheckpoint(dir, step, expected), refused };

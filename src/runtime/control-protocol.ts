@@ -8,6 +8,8 @@ export interface NodeAssignment {
   cluster: ClusterConfig;
   watchdogMs: number;
   heartbeatMs: number;
+  /** A GPU thread silent this long hangs (node.ts; the scenario's detection.hangMs). */
+  hangMs: number;
   frameBytesMax: number;
   host: string;               // where this node's IB endpoint binds
   spinUs: number;             // how long a GPU thread polls its NVLink ports before it sleeps (0: never; spin.ts)

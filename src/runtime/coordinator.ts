@@ -10,6 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { errorFromData, moemuError, type MoemuError } from '../errors.js';
 import { rankOf, type ClusterConfig } from '../fabric/cluster-config.js';
+import { DETECTION_DEFAULTS } from '../scenario/recovery.js';
 import type { CoordinatorToNode, NodeToCoordinator, RankResult } from './control-protocol.js';
 import { SHUTDOWN_WAIT_MS, TOKEN_HEADER } from './control-protocol.js';
 import { spinUsFor } from './spin.js';
@@ -25,6 +26,8 @@ export interface CoordinatorOptions {
   token?: string;             // generated when not given
   watchdogMs: number;         // a node silent for this long (or a rank waiting this long) fails the run
   heartbeatMs: number;
+  /** A GPU thread silent this long hangs (node.ts); default DETECTION_DEFAULTS.hangMs. */
+  hangMs?: number;
   frameBytesMax: number;
   startupTimeoutMs: number;
   launch: 'fork' | 'none';    // 'none': nodes join by themselves (`moemu node --join`, containers)
@@ -104,6 +107,11 @@ export class Coordinator {
       this.#pendingRun = { id, results: [], nodesDone: 0, resolve };
       this.#broadcast({ type: 'run', id, program });
     }));
+  }
+
+  /** Fails the run from outside (a detector of the coordinator's caller: the loss-spike detector). */
+  abort(error: MoemuError): void {
+    this.#fail(error);
   }
 
   /** Lets a fatal fault the node reported happen (runtime/fault-gate.ts decides when). */
@@ -201,7 +209,8 @@ export class Coordinator {
     const { cluster, watchdogMs, heartbeatMs, frameBytesMax, host, launch } = this.options;
     const spinUs = spinUsFor(launch, cluster, availableParallelism());
     this.#sendTo(node,
-      { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, host, spinUs } });
+      { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, host, spinUs,
+        hangMs: this.options.hangMs ?? DETECTION_DEFAULTS.hangMs } });
   }
 
   #rendezvousDone: (() => void) | null = null;

@@ -11,9 +11,10 @@ import { payloadCrc32 } from '../fabric/ib-frame.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError } from '../fabric/protocol.js';
 import type { Incoming } from '../fabric/mailbox.js';
 import { RankFabric, waitingText, type Transport, type Waiting } from '../fabric/rank-fabric.js';
+import { ReliableLinks } from '../fabric/reliable-link.js';
 import { SendWindow } from '../fabric/send-window.js';
-import type { PlannedFault } from '../faults/plan.js';
-import { runProgram } from './programs/index.js';
+import type { Fate } from '../fabric/wire-hook.js';
+import { runProgram, type Deeds } from './programs/index.js';
 import { allowedCpus, pinThisThread } from './spin.js';
 
 export interface GpuInit {
@@ -55,6 +56,10 @@ class GpuRank {
   readonly #held: HeldDelivery[][];
   /** init.spinUs once this thread has a core of its own, else 0 (see spin.ts). */
   readonly #spinUs: number;
+  /** Messages on links with faults (faults/): acknowledged, sent again, one at a time per peer. */
+  readonly #reliable: ReliableLinks;
+  /** Fatal faults reported to the node, waiting for its 'go'. */
+  readonly #released = new Map<number, () => void>();
 
   constructor(private readonly init: GpuInit, private readonly done: () => void) {
     this.#pool = new BufferPool({ bytesMax: init.poolBytesMax, name: `rank ${init.rank} send pool` });
@@ -68,46 +73,88 @@ class GpuRank {
     this.#spinUs = init.spinUs > 0 && pinOwnCore(init.rank) ? init.spinUs : 0;
     this.#fabric = new RankFabric({ rank: init.rank, cluster: init.cluster, transport: this.#transport(),
       watchdogMs: init.watchdogMs, spinUs: this.#spinUs });
+    this.#reliable = new ReliableLinks({ rank, counters: this.#fabric.wireEvents,
+      retransmitWallMs: () => this.#fabric.wire?.retransmitWallMs ?? 0,
+      transmit: (header, payload) => this.#sameNode(header.dst) ? this.#sendNvlink(header, payload, false)
+        : this.#sendIb(header, payload, false, header.crc),
+      acknowledge: (to, seq, ok) => {
+        if (this.#sameNode(to)) {
+          const ack: PeerMessage = { kind: 'wire', src: rank, seq, ok };
+          init.peerPorts[gpuOf(init.cluster, to)]!.postMessage(ack);
+        } else {
+          init.nodePort.postMessage({ kind: 'ib-wire', src: rank, dst: to, seq, ok } satisfies GpuToNode);
+        }
+      },
+      fail: (error) => init.nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies
+        GpuToNode),
+      linkName: (peer) => this.#sameNode(peer) ? `nvlink r${rank}->r${peer}`
+        : `ib n${nodeOf(init.cluster, rank)}->n${nodeOf(init.cluster, peer)}`,
+    });
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
   }
 
   #transport(): Transport {
-    const { peerPorts, nodePort, cluster } = this.init;
     return {
-      sendNvlink: (header, payload, owned) => {
-        const peer = gpuOf(cluster, header.dst);
-        const post = () => {
-          const buffer = owned ? this.#ownedBuffer(payload) : this.#copyIn(payload);
-          const pending = this.#pendingReturns[peer];
-          const returns = pending.length === 0 ? NO_BUFFERS : pending.splice(0);
-          peerPorts[peer]!.postMessage({ kind: 'data', header, buffer, returns } satisfies PeerMessage,
-            returns.length === 0 ? [buffer] : [buffer, ...returns]);
-        };
-        const bytes = sizeClass(payload.byteLength);
-        const window = this.#nvlinkWindows[peer];
-        if (!window.canReserve(bytes)) {
-          this.#takeArrived(peer);
-          if (this.#spinUs > 0 && !window.canReserve(bytes)) this.#pollUntil(() => window.canReserve(bytes));
-          if (!window.canReserve(bytes)) peerPorts[peer]!.postMessage({ kind: 'credit?' } satisfies PeerMessage);
-        }
-        const waiting = window.reserve(bytes);
-        return waiting ? waiting.then(post) : post();
-      },
-      sendIb: (header, payload, owned) => {
-        const post = () => {
-          const buffer = owned ? this.#ownedBuffer(payload) : this.#copyIn(payload);
-          // The CRC is computed here, not on the node's main thread, so the two cores share the IB work.
-          const crc = payloadCrc32(new Uint8Array(buffer, 0, payload.byteLength));
-          nodePort.postMessage({ kind: 'ib-send', header: { ...header, crc }, buffer } satisfies GpuToNode, [buffer]);
-        };
-        const waiting = this.#ibWindow.reserve(sizeClass(payload.byteLength));
-        return waiting ? waiting.then(post) : post();
-      },
+      sendNvlink: (header, payload, owned, fates) => this.#afterReliable(header, payload, owned, fates,
+        () => this.#sendNvlink(header, payload, owned)),
+      sendIb: (header, payload, owned, fates) => this.#afterReliable(header, payload, owned, fates,
+        () => this.#sendIb(header, payload, owned)),
       status: (waiting) => { this.#waiting = waiting; },
       poll: () => this.#poll(),
       sendBuffer: (bytes) => new Uint8Array(this.#pool.acquire(bytes), 0, bytes),
     };
+  }
+
+  #sameNode(rank: number): boolean {
+    return nodeOf(this.init.cluster, rank) === nodeOf(this.init.cluster, this.init.rank);
+  }
+
+  /** A send waits until no reliable message to its peer waits for an acknowledgement (they stay in order); a
+   * reliable one is copied and handed to the reliable link, which plays its fates out. */
+  #afterReliable(header: FabricHeader, payload: Uint8Array, owned: boolean, fates: readonly Fate[] | undefined,
+                 send: () => void | Promise<void>): void | Promise<void> {
+    const go = () => {
+      if (fates === undefined) return send();
+      this.#reliable.send(header, payload, fates);
+      if (owned) this.#pool.release(payload.buffer as ArrayBuffer);
+    };
+    const idle = this.#reliable.idle(header.dst);
+    return idle ? idle.then(go) : go();
+  }
+
+  #sendNvlink(header: FabricHeader, payload: Uint8Array, owned: boolean): void | Promise<void> {
+    const peer = gpuOf(this.init.cluster, header.dst);
+    const port = this.init.peerPorts[peer]!;
+    const post = () => {
+      const buffer = owned ? this.#ownedBuffer(payload) : this.#copyIn(payload);
+      const pending = this.#pendingReturns[peer];
+      const returns = pending.length === 0 ? NO_BUFFERS : pending.splice(0);
+      port.postMessage({ kind: 'data', header, buffer, returns } satisfies PeerMessage,
+        returns.length === 0 ? [buffer] : [buffer, ...returns]);
+    };
+    const bytes = sizeClass(payload.byteLength);
+    const window = this.#nvlinkWindows[peer];
+    if (!window.canReserve(bytes)) {
+      this.#takeArrived(peer);
+      if (this.#spinUs > 0 && !window.canReserve(bytes)) this.#pollUntil(() => window.canReserve(bytes));
+      if (!window.canReserve(bytes)) port.postMessage({ kind: 'credit?' } satisfies PeerMessage);
+    }
+    const waiting = window.reserve(bytes);
+    return waiting ? waiting.then(post) : post();
+  }
+
+  /** `crc`: a reliable transmission's (of the message, not of a corrupted copy); else computed here, not on the
+   * node's main thread, so the two cores share the IB work. */
+  #sendIb(header: FabricHeader, payload: Uint8Array, owned: boolean, crc?: number): void | Promise<void> {
+    const post = () => {
+      const buffer = owned ? this.#ownedBuffer(payload) : this.#copyIn(payload);
+      const sum = crc ?? payloadCrc32(new Uint8Array(buffer, 0, payload.byteLength));
+      this.init.nodePort.postMessage({ kind: 'ib-send', header: { ...header, crc: sum }, buffer } satisfies GpuToNode,
+        [buffer]);
+    };
+    const waiting = this.#ibWindow.reserve(sizeClass(payload.byteLength));
+    return waiting ? waiting.then(post) : post();
   }
 
   /** A send buffer handed back for sending: moved as it is (it came from this pool: see sendBuffer). */
@@ -155,6 +202,7 @@ class GpuRank {
   #onPeer(port: MessagePort, m: PeerMessage): void {
     const peer = this.init.peerPorts.indexOf(port);
     if (m.kind === 'credit?') return this.#onCreditWanted(peer);
+    if (m.kind === 'wire') return this.#reliable.onAcknowledgement(m.src, m.seq, m.ok);
     const returned = m.kind === 'data' ? m.returns ?? [] : m.buffers;
     for (const buffer of returned) {
       this.#pool.release(buffer);
@@ -166,6 +214,9 @@ class GpuRank {
   /** A delivery's buffer goes back to its sender when the program releases it, or when the sender asks for credit
    * (#onCreditWanted). */
   #deliverNvlink(peer: number, header: FabricHeader, buffer: ArrayBuffer): void {
+    if (header.reliable && !this.#reliable.accept(header, new Uint8Array(buffer, 0, header.bytes))) {
+      return this.#giveBack(peer, buffer);
+    }
     const held: HeldDelivery = { buffer, message: null };
     const message: Incoming = { header, link: 'nvlink', payload: new Uint8Array(buffer, 0, header.bytes),
       release: () => {
@@ -225,6 +276,7 @@ class GpuRank {
     switch (m.kind) {
       case 'data': return this.#deliverIb(m.header, m.buffer, m.pooled ?? true);
       case 'return': return;   // (no GPU hands buffers to its node's pool)
+      case 'wire': return this.#reliable.onAcknowledgement(m.src, m.seq, m.ok);
       case 'ib-return': {
         this.#pool.release(m.buffer);
         return this.#ibWindow.free(m.buffer.byteLength);
@@ -235,18 +287,39 @@ class GpuRank {
       }
       case 'status?': {
         const waiting = this.#waiting === null ? null : waitingText(this.#waiting);
-        this.init.nodePort.postMessage({ kind: 'status', rank: this.init.rank, waiting } satisfies GpuToNode);
+        const clock = this.#fabric.clock;
+        this.init.nodePort.postMessage({ kind: 'status', rank: this.init.rank, waiting, step: clock.step,
+          lastOp: clock.lastOp } satisfies GpuToNode);
         return;
       }
       case 'shutdown': return this.#close();   // a program still waiting (on a dead peer) is abandoned
-      case 'die': return process.exit(1);      // a worker thread's exit ends the thread, not its node
+      case 'go': {                             // a fatal fault reported by this rank may happen now
+        const release = this.#released.get(m.index);
+        this.#released.delete(m.index);
+        return release?.();
+      }
     }
   }
 
 
-  /** The IB payload's CRC is checked here (see sendIb): a corrupted message fails the run naming the link. */
+  /** The IB payload's CRC is checked here (see sendIb): a corrupted message fails the run naming the link, unless
+   * it is reliable (then its sender is asked for it again). */
   #deliverIb(header: FabricHeader, buffer: ArrayBuffer, pooled: boolean): void {
-    const crc = payloadCrc32(new Uint8Array(buffer, 0, header.bytes));
+    // A buffer ws allocated for this payload (not pooled: the node's delivery pool was at its bound) is simply
+    // dropped here; the node has no use for it.
+    const release = pooled
+      ? () => this.init.nodePort.postMessage({ kind: 'return', buffer } satisfies GpuToNode, [buffer])
+      : () => undefined;
+    const payload = new Uint8Array(buffer, 0, header.bytes);
+    if (header.reliable) {
+      if (this.#reliable.accept(header, payload)) {
+        this.#fabric.mailbox.deliver({ header, link: 'ib', payload, release });
+        return;
+      }
+      release();
+      return;
+    }
+    const crc = payloadCrc32(payload);
     if (crc !== header.crc) {
       const { cluster, rank } = this.init;
       const link = `ib n${nodeOf(cluster, header.src)}->n${nodeOf(cluster, rank)}`;
@@ -255,12 +328,6 @@ class GpuRank {
       this.init.nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);
       return;
     }
-    const payload = new Uint8Array(buffer, 0, header.bytes);
-    // A buffer ws allocated for this payload (not pooled: the node's delivery pool was at its bound) is simply
-    // dropped here; the node has no use for it.
-    const release = pooled
-      ? () => this.init.nodePort.postMessage({ kind: 'return', buffer } satisfies GpuToNode, [buffer])
-      : () => undefined;
     this.#fabric.mailbox.deliver({ header, link: 'ib', payload, release });
   }
 
@@ -269,27 +336,50 @@ class GpuRank {
     try {
       const report = (progress: unknown) =>
         nodePort.postMessage({ kind: 'progress', rank, progress } satisfies GpuToNode);
-      // A fatal fault hands itself to the node, which reports it and then ends this thread or the whole process;
-      // until then the program waits here, as a GPU does once it has fallen off the bus.
-      const fatal = (fault: PlannedFault) => {
-        nodePort.postMessage({ kind: 'fault', rank,
-          fault: { index: fault.index, kind: fault.kind, step: fault.step } } satisfies GpuToNode);
-        return new Promise<never>(() => undefined);
-      };
-      const result = await runProgram(this.#fabric, program, report, fatal);
+      const result = await runProgram(this.#fabric, program, report, this.#deeds());
       nodePort.postMessage({ kind: 'result', rank, result } satisfies GpuToNode);
     } catch (error) {
       nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);
     }
   }
 
+  /** A fatal fault is reported to the node, which asks the coordinator when it may happen ('go'); then the thread
+   * ends (kill-rank), the node kills its process (kill-node), or the thread blocks in Atomics.wait, its event loop
+   * stopped (hang-rank: the node notices that it no longer answers). */
+  #deeds(): Deeds {
+    const { rank, nodePort } = this.init;
+    return {
+      release: (fault) => new Promise<void>((resolve) => {
+        this.#released.set(fault.index, resolve);
+        const report: GpuToNode = { kind: 'fault', rank,
+          fault: { index: fault.index, kind: fault.kind, step: fault.step } };
+        nodePort.postMessage(report);
+      }),
+      kill: (fault) => {
+        if (fault.kind === 'kill-rank') process.exit(1);   // a worker thread's exit ends the thread, not its node
+        nodePort.postMessage({ kind: 'kill-node', rank } satisfies GpuToNode);
+        blockFor(Infinity);
+      },
+      hang: () => blockFor(Infinity),
+      stall: (ms) => blockFor(ms),
+    };
+  }
+
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#reliable.close();
     this.init.peerPorts.forEach((p) => p?.close());
     this.init.nodePort.close();
     this.done();
   }
+}
+
+/** Blocks this thread (not an await: its event loop does not run) for `ms`, or for good. */
+function blockFor(ms: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  if (ms === Infinity) for (;;) Atomics.wait(cell, 0, 0);
+  Atomics.wait(cell, 0, 0, ms);
 }
 
 /** Global rank r polls on the r-th allowed CPU (the coordinator polls only with a core for every GPU thread). */

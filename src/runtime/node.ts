@@ -28,6 +28,8 @@ export const NODE_DEFAULTS = Object.freeze({
   connectTimeoutMs: 10_000,    // reaching the coordinator
 });
 
+/** The tag of a reliable message's acknowledgement on IB (never a collective's: they have no '~'). */
+const WIRE_TAG = '~wire';
 const GPU_WORKER = new URL('./gpu-worker.js', import.meta.url).href;
 /** NVLink bytes in flight per GPU pair (gpu-worker.ts). Since a sender takes its returned buffers as soon as they
  * arrive, two 1 MiB buffers keep the channel busy, and the fewer cycle, the warmer they stay in cache: 2 MiB measured
@@ -67,6 +69,9 @@ class NodeProcess {
   /** The pooled buffer ws is assembling an IB payload into, until that message is delivered (#payloadTarget). */
   #assembling: { gpu: number; buffer: ArrayBuffer } | null = null;
   readonly #waiting = new Map<number, string>();
+  /** Per GPU, its last answer to 'status?' (a thread that stops answering hangs: #checkLiveness). */
+  #answers: { atMs: number; step: number; lastOp: string | null }[] = [];
+  #hangReported = false;
   #results: RankResult[] = [];
   #runId = -1;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -115,6 +120,7 @@ class NodeProcess {
       this.#send({ type: 'heartbeat', node: a.node,
         waiting: [...this.#waiting].map(([rank, waiting]) => ({ rank, waiting })) });
       for (const port of this.#gpuPorts) port.postMessage({ kind: 'status?' } satisfies NodeToGpu);
+      this.#checkLiveness(a);
     }, a.heartbeatMs);
     this.#send({ type: 'ib-ready', node: a.node, port: this.#ibServer.port });
   }
@@ -133,6 +139,7 @@ class NodeProcess {
 
   #startGpus(a: NodeAssignment): void {
     const G = a.cluster.gpusPerNode;
+    this.#answers = Array.from({ length: G }, () => ({ atMs: Date.now(), step: 0, lastOp: null }));
     // atomics 'disabled': with the default 'sync' an idle piscina worker blocks in Atomics.wait between tasks,
     // which stalls a long-running async task's event loop (every MessagePort delivery waited for it).
     this.#pool = new Piscina({ filename: GPU_WORKER, minThreads: G, maxThreads: G, concurrentTasksPerWorker: 1,
@@ -165,9 +172,25 @@ class NodeProcess {
     }
   }
 
+  /** A GPU thread that has not answered for hangMs is blocked (a GPU thread never blocks: gpu-worker.ts): the run
+   * fails naming it, its step and the last op it recorded, before its peers' receive watchdogs run out. */
+  #checkLiveness(a: NodeAssignment): void {
+    const now = Date.now();
+    this.#answers.forEach((answer, gpu) => {
+      if (this.#hangReported || now - answer.atMs <= a.hangMs) return;
+      this.#hangReported = true;
+      const rank = rankOf(a.cluster, a.node, gpu);
+      const last = answer.lastOp === null ? '' : `, after op ${answer.lastOp}`;
+      this.#fail(moemuError('MOEMU_ERR_WATCHDOG', `rank ${rank} (node ${a.node}, gpu ${gpu}) hangs: its GPU thread ` +
+        `has not answered for ${now - answer.atMs} ms (last seen in step ${answer.step}${last})`,
+      { rank, node: a.node, step: answer.step, ...(answer.lastOp === null ? {} : { op: answer.lastOp }) }), rank);
+    });
+  }
+
   #onGpu(gpu: number, m: GpuToNode): void {
     switch (m.kind) {
       case 'ib-send': return this.#forwardIb(gpu, m.header, m.buffer);
+      case 'ib-wire': return this.#forwardAcknowledgement(m.src, m.dst, m.seq, m.ok);
       case 'return': {   // only pooled buffers come back (gpu-worker.ts #deliverIb)
         this.#deliveryPools[gpu].release(m.buffer);
         return;
@@ -175,6 +198,7 @@ class NodeProcess {
       case 'status': {
         if (m.waiting === null) this.#waiting.delete(m.rank);
         else this.#waiting.set(m.rank, m.waiting);
+        this.#answers[gpu] = { atMs: Date.now(), step: m.step, lastOp: m.lastOp };
         return;
       }
       case 'result': return this.#onResult(m.rank, m.result);
@@ -184,6 +208,7 @@ class NodeProcess {
         return;
       }
       case 'fault': return this.#injectFatal(gpu, m.rank, m.fault);
+      case 'kill-node': return void process.kill(process.pid, 'SIGKILL');
     }
   }
 
@@ -198,14 +223,15 @@ class NodeProcess {
     const fault = this.#fatal.get(index);
     if (!fault) return;
     this.#fatal.delete(index);
-    if (fault.kind === 'kill-node') process.kill(process.pid, 'SIGKILL');
-    else this.#gpuPorts[fault.gpu].postMessage({ kind: 'die' } satisfies NodeToGpu);
+    this.#gpuPorts[fault.gpu].postMessage({ kind: 'go', index } satisfies NodeToGpu);
   }
 
   /** GPU -> IB: the buffer goes back to the GPU's pool once the socket has taken the bytes. */
   #forwardIb(gpu: number, h: FabricHeader, buffer: ArrayBuffer): void {
     const client = this.#ibClients.get(nodeOf(this.#assignment!.cluster, h.dst))!;
-    const meta = { seq: h.seq, metadataBytes: h.metadataBytes, step: h.step };
+    const meta: Record<string, number | boolean> = { seq: h.seq, metadataBytes: h.metadataBytes, step: h.step };
+    if (h.reliable) meta.reliable = true;
+    if (h.delayPs !== undefined) meta.delayPs = h.delayPs;
     const giveBack = () => this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
     try {
       client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs,
@@ -213,6 +239,17 @@ class NodeProcess {
     } catch (error) {   // the link is gone: the coordinator hears it from here (and from the watchdog)
       giveBack();
       this.#fail(error, h.src);
+    }
+  }
+
+  /** A reliable message's (negative) acknowledgement goes back to its sender as an empty IB message. */
+  #forwardAcknowledgement(src: number, dst: number, seq: number, ok: boolean): void {
+    const client = this.#ibClients.get(nodeOf(this.#assignment!.cluster, dst))!;
+    try {
+      client.send({ src, dst, tag: WIRE_TAG, bytes: 0, outPs: 0, egressEndPs: 0, meta: { ack: seq, ok } },
+        new Uint8Array(0));
+    } catch (error) {
+      this.#fail(error, src);
     }
   }
 
@@ -242,6 +279,12 @@ class NodeProcess {
    * transferred as it is; a view into shared socket memory is copied once into a pooled buffer. */
   #onIbMessage(h: IbHeader, payload: Uint8Array): void {
     const gpu = gpuOf(this.#assignment!.cluster, h.dst);
+    if (h.tag === WIRE_TAG) {
+      this.#dropAssembling();
+      const ok = h.meta?.ok === true;
+      this.#gpuPorts[gpu].postMessage({ kind: 'wire', src: h.src, seq: Number(h.meta?.ack), ok } satisfies PeerMessage);
+      return;
+    }
     const assembled = this.#assembling !== null && payload.buffer === this.#assembling.buffer;
     if (assembled) this.#assembling = null;
     else this.#dropAssembling();
@@ -257,6 +300,8 @@ class NodeProcess {
     const header: FabricHeader = { src: h.src, dst: h.dst, tag: h.tag, seq: Number(meta.seq), bytes: h.bytes,
       metadataBytes: Number(meta.metadataBytes ?? 0), step: Number(meta.step ?? 0), outPs: h.outPs,
       egressEndPs: h.egressEndPs, crc: h.crc };
+    if (meta.reliable === true) header.reliable = true;
+    if (meta.delayPs !== undefined) header.delayPs = Number(meta.delayPs);
     this.#gpuPorts[gpu].postMessage({ kind: 'data', header, buffer, pooled: !owned } satisfies PeerMessage, [buffer]);
   }
 

@@ -6,8 +6,12 @@
 import { resolve } from 'node:path';
 import { MoemuError, moemuError } from '../errors.js';
 import { worldSize } from '../fabric/cluster-config.js';
-import { FAULT_KIND_INFO, planFaults, type FaultPlan, type PlannedFault } from '../faults/plan.js';
+import { psFromNs } from '../fabric/virtual-time.js';
+import { LossWatch, stragglers } from '../faults/detect.js';
+import { FAULT_KIND_INFO, planFaults, victimName, type PlannedFault } from '../faults/plan.js';
+import { faultOutcomes, goodput, transportTotals, type RestartRecord } from '../faults/summary.js';
 import { trainingMetrics } from '../metrics/training-metrics.js';
+import { DETECTION_DEFAULTS, type DetectionConfig } from '../scenario/recovery.js';
 import { ScenarioError } from '../scenario/load.js';
 import { PARALLEL_DEFAULTS, parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
 import { CHECKPOINT_MANIFEST_VERSION, clearPending, commitCheckpoint, findCheckpoint, mergeFinalParameters, sha256,
@@ -50,6 +54,8 @@ export interface RunRestart {
   refused: string[];
   /** Wall time from the start of the failed attempt to the restart. */
   lostWallMs: number;
+  /** Wall time from the report of the fault that ended the attempt to its failure (absent: no injected fault). */
+  detectedAfterMs?: number;
 }
 
 /** A step the whole cluster has finished: its loss (the ranks' shares summed; metrics.json sums them in the model's
@@ -67,8 +73,13 @@ export function runConfig(s: Scenario) {
 
 /** metrics.json: the figures, and when the cluster was restarted, each restart (absent in a run without one; the
  * wall time each cost is in wall.json). */
-export type RunMetrics = ReturnType<typeof trainingMetrics<ReturnType<typeof runConfig>>> &
-  { faults?: ReturnType<typeof faultOutcomes>; restarts?: Omit<RunRestart, 'error' | 'lostWallMs'>[] };
+export type RunMetrics = ReturnType<typeof trainingMetrics<ReturnType<typeof runConfig>>> & {
+  faults?: ReturnType<typeof faultOutcomes>;
+  restarts?: Pick<RunRestart, 'attempt' | 'code' | 'resumedAfterStep' | 'refused'>[];
+  transport?: ReturnType<typeof transportTotals>;
+  stragglers?: ReturnType<typeof stragglers>;
+  goodput?: ReturnType<typeof goodput>;
+};
 
 export interface TrainingRun {
   metrics: RunMetrics;
@@ -76,7 +87,11 @@ export interface TrainingRun {
     virtualSecondsPerWallSecond: number | null;
     /** Per restart, the failure's whole message (it says what was waiting, which depends on timing) and the wall
      * time from the start of the failed attempt to the restart (absent: none). */
-    restarts?: Pick<RunRestart, 'attempt' | 'error' | 'lostWallMs'>[] };
+    restarts?: Pick<RunRestart, 'attempt' | 'error' | 'lostWallMs' | 'detectedAfterMs'>[];
+    /** Wall-clock ETTR: the wall time of the steps kept / the wall time from the first start to the end. */
+    ettr?: number;
+    /** What the ranks' transports saw on links with faults (summed over the last attempt's ranks). */
+    wire?: Record<string, number> };
   results: TrainRankResult[];
 }
 
@@ -98,40 +113,58 @@ export function checkLayout(s: Scenario, file: string): void {
 export async function runTraining(s: Scenario, options: TrainingRunOptions): Promise<TrainingRun> {
   checkLayout(s, options.file);
   const restarts: RunRestart[] = [];
+  const records: RestartRecord[] = [];
   const plan = planFaults(s.faults ?? [], s.seed, s.cluster, s.training.steps);
-  const fired = new Map<number, { attempt: number; step: number }>();
+  const fired = new Map<number, { attempt: number; step: number; atMs: number }>();
   const onFired = (index: number, step: number) => {
-    if (!fired.has(index)) fired.set(index, { attempt: restarts.length + 1, step });
+    if (!fired.has(index)) fired.set(index, { attempt: restarts.length + 1, step, atMs: performance.now() });
   };
+  const log = new AttemptLog();
+  const runStarted = performance.now();
   let resume = options.resume ?? null;
   for (;;) {
     const attemptStarted = performance.now();
+    log.startAttempt();
     try {
-      // A fatal fault happens once; one that costs only virtual time is a function of the step and happens again
-      // when its steps are trained again after a restart.
-      const faults = plan.faults.filter((f) => !FAULT_KIND_INFO[f.kind].fatal || !fired.has(f.index));
-      const run = await runAttempt(s, options, resume, { faults, onFired });
-      if (plan.faults.length + plan.skipped.length > 0) run.metrics.faults = faultOutcomes(plan, fired, restarts);
+      // A fault that ends an attempt happens once; one that costs only virtual time, or that the transport
+      // recovers from, is a function of the step and happens again when its steps are trained again.
+      const faults = plan.faults.filter((f) => !happensOnce(f) || !fired.has(f.index));
+      const run = await runAttempt(s, options, resume, { faults, onFired }, log);
+      if (plan.faults.length + plan.skipped.length > 0 || s.detection) {
+        addFaultFigures(run, s, { plan, fired, restarts: records });
+        run.wall.ettr = log.wallEttr(performance.now() - runStarted);
+      }
       if (restarts.length > 0) {
         run.metrics.restarts = restarts.map(({ attempt, code, resumedAfterStep, refused }) =>
           ({ attempt, code, resumedAfterStep, refused }));
-        run.wall.restarts = restarts.map(({ attempt, error, lostWallMs }) => ({ attempt, error, lostWallMs }));
+        run.wall.restarts = restarts.map(({ attempt, error, lostWallMs, detectedAfterMs }) =>
+          ({ attempt, error, lostWallMs, ...(detectedAfterMs === undefined ? {} : { detectedAfterMs }) }));
       }
       return run;
     } catch (error) {
       const policy = s.restart;
-      if (!(error instanceof MoemuError) || error.errorClass !== 'faultNotRecovered' || !policy ||
-          restarts.length >= policy.maxRestarts) {
+      if (!restartable(error) || !policy || restarts.length >= policy.maxRestarts) {
         const injected = plan.faults.filter((f) => fired.get(f.index)?.attempt === restarts.length + 1);
-        throw giveUp(error, restarts.length, policy?.maxRestarts ?? 0, injected);
+        throw giveUp(error, restarts.length, policy?.maxRestarts ?? 0, injected, s);
       }
+      // A loss spike or a non-finite value may come from a change one step before it shows: the run goes back to
+      // a checkpoint at least two steps before the step that showed it.
+      const detectedAtStep = readsTheRun(error) ? error.context.step ?? log.reachedStep + 1 : undefined;
       const found = options.runDir
-        ? findCheckpoint(options.runDir, { name: s.name, world: worldSize(s.cluster), config: configDigest(s) })
+        ? findCheckpoint(options.runDir, { name: s.name, world: worldSize(s.cluster), config: configDigest(s),
+          ...(detectedAtStep === undefined ? {} : { atMostStep: detectedAtStep - 2 }) })
         : null;
+      const cause = [...fired.values()].filter((f) => f.attempt === restarts.length + 1).at(-1);
       const restart: RunRestart = { attempt: restarts.length + 1, code: error.code, error: error.message,
         resumedAfterStep: found?.manifest.step ?? 0, refused: found?.refused ?? [],
-        lostWallMs: Math.round(performance.now() - attemptStarted) };
+        lostWallMs: Math.round(performance.now() - attemptStarted),
+        ...(cause ? { detectedAfterMs: Math.round(performance.now() - cause.atMs) } : {}) };
       restarts.push(restart);
+      records.push({ attempt: restart.attempt, code: restart.code, resumedAfterStep: restart.resumedAfterStep,
+        reachedStep: log.reachedStep, reachedPs: log.endPs(log.reachedStep),
+        resumedPs: log.endPs(restart.resumedAfterStep),
+        ...(detectedAtStep === undefined ? {} : { detectedAtStep }) });
+      log.dropAfter(restart.resumedAfterStep);
       options.onRestart?.(restart);
       await new Promise((done) => setTimeout(done, policy.backoffMs));
       resume = found;
@@ -139,33 +172,121 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   }
 }
 
+/** Faults that end the attempt they happen in, and an sdc (its detection rolls the run back): once per run. */
+function happensOnce(f: PlannedFault): boolean {
+  return FAULT_KIND_INFO[f.kind].fatal || f.kind === 'sdc' || (f.kind === 'partition' && f.healAfterPs === undefined);
+}
+
+/** A fault the cluster did not recover from, or a detector that read a suspicious loss or gradient. */
+function restartable(error: unknown): error is MoemuError {
+  return error instanceof MoemuError &&
+    (error.errorClass === 'faultNotRecovered' || error.code === 'MOEMU_ERR_NONFINITE');
+}
+
+function readsTheRun(error: MoemuError): boolean {
+  return error.code === 'MOEMU_ERR_SDC' || error.code === 'MOEMU_ERR_NONFINITE';
+}
+
+/** The scenario's detection section with its defaults. */
+export function detectionOf(s: Scenario): DetectionConfig {
+  return { ...DETECTION_DEFAULTS, ...s.detection };
+}
+
+/** metrics.json's fault figures: each fault's fate, the links' recovery, the stragglers flagged, the goodput. */
+function addFaultFigures(run: TrainingRun, s: Scenario,
+                         faults: Pick<Parameters<typeof faultOutcomes>[0], 'plan' | 'fired' | 'restarts'>): void {
+  const { results, metrics } = run;
+  const transport = transportTotals(results.map((r) => r.steps.map((st) => st.recovery)));
+  const compute = results[0].steps.map((_, i) => results.map((r) => r.steps[i].summary.computeBusyPs));
+  const flags = stragglers(compute, (rank) => results.filter((r) => r.pipelineRank === results[rank].pipelineRank)
+    .map((r) => r.rank), detectionOf(s).straggler);
+  metrics.faults = faultOutcomes({ ...faults, cluster: s.cluster, transport, stragglers: flags });
+  metrics.transport = transport;
+  metrics.stragglers = flags;
+  metrics.goodput = goodput(faults.restarts, metrics.summary.virtualTimePs);
+  const wire = results.filter((r) => r.wire).map((r) => r.wire!);
+  if (wire.length > 0) {
+    run.wall.wire = Object.fromEntries(Object.keys(wire[0]).map((k) =>
+      [k, wire.reduce((sum, w) => sum + w[k as keyof typeof w], 0)]));
+  }
+}
+
+/** What the attempts of a run reached: per step, when it ended (virtual) and how long it took (wall, the attempt
+ * whose step was kept), for the restarts' lost steps and the wall-clock ETTR. */
+class AttemptLog {
+  readonly #endPs = new Map<number, number>();
+  readonly #wallMs = new Map<number, number>();
+  #lastMs = 0;
+  reachedStep = 0;
+
+  startAttempt(): void {
+    this.#lastMs = 0;
+  }
+
+  step(p: RunProgress): void {
+    this.reachedStep = Math.max(this.reachedStep, p.step);
+    this.#endPs.set(p.step, p.virtualPs);
+    this.#wallMs.set(p.step, p.wallMs - this.#lastMs);
+    this.#lastMs = p.wallMs;
+  }
+
+  endPs(step: number): number {
+    return this.#endPs.get(step) ?? 0;
+  }
+
+  /** A restart went back to `step`: later steps will be trained again. */
+  dropAfter(step: number): void {
+    for (const s of [...this.#wallMs.keys()]) if (s > step) this.#wallMs.delete(s);
+    this.reachedStep = step;
+  }
+
+  wallEttr(elapsedMs: number): number {
+    const kept = [...this.#wallMs.values()].reduce((a, b) => a + b, 0);
+    return elapsedMs === 0 ? 1 : Math.round(kept / elapsedMs * 10_000) / 10_000;
+  }
+}
+
 /** The error that ends the run, saying which injected faults it followed and how many restarts were made. */
-function giveUp(error: unknown, restarts: number, maxRestarts: number, injected: readonly PlannedFault[]): unknown {
+function giveUp(error: unknown, restarts: number, maxRestarts: number, injected: readonly PlannedFault[],
+                s: Scenario): unknown {
   if (!(error instanceof MoemuError) || (restarts === 0 && injected.length === 0)) return error;
   const notes = [...injected.map((f) => `(after the injected fault faults.${f.index}: ${f.kind} of ` +
-    `${FAULT_KIND_INFO[f.kind].victim === 'node' ? `node ${f.node}` : `rank ${f.rank}`} at step ${f.step})`),
+    `${victimName(f, s.cluster)} at step ${f.step})`),
   ...(restarts > 0 ? [`(after ${restarts} restart(s) of at most ${maxRestarts})`] : [])];
   return moemuError(error.code, [error.detail, ...notes].join('\n'), error.context);
 }
 
 /** One cluster: started, the training program run on every rank (after `resume`'s step, if given), shut down. */
 async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: FoundCheckpoint | null,
-                          faults: { faults: PlannedFault[]; onFired: (index: number, step: number) => void }):
-  Promise<TrainingRun> {
+                          faults: { faults: PlannedFault[]; onFired: (index: number, step: number) => void },
+                          log: AttemptLog): Promise<TrainingRun> {
   const parallel = parallelOf(s);
   const { cluster } = s;
   const started = performance.now();
   const world = worldSize(cluster);
   const gate = new FatalFaultGate(options.runDir ? s.checkpoint?.every ?? 0 : 0, resume?.manifest.step ?? 0,
     s.training.steps);
-  const gather = new ProgressGather(world, (p) => options.onProgress?.(p), faults.onFired, (step, files) => {
+  const detection = detectionOf(s);
+  // The loss-spike detector runs where a run is meant to survive faults (a restart policy or a detection section).
+  const watch = s.restart || s.detection ? new LossWatch(detection) : null;
+  const onStep = (p: RunProgress) => {
+    log.step(p);
+    options.onProgress?.(p);
+    const anomaly = watch?.add(p.step, p.loss);
+    if (anomaly) {
+      coordinator.abort(moemuError('MOEMU_ERR_SDC', `${anomaly.message}: silent data corruption suspected`,
+        { step: anomaly.step }));
+    }
+  };
+  const gather = new ProgressGather(world, onStep, faults.onFired, (step, files) => {
     if (!options.runDir) return;
     commitCheckpoint(options.runDir, { format: 'moemu checkpoint', version: CHECKPOINT_MANIFEST_VERSION,
       name: s.name, config: configDigest(s), step, world, files }, s.checkpoint?.keep ?? 1);
     gate.committed(step);
   });
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
-    heartbeatMs: cluster.heartbeatMs, frameBytesMax: cluster.frameBytesMax, port: options.port ?? 0,
+    heartbeatMs: cluster.heartbeatMs, hangMs: detection.hangMs, frameBytesMax: cluster.frameBytesMax,
+    port: options.port ?? 0,
     startupTimeoutMs: options.startupTimeoutMs ?? STARTUP_TIMEOUT_MS[options.external ? 'none' : 'fork'],
     launch: options.external ? 'none' : 'fork', onListening: options.onListening,
     onProgress: (_rank, progress) => gather.add(progress as TrainProgress),
@@ -181,7 +302,10 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
       files: options.runDir ? { runDir: resolve(options.runDir), checkpointEvery: s.checkpoint?.every ?? 0 }
         : undefined,
       resume: resume ? { dir: resolve(resume.dir), manifest: resume.manifest } : undefined,
-      faults: faults.faults.length > 0 ? faults.faults : undefined };
+      faults: faults.faults.length > 0 ? faults.faults : undefined,
+      retransmit: faults.faults.some((f) => f.link) ? {
+        retransmitTimeoutPs: psFromNs(detection.retransmitTimeoutUs * 1000),
+        retries: detection.retries, retransmitWallMs: detection.retransmitWallMs } : undefined };
     const trainStarted = performance.now();
     gather.start(trainStarted);
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
@@ -242,26 +366,6 @@ class ProgressGather {
     this.emit({ step: p.step, steps: p.steps, loss: s.loss, virtualPs: s.endPs,
       wallMs: performance.now() - this.#startedMs });
   }
-}
-
-/** metrics.json's `faults`: every fault of the scenario — skipped by its probability draw, or when and where it
- * happened, what detected it and how the run recovered (a fatal one by the restart after the attempt it ended). */
-function faultOutcomes(plan: FaultPlan, fired: ReadonlyMap<number, { attempt: number; step: number }>,
-                       restarts: readonly RunRestart[]) {
-  const planned = plan.faults.map((f) => {
-    const when = fired.get(f.index);
-    const fatal = FAULT_KIND_INFO[f.kind].fatal;
-    const restart = fatal && when ? restarts.find((r) => r.attempt === when.attempt) : undefined;
-    return { index: f.index, kind: f.kind, node: f.node, rank: f.rank, step: f.step,
-      ...(f.kind === 'straggler' ? { steps: f.steps, factor: f.factor } : {}),
-      injected: when !== undefined,
-      detectedBy: restart?.code ?? null,
-      recovery: !when ? 'not injected' : !fatal ? 'none needed: it costs virtual time only'
-        : restart ? `restart ${restart.attempt}, resumed after step ${restart.resumedAfterStep}` : 'not recovered' };
-  });
-  const skipped = plan.skipped.map((f) => ({ index: f.index, kind: f.kind, injected: false, detectedBy: null,
-    recovery: `skipped: its draw ${f.draw.toFixed(4)} ≥ probability ${f.probability}` }));
-  return [...planned, ...skipped].sort((a, b) => a.index - b.index);
 }
 
 /** What a checkpoint must match to be resumed: everything of the scenario that changes the numbers. */

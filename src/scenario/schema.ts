@@ -20,7 +20,8 @@ import { MoemuError } from '../errors.js';
 import { faultProblems, type FaultSpec } from '../faults/plan.js';
 import { EXPECT_FIGURE_NAMES, parseExpectation, type ExpectFigure } from '../metrics/expect.js';
 import { flag, integer, mapping, mustBe, oneOf, positive, real } from './fields.js';
-import { checkpointSchema, faultsSchema, restartSchema, type CheckpointConfig, type RestartConfig }
+import { checkpointSchema, detectionSchema, faultsSchema, restartSchema, type CheckpointConfig, type DetectionConfig,
+  type RestartConfig }
   from './recovery.js';
 
 export const SEED_MAX = 2 ** 32 - 1;
@@ -340,6 +341,7 @@ export function scenarioSchema(defaultName: string) {
     checkpoint: checkpointSchema.optional(),
     restart: restartSchema.optional(),
     faults: faultsSchema.optional(),
+    detection: detectionSchema.optional(),
   }).superRefine((s, ctx) => {
     for (const problem of faultProblems(s.faults ?? [], s.cluster, s.training.steps)) {
       ctx.addIssue({ code: 'custom', ...problem });
@@ -368,6 +370,6 @@ export const SCENARIO_KEYS: readonly string[] = Object.keys(scenarioSchema('scen
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const scenarioIsTrainerOptions:
   Same<Scenario, TrainerOptions & { name: string; cluster: ScenarioCluster; parallel?: ParallelConfig;
-    checkpoint?: CheckpointConfig; restart?: RestartConfig; faults?: FaultSpec[];
+    checkpoint?: CheckpointConfig; restart?: RestartConfig; faults?: FaultSpec[]; detection?: DetectionConfig;
     expect?: Partial<Record<ExpectFigure, string>> }> = true;
 void scenarioIsTrainerOptions;

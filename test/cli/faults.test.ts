@@ -31,6 +31,7 @@ interface Metrics {
   faults?: { index: number; kind: string; node?: number; rank?: number; step?: number; injected: boolean;
     detectedBy: string | null; recovery: string }[];
   restarts?: { attempt: number; code: string; resumedAfterStep: number }[];
+  stragglers?: { step: number; rank: number; relative: number }[];
 }
 
 /** Runs the micro scenario named `name` with `extra` sections; returns the call and its run folder. */
@@ -60,7 +61,8 @@ afterAll(() => {
 });
 
 /** metrics.json without what only a faulty run has, and with the run's name replaced. */
-const figures = (m: Metrics) => JSON.stringify({ ...m, faults: undefined, restarts: undefined })
+const figures = (m: Metrics) => JSON.stringify({ ...m, faults: undefined, restarts: undefined, transport: undefined,
+  stragglers: undefined, goodput: undefined })
   .replace(/"name":"[a-z-]+"/, '"name":"x"');
 
 describe('fatal faults under a restart policy', () => {
@@ -105,7 +107,12 @@ describe('a straggler costs only virtual time', () => {
         factor: 3 }] });
       expect(call.code).toBe(EXIT_CODES.ok);
       const [m, ref] = [metricsOf(dir), metricsOf(reference)];
-      expect(m.faults?.[0]).toMatchObject({ kind: 'straggler', rank: 2, injected: true, detectedBy: null });
+      // Detected by the straggler detector (rank 2's compute against its EP peer's) in its first slow step.
+      expect(m.faults?.[0]).toMatchObject({ kind: 'straggler', rank: 2, injected: true,
+        detectedBy: 'straggler-detector', detectedAtStep: 2 });
+      // ≈ 1/3: the peer's compute differs a little from the victim's own fault-free compute.
+      expect(m.stragglers?.map((f) => [f.step, f.rank, f.relative])).toEqual([[2, 2, 1 / 3], [3, 2, 1 / 3]]
+        .map(([step, rank, rel]) => [step, rank, expect.closeTo(rel, 1)]));
       expect(m.steps.map((s) => s.loss)).toEqual(ref.steps.map((s) => s.loss));
       expect(finalOf(dir).equals(finalOf(reference))).toBe(true);
       for (const [i, step] of m.steps.entries()) {
@@ -115,5 +122,39 @@ describe('a straggler costs only virtual time', () => {
         }
       }
       expect(m.summary.virtualTimePs).toBeGreaterThan(ref.summary.virtualTimePs);
+    }, TEST_TIMEOUT_MS);
+});
+
+describe('link faults are recovered by the transport, without a restart', () => {
+  const wallOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'wall.json'), 'utf8')) as
+    { wire?: Record<string, number> };
+  it('corrupt, drop and duplicate on the IB link n0<->n1 in steps 2–3: retransmitted, discarded, nothing lost',
+    async () => {
+      const { call, dir } = await run('wire', { faults: [
+        { kind: 'corrupt', nodes: [0, 1], step: 2, steps: 2, rate: 0.3 },
+        { kind: 'drop', nodes: [0, 1], step: 2, steps: 2, rate: 0.2 },
+        { kind: 'duplicate', nodes: [0, 1], step: 3, rate: 0.5 },
+      ] });
+      expect(call.code, call.stderr).toBe(EXIT_CODES.ok);
+      const m = metricsOf(dir) as Metrics & { transport: { step: number; link: string; retransmits: number;
+        corrupted: number; dropped: number; duplicated: number; extraBytes: number; addedPs: number }[] };
+      expect(finalOf(dir).equals(finalOf(reference))).toBe(true);
+      expect(m.steps.map((s) => s.loss)).toEqual(metricsOf(reference).steps.map((s) => s.loss));
+      const sum = (k: 'retransmits' | 'corrupted' | 'dropped' | 'duplicated') =>
+        m.transport.reduce((a, t) => a + t[k], 0);
+      expect(sum('corrupted')).toBeGreaterThan(0);
+      expect(sum('dropped')).toBeGreaterThan(0);
+      expect(sum('duplicated')).toBeGreaterThan(0);
+      expect(sum('retransmits')).toBe(sum('corrupted') + sum('dropped'));
+      expect(new Set(m.transport.map((t) => t.step))).toEqual(new Set([2, 3]));
+      expect(m.transport.every((t) => /^ib n[01]->n[01]$/.test(t.link))).toBe(true);
+      // What the receivers and senders saw equals the fates the senders booked, one event per fate.
+      const w = wallOf(dir).wire!;
+      expect(w.nacksSent).toBe(sum('corrupted'));
+      expect(w.nacksReceived).toBe(sum('corrupted'));
+      expect(w.timeouts).toBe(sum('dropped'));
+      expect(w.duplicatesDiscarded).toBe(sum('duplicated'));
+      expect(w.retransmissions).toBe(sum('retransmits'));
+      expect(m.summary.virtualTimePs).toBeGreaterThan(metricsOf(reference).summary.virtualTimePs);
     }, TEST_TIMEOUT_MS);
 });

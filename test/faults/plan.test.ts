@@ -50,8 +50,8 @@ describe('planFaults', () => {
 
   it('a straggler slows its rank for its steps only; two on one rank multiply', () => {
     const plan: PlannedFault[] = [
-      { index: 0, kind: 'straggler', node: 1, rank: 2, step: 2, steps: 3, factor: 2 },
-      { index: 1, kind: 'straggler', node: 1, rank: 2, step: 4, steps: 1, factor: 1.5 },
+      { index: 0, kind: 'straggler', node: 1, rank: 2, step: 2, steps: 3, factor: 2, seed: 0 },
+      { index: 1, kind: 'straggler', node: 1, rank: 2, step: 4, steps: 1, factor: 1.5, seed: 0 },
     ];
     expect([1, 2, 3, 4, 5].map((step) => slowdownAt(plan, 2, step))).toEqual([1, 2, 2, 3, 1]);
     expect(slowdownAt(plan, 3, 2)).toBe(1);

@@ -4,23 +4,23 @@
 // the types that kind needs — a bad one is MOEMU_ERR_CONFIG naming the field, never an unchecked cast.
 import { moemuError } from '../../errors.js';
 import type { RankFabric } from '../../fabric/rank-fabric.js';
-import type { PlannedFault } from '../../faults/plan.js';
+import { NO_DEEDS } from '../../faults/inject.js';
 import { PRECISIONS } from '../../model/numerics.js';
 import { SCHEDULE_KINDS } from '../../pipeline/schedule-types.js';
 import { COLLECTIVE_OPS, runCollectiveProgram, type CollectiveProgram } from './collectives.js';
 import { runEpMoeProgram, type EpMoeProgram } from './test-ep-moe.js';
-import { noFatalFaults, runTrainProgram, type TrainProgram } from './train.js';
+import { runTrainProgram, type RuntimeDeeds, type TrainProgram } from './train.js';
 
 export type Program = TrainProgram | CollectiveProgram | EpMoeProgram;
 
 type Report = (progress: unknown) => void;
-/** Makes a fatal fault happen to this rank (kill-rank, kill-node): it never returns (runtime/gpu-worker.ts). */
-export type Fatal = (fault: PlannedFault) => Promise<never>;
+/** What the runtime does for a fault: release a fatal one, kill, block or stall (runtime/gpu-worker.ts). */
+export type Deeds = RuntimeDeeds;
 
 interface ProgramEntry<P> {
   /** What is wrong with `value` as this kind of program (field path: message), or nothing. */
   problems(value: Record<string, unknown>): string[];
-  run(fabric: RankFabric, program: P, report: Report, fatal: Fatal): Promise<unknown>;
+  run(fabric: RankFabric, program: P, report: Report, deeds: Deeds): Promise<unknown>;
 }
 
 const PROGRAMS: { [K in Program['kind']]: ProgramEntry<Extract<Program, { kind: K }>> } = {
@@ -33,7 +33,7 @@ const PROGRAMS: { [K in Program['kind']]: ProgramEntry<Extract<Program, { kind: 
         ? fields(v.training, { steps: 'integer', batchSize: 'integer', microBatches: 'integer' }, 'training.')
         : []),
     ],
-    run: (fabric, p, report, fatal) => runTrainProgram(fabric, p, report, fatal),
+    run: (fabric, p, report, deeds) => runTrainProgram(fabric, p, report, deeds),
   },
   collectives: {
     problems: (v) => [
@@ -53,7 +53,7 @@ const PROGRAMS: { [K in Program['kind']]: ProgramEntry<Extract<Program, { kind: 
 
 /** `report` sends a program's news to the coordinator while it runs (Coordinator's onProgress). */
 export async function runProgram(fabric: RankFabric, program: unknown, report: Report = () => undefined,
-                                 fatal: Fatal = noFatalFaults): Promise<unknown> {
+                                 deeds: Deeds = NO_DEEDS): Promise<unknown> {
   const kinds = Object.keys(PROGRAMS);
   if (!isObject(program) || typeof program.kind !== 'string' || !kinds.includes(program.kind)) {
     const kind = isObject(program) ? JSON.stringify(program.kind) : 'none (not a mapping)';
@@ -67,7 +67,7 @@ export async function runProgram(fabric: RankFabric, program: unknown, report: R
     throw moemuError('MOEMU_ERR_CONFIG', `the ${kind} program is malformed: ${problems.join('; ')}`,
       { rank: fabric.rank, path: kind });
   }
-  return entry.run(fabric, program as unknown as Program, report, fatal);
+  return entry.run(fabric, program as unknown as Program, report, deeds);
 }
 
 type FieldType = 'object' | 'array' | 'integer';

@@ -8,7 +8,10 @@ import type { RankFabric } from '../../fabric/rank-fabric.js';
 import type { HbmSnapshot } from '../../fabric/hbm.js';
 import { fanOut, MessageLog, type ReceivedEvent, type SentEvent } from '../../fabric/observer.js';
 import type { OpRecord } from '../../fabric/streams.js';
-import { FAULT_KIND_INFO, faultsAt, slowdownAt, type PlannedFault } from '../../faults/plan.js';
+import type { LinkRecovery, WireCounters } from '../../fabric/wire-hook.js';
+import { armFaults, NO_DEEDS, type FaultDeeds } from '../../faults/inject.js';
+import type { PlannedFault } from '../../faults/plan.js';
+import { PlannedWire, type RetransmitConfig } from '../../faults/wire.js';
 import { TrafficTally, type LinkClass, type RankTraffic } from '../../metrics/link-figures.js';
 import type { ExpertsIn } from '../../metrics/training-metrics.js';
 import { rankStepSummary, type RankStepSummary } from '../../metrics/step-metrics.js';
@@ -37,8 +40,10 @@ export interface TrainProgram extends RankTrainerOptions {
   files?: { runDir: string; checkpointEvery: number };
   /** Go on after this checkpoint (checked by the coordinator; each rank checks its own files again). */
   resume?: { dir: string; manifest: CheckpointManifest };
-  /** The planned faults still to happen (faults/plan.ts); each rank triggers its own. */
+  /** The planned faults still to happen (faults/plan.ts); each rank triggers its own, every sender applies the
+   * link faults (faults/wire.ts) with `retransmit`'s timeouts. */
   faults?: PlannedFault[];
+  retransmit?: RetransmitConfig;
 }
 
 export interface TrainStepResult {
@@ -63,6 +68,8 @@ export interface TrainStepResult {
   records?: OpRecord[];
   /** With `check`: the messages this rank sent and took in the step. */
   messages?: { sent: SentEvent[]; received: ReceivedEvent[] };
+  /** Link faults: what recovering cost on each link this rank sent on (absent: none acted). */
+  recovery?: LinkRecovery[];
 }
 
 export interface TrainRankResult {
@@ -73,6 +80,8 @@ export interface TrainRankResult {
   hbm: HbmSnapshot;
   gradients?: Record<string, number[]>;
   parameters?: Record<string, number[]>;
+  /** Link faults: what the transport saw (absent: no link fault in the plan). */
+  wire?: WireCounters;
 }
 
 /** The news every rank reports after each step (`moemu run` shows it while the run goes on): its share of the
@@ -84,35 +93,43 @@ export type TrainProgress =
   /** A fault that costs only virtual time started on this rank (fatal ones are reported by the node). */
   | { kind: 'fault'; step: number; index: number };
 
+/** What the runtime does for the faults (faults/inject.ts); `happened` is reported as 'fault' progress. */
+export type RuntimeDeeds = Omit<FaultDeeds, 'happened'>;
 
 export async function runTrainProgram(
   fabric: RankFabric, p: TrainProgram, report: (progress: TrainProgress) => void = () => undefined,
-  fatal: (fault: PlannedFault) => Promise<never> = noFatalFaults,
+  runtime: RuntimeDeeds = NO_DEEDS,
 ): Promise<TrainRankResult> {
   const log = p.check || (p.traceSteps?.length ?? 0) > 0 ? new MessageLog() : null;
   const tally = new TrafficTally();
   fabric.observe(log ? fanOut(tally, log) : tally);
+  const wire = p.faults && p.retransmit ? PlannedWire.of(p.faults, fabric.cluster, p.retransmit) : null;
+  fabric.useWire(wire);
+  const deeds: FaultDeeds = { ...runtime, happened: (f, step) => report({ kind: 'fault', step, index: f.index }) };
   try {
-    return await trainSteps(fabric, p, { log, tally }, report, fatal);
+    const result = await trainSteps(fabric, p, { log, tally }, report, deeds);
+    return wire ? { ...result, wire: { ...fabric.wireEvents } } : result;
   } finally {
     fabric.observe(null);
+    fabric.useWire(null);
   }
 }
 
 interface Observers { log: MessageLog | null; tally: TrafficTally }
 
 async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: Observers,
-                          report: (progress: TrainProgress) => void,
-                          fatal: (fault: PlannedFault) => Promise<never>): Promise<TrainRankResult> {
+                          report: (progress: TrainProgress) => void, deeds: FaultDeeds): Promise<TrainRankResult> {
   const trainer = new RankTrainer(fabric, p);
   const steps: TrainStepResult[] = p.resume ? resumeRank(trainer, fabric.rank, p.resume) : [];
   let gradients: Record<string, number[]> | undefined;
   for (let step = steps.length + 1; step <= p.training.steps; step++) {
     const keep = step === p.gradientsAtStep ? (store: ParamStore) => { gradients = dump(store, 'grads'); } : undefined;
-    await triggerFaults(p.faults ?? [], fabric.rank, step, trainer, report, fatal);
+    await armFaults(p.faults ?? [], fabric, trainer, step, deeds);
     const started = performance.now();
     const r = await withStep(step, fabric.rank, () => trainer.step(step, keep));
     const messages = log?.take();
+    const recovery = fabric.takeRecovery();
+    for (const index of fabric.takeWireFaults()) report({ kind: 'fault', step, index });
     const traced = p.check || p.traceSteps?.includes(step);
     steps.push({ step, losses: r.losses, gradNorm: r.gradNorm, lr: r.lr, peakLiveActivations: r.peakLiveActivations,
       loadImbalance: loadImbalance(r.loads),
@@ -122,7 +139,8 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
       ...(p.records || traced
         ? { records: r.records, loads: Object.fromEntries([...r.loads].map(([k, v]) => [k, Array.from(v)])) }
         : {}),
-      ...(messages && traced ? { messages } : {}) });
+      ...(messages && traced ? { messages } : {}),
+      ...(recovery.length > 0 ? { recovery } : {}) });
     const done = steps[steps.length - 1];
     report({ kind: 'step', step, steps: p.training.steps, wallMs: done.wallMs,
       loss: lossShare(r.losses, p.model.mtpWeight), endPs: done.summary.endPs ?? 0 });
@@ -136,24 +154,6 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
   if (p.files) writeFinalParameters(p.files.runDir, fabric.rank, trainer);
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,
     hbm: fabric.hbm.snapshot(), gradients, parameters: p.parameters ? dump(trainer.store, 'values') : undefined };
-}
-
-/** Without node processes (a local fabric) a rank cannot be killed. */
-export function noFatalFaults(fault: PlannedFault): Promise<never> {
-  return Promise.reject(moemuError('MOEMU_ERR_CONFIG', `fault ${fault.index} (${fault.kind}) needs node processes: ` +
-    'a local fabric cannot kill a rank', { rank: fault.rank, path: `faults.${fault.index}` }));
-}
-
-/** The faults this rank starts at `step`: a straggler's slowdown holds for its steps (and is set again after a
- * restart, since it is a function of the step); a fatal fault ends here. */
-async function triggerFaults(plan: readonly PlannedFault[], rank: number, step: number, trainer: RankTrainer,
-                             report: (progress: TrainProgress) => void,
-                             fatal: (fault: PlannedFault) => Promise<never>): Promise<void> {
-  trainer.slowDown(slowdownAt(plan, rank, step));
-  for (const fault of faultsAt(plan, rank, step)) {
-    if (FAULT_KIND_INFO[fault.kind].fatal) await fatal(fault);
-    else report({ kind: 'fault', step, index: fault.index });
-  }
 }
 
 /** The rank's state and step results from the checkpoint, each file checked against the manifest. */
