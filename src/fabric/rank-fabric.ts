@@ -13,7 +13,7 @@ import { payloadCrc32 } from './ib-frame.js';
 import type { FabricObserver } from './observer.js';
 import type { FabricHeader } from './protocol.js';
 import { labelOf, nameText, RankClock, type OpName, type OpRecord, type StreamName, type VEvent } from './streams.js';
-import { noWireEvents, playFates, type Fate, type LinkRecovery, type WireEffects, type WireHook }
+import { delivered, noWireEvents, playFates, type Fate, type LinkRecovery, type WireEffects, type WireHook }
   from './wire-hook.js';
 
 /** How a rank's messages leave its thread: the runtime provides it (ports to peer threads, the node's NICs). */
@@ -158,6 +158,12 @@ export class RankFabric {
     return nodeOf(this.options.cluster, other) === this.node;
   }
 
+  /** The directed link a message to `peer` travels on, as reports name it: 'nvlink r2->r3', 'ib n0->n1'. */
+  linkTo(peer: number): string {
+    if (this.sameNode(peer)) return `nvlink r${this.rank}->r${peer}`;
+    return `ib n${this.node}->n${nodeOf(this.options.cluster, peer)}`;
+  }
+
   /**
    * Posts every send at the op's start (eager: egress serialises them in the given order), waits for every
    * receive, processes them in (out, source, seq) order on the ingress of their link, and records one comm op
@@ -291,9 +297,7 @@ export class RankFabric {
     const played = playFates(effects, hook.retries, (at) => port.send(bytes, at, effects.bandwidth), postedPs,
       (fate, endPs) => endPs + (fate === 'corrupt' ? roundTripPs : hook.retransmitTimeoutPs));
     for (const index of effects.faults) this.#wireFaults.add(index);
-    const { cluster } = this.options;
-    const link = this.sameNode(target) ? `nvlink r${this.rank}->r${target}`
-      : `ib n${this.node}->n${nodeOf(cluster, target)}`;
+    const link = this.linkTo(target);
     let r = this.#recovery.get(link);
     if (!r) {
       r = { step: this.clock.step, link, messages: 0, transmissions: 0, retransmits: 0, corrupted: 0, dropped: 0,
@@ -310,8 +314,7 @@ export class RankFabric {
     r.duplicated += fates.filter((f) => f === 'duplicate').length;
     r.extraBytes += (copies - 1) * bytes;
     r.addedPs += timing.egressEndPs - (first.outPs + port.egressPs(bytes)) + effects.delayPs;
-    const last = fates[fates.length - 1];
-    if (last === 'corrupt' || last === 'drop') r.failed += 1;
+    if (!delivered(fates)) r.failed += 1;
     return { timing, fates };
   }
 

@@ -25,6 +25,9 @@ export interface FaultDeeds {
   happened(fault: PlannedFault, step: number): void;
 }
 
+/** What the runtime provides (a GPU thread: runtime/gpu-worker.ts); the program adds `happened`. */
+export type RuntimeDeeds = Omit<FaultDeeds, 'happened'>;
+
 /** Without node processes (a local fabric) nothing can be killed, blocked or released. */
 export const NO_DEEDS: FaultDeeds = {
   release: (fault) => Promise.reject(moemuError('MOEMU_ERR_CONFIG', `fault ${fault.index} (${fault.kind}) needs ` +

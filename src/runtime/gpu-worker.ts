@@ -14,7 +14,8 @@ import { RankFabric, waitingText, type Transport, type Waiting } from '../fabric
 import { ReliableLinks } from '../fabric/reliable-link.js';
 import { SendWindow } from '../fabric/send-window.js';
 import type { Fate } from '../fabric/wire-hook.js';
-import { runProgram, type Deeds } from './programs/index.js';
+import type { RuntimeDeeds } from '../faults/inject.js';
+import { runProgram } from './programs/index.js';
 import { allowedCpus, pinThisThread } from './spin.js';
 
 export interface GpuInit {
@@ -75,10 +76,10 @@ class GpuRank {
       watchdogMs: init.watchdogMs, spinUs: this.#spinUs });
     this.#reliable = new ReliableLinks({ rank, counters: this.#fabric.wireEvents,
       retransmitWallMs: () => this.#fabric.wire?.retransmitWallMs ?? 0,
-      transmit: (header, payload) => this.#sameNode(header.dst) ? this.#sendNvlink(header, payload, false)
+      transmit: (header, payload) => this.#fabric.sameNode(header.dst) ? this.#sendNvlink(header, payload, false)
         : this.#sendIb(header, payload, false, header.crc),
       acknowledge: (to, seq, ok) => {
-        if (this.#sameNode(to)) {
+        if (this.#fabric.sameNode(to)) {
           const ack: PeerMessage = { kind: 'wire', src: rank, seq, ok };
           init.peerPorts[gpuOf(init.cluster, to)]!.postMessage(ack);
         } else {
@@ -87,8 +88,7 @@ class GpuRank {
       },
       fail: (error) => init.nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies
         GpuToNode),
-      linkName: (peer) => this.#sameNode(peer) ? `nvlink r${rank}->r${peer}`
-        : `ib n${nodeOf(init.cluster, rank)}->n${nodeOf(init.cluster, peer)}`,
+      linkName: (peer) => this.#fabric.linkTo(peer),
     });
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
@@ -104,10 +104,6 @@ class GpuRank {
       poll: () => this.#poll(),
       sendBuffer: (bytes) => new Uint8Array(this.#pool.acquire(bytes), 0, bytes),
     };
-  }
-
-  #sameNode(rank: number): boolean {
-    return nodeOf(this.init.cluster, rank) === nodeOf(this.init.cluster, this.init.rank);
   }
 
   /** A send waits until no reliable message to its peer waits for an acknowledgement (they stay in order); a
@@ -346,7 +342,7 @@ class GpuRank {
   /** A fatal fault is reported to the node, which asks the coordinator when it may happen ('go'); then the thread
    * ends (kill-rank), the node kills its process (kill-node), or the thread blocks in Atomics.wait, its event loop
    * stopped (hang-rank: the node notices that it no longer answers). */
-  #deeds(): Deeds {
+  #deeds(): RuntimeDeeds {
     const { rank, nodePort } = this.init;
     return {
       release: (fault) => new Promise<void>((resolve) => {

@@ -4,23 +4,21 @@
 // the types that kind needs — a bad one is MOEMU_ERR_CONFIG naming the field, never an unchecked cast.
 import { moemuError } from '../../errors.js';
 import type { RankFabric } from '../../fabric/rank-fabric.js';
-import { NO_DEEDS } from '../../faults/inject.js';
+import { NO_DEEDS, type RuntimeDeeds } from '../../faults/inject.js';
 import { PRECISIONS } from '../../model/numerics.js';
 import { SCHEDULE_KINDS } from '../../pipeline/schedule-types.js';
 import { COLLECTIVE_OPS, runCollectiveProgram, type CollectiveProgram } from './collectives.js';
 import { runEpMoeProgram, type EpMoeProgram } from './test-ep-moe.js';
-import { runTrainProgram, type RuntimeDeeds, type TrainProgram } from './train.js';
+import { runTrainProgram, type TrainProgram } from './train.js';
 
 export type Program = TrainProgram | CollectiveProgram | EpMoeProgram;
 
 type Report = (progress: unknown) => void;
-/** What the runtime does for a fault: release a fatal one, kill, block or stall (runtime/gpu-worker.ts). */
-export type Deeds = RuntimeDeeds;
 
 interface ProgramEntry<P> {
   /** What is wrong with `value` as this kind of program (field path: message), or nothing. */
   problems(value: Record<string, unknown>): string[];
-  run(fabric: RankFabric, program: P, report: Report, deeds: Deeds): Promise<unknown>;
+  run(fabric: RankFabric, program: P, report: Report, deeds: RuntimeDeeds): Promise<unknown>;
 }
 
 const PROGRAMS: { [K in Program['kind']]: ProgramEntry<Extract<Program, { kind: K }>> } = {
@@ -53,7 +51,7 @@ const PROGRAMS: { [K in Program['kind']]: ProgramEntry<Extract<Program, { kind: 
 
 /** `report` sends a program's news to the coordinator while it runs (Coordinator's onProgress). */
 export async function runProgram(fabric: RankFabric, program: unknown, report: Report = () => undefined,
-                                 deeds: Deeds = NO_DEEDS): Promise<unknown> {
+                                 deeds: RuntimeDeeds = NO_DEEDS): Promise<unknown> {
   const kinds = Object.keys(PROGRAMS);
   if (!isObject(program) || typeof program.kind !== 'string' || !kinds.includes(program.kind)) {
     const kind = isObject(program) ? JSON.stringify(program.kind) : 'none (not a mapping)';

@@ -9,7 +9,7 @@ import type { HbmSnapshot } from '../../fabric/hbm.js';
 import { fanOut, MessageLog, type ReceivedEvent, type SentEvent } from '../../fabric/observer.js';
 import type { OpRecord } from '../../fabric/streams.js';
 import type { LinkRecovery, WireCounters } from '../../fabric/wire-hook.js';
-import { armFaults, NO_DEEDS, type FaultDeeds } from '../../faults/inject.js';
+import { armFaults, NO_DEEDS, type FaultDeeds, type RuntimeDeeds } from '../../faults/inject.js';
 import type { PlannedFault } from '../../faults/plan.js';
 import { PlannedWire, type RetransmitConfig } from '../../faults/wire.js';
 import { TrafficTally, type LinkClass, type RankTraffic } from '../../metrics/link-figures.js';
@@ -93,12 +93,9 @@ export type TrainProgress =
   /** A fault that costs only virtual time started on this rank (fatal ones are reported by the node). */
   | { kind: 'fault'; step: number; index: number };
 
-/** What the runtime does for the faults (faults/inject.ts); `happened` is reported as 'fault' progress. */
-export type RuntimeDeeds = Omit<FaultDeeds, 'happened'>;
-
 export async function runTrainProgram(
   fabric: RankFabric, p: TrainProgram, report: (progress: TrainProgress) => void = () => undefined,
-  runtime: RuntimeDeeds = NO_DEEDS,
+  runtime: RuntimeDeeds = NO_DEEDS,   // `happened` is reported as 'fault' progress
 ): Promise<TrainRankResult> {
   const log = p.check || (p.traceSteps?.length ?? 0) > 0 ? new MessageLog() : null;
   const tally = new TrafficTally();
