@@ -38,7 +38,7 @@ export type GpuToNode =
   /** An acknowledgement to send over IB to the sender `dst` of a reliable message (reliable-link.ts). */
   | { kind: 'ib-wire'; src: number; dst: number; seq: number; ok: boolean }
   /** The answer to 'status?': what the rank waits for, its step and its last op (a hang is reported with them). */
-  | { kind: 'status'; rank: number; waiting: string | null; step: number; lastOp: string | null }
+  | { kind: 'status'; rank: number; waiting: string | null }
   | { kind: 'result'; rank: number; result: unknown }
   | { kind: 'progress'; rank: number; progress: unknown }   // a running program's news (a step done), small
   | { kind: 'error'; rank: number; error: SerializedError }

@@ -93,7 +93,6 @@ export class RankClock {
   #records: OpRecord[] = [];
   /** Called with every op as it is recorded (faults/inject.ts: a fault at an op). */
   #watchers: ((op: OpRecord) => void)[] = [];
-  #lastOp: string | null = null;
 
   constructor(rank: number, options: RankClockOptions = {}) {
     assert(Number.isSafeInteger(rank), `rank must be an integer, got ${rank}`);
@@ -163,11 +162,6 @@ export class RankClock {
     return () => { this.#watchers = this.#watchers.filter((w) => w !== watcher); };
   }
 
-  /** The name of the last op recorded (for a report of where a rank stopped), null before the first. */
-  get lastOp(): string | null {
-    return this.#lastOp;
-  }
-
   records(): readonly OpRecord[] {
     return this.#records;
   }
@@ -199,7 +193,6 @@ export class RankClock {
       label: labelOf(opName),
     };
     this.#records.push(op);
-    this.#lastOp = name;
     if (this.#watchers.length > 0) for (const w of [...this.#watchers]) w(op);
     return op;
   }

@@ -64,3 +64,33 @@ export function stragglers(compute: readonly (readonly Ps[])[], peersOf: (rank: 
   });
   return flags;
 }
+
+export interface ReplicaDivergence { step: number; param: string; ranks: [number, number]; message: string }
+
+/**
+ * The replica check for silent data corruption: a parameter held by several ranks (replicated over EP, tied across
+ * stages) is updated from the same reduced gradient on each of them, so its copies stay equal bit for bit; a copy
+ * that differs after a step was changed by something else. Each rank reports a digest per parameter after each
+ * step; the first name whose digests differ is a divergence.
+ */
+export class ReplicaWatch {
+  readonly #steps = new Map<number, { ranks: number; seen: Map<string, { rank: number; digest: number }> }>();
+
+  constructor(private readonly world: number) {}
+
+  add(step: number, rank: number, digests: readonly (readonly [string, number])[]): ReplicaDivergence | null {
+    const s = this.#steps.get(step) ?? { ranks: 0, seen: new Map() };
+    this.#steps.set(step, s);
+    s.ranks += 1;
+    if (s.ranks === this.world) this.#steps.delete(step);
+    for (const [param, digest] of digests) {
+      const first = s.seen.get(param);
+      if (!first) s.seen.set(param, { rank, digest });
+      else if (first.digest !== digest) {
+        return { step, param, ranks: [first.rank, rank], message: `after step ${step}, ${param} differs between ` +
+          `rank ${first.rank} and rank ${rank}, which hold copies of it that must be equal bit for bit` };
+      }
+    }
+    return null;
+  }
+}

@@ -22,6 +22,8 @@ export interface RestartRecord {
   resumedPs: Ps;
   /** The step whose end the failure was noticed at, for a detector that reads the run (loss spike). */
   detectedAtStep?: number;
+  /** Which detector of MOEMU_ERR_SDC spoke: 'loss-spike detector' or 'replica check'. */
+  detector?: string;
 }
 
 /** What each error code means as a detection (metrics.json `detection`). */
@@ -30,7 +32,7 @@ const DETECTION_OF_CODE: Readonly<Record<string, string>> = {
   MOEMU_ERR_WATCHDOG: 'watchdog: no answer or no message in time (MOEMU_ERR_WATCHDOG)',
   MOEMU_ERR_LINK: 'retransmissions exhausted (MOEMU_ERR_LINK)',
   MOEMU_ERR_GPU: 'the GPU\'s own error (MOEMU_ERR_GPU)',
-  MOEMU_ERR_SDC: 'loss-spike detector (MOEMU_ERR_SDC)',
+  MOEMU_ERR_SDC: 'a detector of silent data corruption (MOEMU_ERR_SDC)',
   MOEMU_ERR_NONFINITE: 'non-finite detector (MOEMU_ERR_NONFINITE)',
 };
 
@@ -97,7 +99,9 @@ export function faultOutcomes(input: FaultSummaryInput) {
     const endedAttempt = restart !== undefined && (FAULT_KIND_INFO[f.kind].fatal || f.kind === 'sdc' ||
       (f.kind === 'partition' && f.healAfterPs === undefined && restart.code === 'MOEMU_ERR_LINK'));
     if (endedAttempt) {
-      return { ...base, detectedBy: restart.code, detection: DETECTION_OF_CODE[restart.code] ?? restart.code,
+      const detection = restart.detector ? `${restart.detector} (${restart.code})`
+        : DETECTION_OF_CODE[restart.code] ?? restart.code;
+      return { ...base, detectedBy: restart.code, detection,
         detectedAtStep: restart.detectedAtStep ?? when.step,
         recovery: `restart ${restart.attempt}, resumed after step ${restart.resumedAfterStep}` };
     }

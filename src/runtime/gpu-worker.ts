@@ -15,7 +15,9 @@ import { ReliableLinks } from '../fabric/reliable-link.js';
 import { SendWindow } from '../fabric/send-window.js';
 import type { Fate } from '../fabric/wire-hook.js';
 import type { RuntimeDeeds } from '../faults/inject.js';
+import { FlightRecorder } from './flight-recorder.js';
 import { runProgram } from './programs/index.js';
+import type { TrainProgress } from './programs/train.js';
 import { allowedCpus, pinThisThread } from './spin.js';
 
 export interface GpuInit {
@@ -32,6 +34,8 @@ export interface GpuInit {
   nodePort: MessagePort;
   /** Index = local GPU index; null at the own index. */
   peerPorts: (MessagePort | null)[];
+  /** The node's flight recorder (runtime/flight-recorder.ts): this thread writes its slot at every op. */
+  recorder: SharedArrayBuffer;
 }
 
 const NO_BUFFERS: ArrayBuffer[] = [];
@@ -86,10 +90,19 @@ class GpuRank {
           init.nodePort.postMessage({ kind: 'ib-wire', src: rank, dst: to, seq, ok } satisfies GpuToNode);
         }
       },
-      fail: (error) => init.nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies
-        GpuToNode),
+      fail: (error) => {
+        // The link faults that made the link fail happened (a partition without heal): the run's fault log says so.
+        for (const index of this.#fabric.takeWireFaults()) {
+          const progress: TrainProgress = { kind: 'fault', step: this.#fabric.clock.step, index };
+          init.nodePort.postMessage({ kind: 'progress', rank, progress } satisfies GpuToNode);
+        }
+        init.nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);
+      },
       linkName: (peer) => this.#fabric.linkTo(peer),
     });
+    const recorder = new FlightRecorder(init.recorder);
+    const gpu = gpuOf(init.cluster, rank);
+    this.#fabric.clock.watch((op) => recorder.write(gpu, op.step, op.name));
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
   }
@@ -283,9 +296,7 @@ class GpuRank {
       }
       case 'status?': {
         const waiting = this.#waiting === null ? null : waitingText(this.#waiting);
-        const clock = this.#fabric.clock;
-        this.init.nodePort.postMessage({ kind: 'status', rank: this.init.rank, waiting, step: clock.step,
-          lastOp: clock.lastOp } satisfies GpuToNode);
+        this.init.nodePort.postMessage({ kind: 'status', rank: this.init.rank, waiting } satisfies GpuToNode);
         return;
       }
       case 'shutdown': return this.#close();   // a program still waiting (on a dead peer) is abandoned

@@ -12,6 +12,7 @@ import { IbClient, IbServer, type IbHeader } from '../fabric/ib-endpoint.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage } from '../fabric/protocol.js';
 import type { CoordinatorToNode, NodeAssignment, NodeToCoordinator, RankResult } from './control-protocol.js';
 import { SHUTDOWN_WAIT_MS, TOKEN_HEADER } from './control-protocol.js';
+import { FlightRecorder } from './flight-recorder.js';
 import { serializeError, type GpuInit } from './gpu-worker.js';
 
 export interface NodeOptions {
@@ -69,8 +70,10 @@ class NodeProcess {
   /** The pooled buffer ws is assembling an IB payload into, until that message is delivered (#payloadTarget). */
   #assembling: { gpu: number; buffer: ArrayBuffer } | null = null;
   readonly #waiting = new Map<number, string>();
-  /** Per GPU, its last answer to 'status?' (a thread that stops answering hangs: #checkLiveness). */
-  #answers: { atMs: number; step: number; lastOp: string | null }[] = [];
+  /** Per GPU, when it last answered 'status?' (a thread that stops answering hangs: #checkLiveness). */
+  #answeredAtMs: number[] = [];
+  /** Where each GPU thread is, readable while it is blocked. */
+  #recorder = new FlightRecorder(FlightRecorder.allocate(0));
   #hangReported = false;
   #results: RankResult[] = [];
   #runId = -1;
@@ -139,7 +142,8 @@ class NodeProcess {
 
   #startGpus(a: NodeAssignment): void {
     const G = a.cluster.gpusPerNode;
-    this.#answers = Array.from({ length: G }, () => ({ atMs: Date.now(), step: 0, lastOp: null }));
+    this.#answeredAtMs = new Array<number>(G).fill(Date.now());
+    this.#recorder = new FlightRecorder(FlightRecorder.allocate(G));
     // atomics 'disabled': with the default 'sync' an idle piscina worker blocks in Atomics.wait between tasks,
     // which stalls a long-running async task's event loop (every MessagePort delivery waited for it).
     this.#pool = new Piscina({ filename: GPU_WORKER, minThreads: G, maxThreads: G, concurrentTasksPerWorker: 1,
@@ -161,7 +165,8 @@ class NodeProcess {
       port1.on('message', (m: GpuToNode) => this.#onGpu(gpu, m));
       const init: GpuInit = { rank: rankOf(a.cluster, a.node, gpu), cluster: a.cluster, watchdogMs: a.watchdogMs,
         nvlinkWindowBytes: NVLINK_WINDOW_BYTES, ibWindowBytes: IB_WINDOW_BYTES, spinUs: a.spinUs,
-        poolBytesMax: this.options.poolBytesMax, nodePort: port2, peerPorts: peers[gpu] };
+        poolBytesMax: this.options.poolBytesMax, nodePort: port2, peerPorts: peers[gpu],
+        recorder: this.#recorder.shared };
       const transferList = [port2, ...peers[gpu].filter((p): p is MessagePort => p !== null)];
       const rank = rankOf(a.cluster, a.node, gpu);
       // A task ends in a rejection only when its thread dies (a program's own failures come as 'error' messages):
@@ -176,14 +181,15 @@ class NodeProcess {
    * fails naming it, its step and the last op it recorded, before its peers' receive watchdogs run out. */
   #checkLiveness(a: NodeAssignment): void {
     const now = Date.now();
-    this.#answers.forEach((answer, gpu) => {
-      if (this.#hangReported || now - answer.atMs <= a.hangMs) return;
+    this.#answeredAtMs.forEach((atMs, gpu) => {
+      if (this.#hangReported || now - atMs <= a.hangMs) return;
       this.#hangReported = true;
       const rank = rankOf(a.cluster, a.node, gpu);
-      const last = answer.lastOp === null ? '' : `, after op ${answer.lastOp}`;
-      this.#fail(moemuError('MOEMU_ERR_WATCHDOG', `rank ${rank} (node ${a.node}, gpu ${gpu}) hangs: its GPU thread ` +
-        `has not answered for ${now - answer.atMs} ms (last seen in step ${answer.step}${last})`,
-      { rank, node: a.node, step: answer.step, ...(answer.lastOp === null ? {} : { op: answer.lastOp }) }), rank);
+      const { step, op } = this.#recorder.read(gpu);
+      const where = op === null ? `in step ${step}` : `in step ${step}, after op ${op}`;
+      this.#fail(moemuError('MOEMU_ERR_WATCHDOG', `rank ${rank} (node ${a.node}, gpu ${gpu}) hangs ${where}: its GPU ` +
+        `thread has not answered for ${now - atMs} ms`, { rank, node: a.node, step, ...(op === null ? {} : { op }) }),
+      rank);
     });
   }
 
@@ -198,7 +204,7 @@ class NodeProcess {
       case 'status': {
         if (m.waiting === null) this.#waiting.delete(m.rank);
         else this.#waiting.set(m.rank, m.waiting);
-        this.#answers[gpu] = { atMs: Date.now(), step: m.step, lastOp: m.lastOp };
+        this.#answeredAtMs[gpu] = Date.now();
         return;
       }
       case 'result': return this.#onResult(m.rank, m.result);

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { MoemuError, moemuError } from '../errors.js';
 import { worldSize } from '../fabric/cluster-config.js';
 import { psFromNs } from '../fabric/virtual-time.js';
-import { LossWatch, stragglers } from '../faults/detect.js';
+import { LossWatch, ReplicaWatch, stragglers } from '../faults/detect.js';
 import { FAULT_KIND_INFO, planFaults, victimName, type PlannedFault } from '../faults/plan.js';
 import { faultOutcomes, goodput, transportTotals, type RestartRecord } from '../faults/summary.js';
 import { trainingMetrics } from '../metrics/training-metrics.js';
@@ -148,11 +148,14 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
         throw giveUp(error, restarts.length, policy?.maxRestarts ?? 0, injected, s);
       }
       // A loss spike or a non-finite value may come from a change one step before it shows: the run goes back to
-      // a checkpoint at least two steps before the step that showed it.
+      // a checkpoint at least two steps before the step that showed it. The replica check passed the step before
+      // the one it flags, whose state is therefore clean.
       const detectedAtStep = readsTheRun(error) ? error.context.step ?? log.reachedStep + 1 : undefined;
+      const detector = error.code === 'MOEMU_ERR_SDC' ? error.detail.slice(0, error.detail.indexOf(':')) : undefined;
+      const back = detector === REPLICA_CHECK ? 1 : 2;
       const found = options.runDir
         ? findCheckpoint(options.runDir, { name: s.name, world: worldSize(s.cluster), config: configDigest(s),
-          ...(detectedAtStep === undefined ? {} : { atMostStep: detectedAtStep - 2 }) })
+          ...(detectedAtStep === undefined ? {} : { atMostStep: detectedAtStep - back }) })
         : null;
       const cause = [...fired.values()].filter((f) => f.attempt === restarts.length + 1).at(-1);
       const restart: RunRestart = { attempt: restarts.length + 1, code: error.code, error: error.message,
@@ -163,7 +166,8 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
       records.push({ attempt: restart.attempt, code: restart.code, resumedAfterStep: restart.resumedAfterStep,
         reachedStep: log.reachedStep, reachedPs: log.endPs(log.reachedStep),
         resumedPs: log.endPs(restart.resumedAfterStep),
-        ...(detectedAtStep === undefined ? {} : { detectedAtStep }) });
+        ...(detectedAtStep === undefined ? {} : { detectedAtStep }),
+        ...(detector === undefined ? {} : { detector }) });
       log.dropAfter(restart.resumedAfterStep);
       options.onRestart?.(restart);
       await new Promise((done) => setTimeout(done, policy.backoffMs));
@@ -171,6 +175,8 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
     }
   }
 }
+
+const REPLICA_CHECK = 'replica check';
 
 /** Faults that end the attempt they happen in, and an sdc (its detection rolls the run back): once per run. */
 function happensOnce(f: PlannedFault): boolean {
@@ -267,15 +273,17 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
   const gate = new FatalFaultGate(options.runDir ? s.checkpoint?.every ?? 0 : 0, resume?.manifest.step ?? 0,
     s.training.steps);
   const detection = detectionOf(s);
-  // The loss-spike detector runs where a run is meant to survive faults (a restart policy or a detection section).
+  // The detectors of silent data corruption run where a run is meant to survive faults (a restart policy or a
+  // detection section): the loss-spike detector and the replica check.
   const watch = s.restart || s.detection ? new LossWatch(detection) : null;
+  const replicas = watch ? new ReplicaWatch(world) : null;
   const onStep = (p: RunProgress) => {
     log.step(p);
     options.onProgress?.(p);
     const anomaly = watch?.add(p.step, p.loss);
     if (anomaly) {
-      coordinator.abort(moemuError('MOEMU_ERR_SDC', `${anomaly.message}: silent data corruption suspected`,
-        { step: anomaly.step }));
+      coordinator.abort(moemuError('MOEMU_ERR_SDC', `loss-spike detector: ${anomaly.message}: silent data ` +
+        'corruption suspected', { step: anomaly.step }));
     }
   };
   const gather = new ProgressGather(world, onStep, faults.onFired, (step, files) => {
@@ -289,7 +297,15 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
     port: options.port ?? 0,
     startupTimeoutMs: options.startupTimeoutMs ?? STARTUP_TIMEOUT_MS[options.external ? 'none' : 'fork'],
     launch: options.external ? 'none' : 'fork', onListening: options.onListening,
-    onProgress: (_rank, progress) => gather.add(progress as TrainProgress),
+    onProgress: (rank, progress) => {
+      const p = progress as TrainProgress;
+      const diverged = p.kind === 'step' && p.replicas ? replicas?.add(p.step, rank, p.replicas) : null;
+      if (diverged) {
+        coordinator.abort(moemuError('MOEMU_ERR_SDC', `${REPLICA_CHECK}: ${diverged.message}: silent data corruption ` +
+          'suspected', { step: diverged.step, rank }));
+      }
+      gather.add(p);
+    },
     onFault: (node, _rank, fault) => {
       faults.onFired(fault.index, fault.step);
       gate.ask(fault.step, () => coordinator.releaseFault(node, fault.index));
@@ -302,7 +318,7 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
       files: options.runDir ? { runDir: resolve(options.runDir), checkpointEvery: s.checkpoint?.every ?? 0 }
         : undefined,
       resume: resume ? { dir: resolve(resume.dir), manifest: resume.manifest } : undefined,
-      faults: faults.faults.length > 0 ? faults.faults : undefined,
+      faults: faults.faults.length > 0 ? faults.faults : undefined, replicaCheck: replicas !== null,
       retransmit: faults.faults.some((f) => f.link) ? {
         retransmitTimeoutPs: psFromNs(detection.retransmitTimeoutUs * 1000),
         retries: detection.retries, retransmitWallMs: detection.retransmitWallMs } : undefined };

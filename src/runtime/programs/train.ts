@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { messageOf, moemuError, MoemuError } from '../../errors.js';
 import type { RankFabric } from '../../fabric/rank-fabric.js';
 import type { HbmSnapshot } from '../../fabric/hbm.js';
+import { payloadCrc32 } from '../../fabric/ib-frame.js';
 import { fanOut, MessageLog, type ReceivedEvent, type SentEvent } from '../../fabric/observer.js';
 import type { OpRecord } from '../../fabric/streams.js';
 import type { LinkRecovery, WireCounters } from '../../fabric/wire-hook.js';
@@ -44,6 +45,8 @@ export interface TrainProgram extends RankTrainerOptions {
    * link faults (faults/wire.ts) with `retransmit`'s timeouts. */
   faults?: PlannedFault[];
   retransmit?: RetransmitConfig;
+  /** Report a digest of every parameter after each step (the replica check: faults/detect.ts ReplicaWatch). */
+  replicaCheck?: boolean;
 }
 
 export interface TrainStepResult {
@@ -87,7 +90,9 @@ export interface TrainRankResult {
 /** The news every rank reports after each step (`moemu run` shows it while the run goes on): its share of the
  * step's loss (main + λ·MTP + balance of the terms it computed) and where its clock ended. */
 export type TrainProgress =
-  | { kind: 'step'; step: number; steps: number; wallMs: number; loss: number; endPs: number }
+  | { kind: 'step'; step: number; steps: number; wallMs: number; loss: number; endPs: number;
+    /** With replicaCheck: [parameter, CRC-32 of its value] for every parameter the rank holds. */
+    replicas?: [string, number][] }
   /** The rank's files of the checkpoint after `step` are written (the coordinator commits it once all are). */
   | { kind: 'checkpoint'; step: number; files: CheckpointFile[] }
   /** A fault that costs only virtual time started on this rank (fatal ones are reported by the node). */
@@ -140,7 +145,8 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
       ...(recovery.length > 0 ? { recovery } : {}) });
     const done = steps[steps.length - 1];
     report({ kind: 'step', step, steps: p.training.steps, wallMs: done.wallMs,
-      loss: lossShare(r.losses, p.model.mtpWeight), endPs: done.summary.endPs ?? 0 });
+      loss: lossShare(r.losses, p.model.mtpWeight), endPs: done.summary.endPs ?? 0,
+      ...(p.replicaCheck ? { replicas: digests(trainer.store) } : {}) });
     const every = p.files?.checkpointEvery ?? 0;
     if (p.files && every > 0 && step % every === 0 && step < p.training.steps) {
       report({ kind: 'checkpoint', step, files: writeRankFiles(p.files.runDir, step, fabric.rank, [
@@ -151,6 +157,13 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
   if (p.files) writeFinalParameters(p.files.runDir, fabric.rank, trainer);
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,
     hbm: fabric.hbm.snapshot(), gradients, parameters: p.parameters ? dump(trainer.store, 'values') : undefined };
+}
+
+function digests(store: ParamStore): [string, number][] {
+  return store.trainable().map(({ name }) => {
+    const { data } = store.value(name);
+    return [name, payloadCrc32(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))];
+  });
 }
 
 /** The rank's state and step results from the checkpoint, each file checked against the manifest. */

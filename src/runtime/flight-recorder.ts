@@ -1,0 +1,39 @@
+// Where each GPU thread of a node is, in memory its node can read while the thread is blocked (NCCL's flight
+// recorder plays this part for its watchdog): the step and the name of the last op recorded. A status message can
+// only say where a thread was when it last answered, up to a heartbeat or a long compute earlier; a hang report
+// must name the op the thread stopped in.
+const NAME_BYTES = 200;
+const SLOT_WORDS = 2 + NAME_BYTES / 4;   // step, name length, name (UTF-8)
+
+export class FlightRecorder {
+  readonly #words: Int32Array;
+  readonly #bytes: Uint8Array;
+  readonly #encoder = new TextEncoder();
+
+  /** `shared` from FlightRecorder.allocate (one per node, shared with its GPU threads). */
+  constructor(readonly shared: SharedArrayBuffer) {
+    this.#words = new Int32Array(shared);
+    this.#bytes = new Uint8Array(shared);
+  }
+
+  static allocate(gpus: number): SharedArrayBuffer {
+    return new SharedArrayBuffer(gpus * SLOT_WORDS * 4);
+  }
+
+  /** GPU thread `gpu` is in `step`, after op `op`. */
+  write(gpu: number, step: number, op: string): void {
+    const base = gpu * SLOT_WORDS;
+    const { written } = this.#encoder.encodeInto(op, this.#bytes.subarray((base + 2) * 4, (base + SLOT_WORDS) * 4));
+    this.#words[base] = step;
+    this.#words[base + 1] = written;
+  }
+
+  /** Where `gpu` last was; op null before its first op. */
+  read(gpu: number): { step: number; op: string | null } {
+    const base = gpu * SLOT_WORDS;
+    const length = this.#words[base + 1];
+    const op = length === 0 ? null
+      : new TextDecoder().decode(this.#bytes.slice((base + 2) * 4, (base + 2) * 4 + length));
+    return { step: this.#words[base], op };
+  }
+}
