@@ -17,7 +17,6 @@ import type { Fate } from '../fabric/wire-hook.js';
 import type { RuntimeDeeds } from '../faults/inject.js';
 import { FlightRecorder } from './flight-recorder.js';
 import { runProgram } from './programs/index.js';
-import type { TrainProgress } from './programs/train.js';
 import { allowedCpus, pinThisThread } from './spin.js';
 
 export interface GpuInit {
@@ -92,16 +91,13 @@ class GpuRank {
       },
       fail: (error) => {
         // The link faults that made the link fail happened (a partition without heal): the run's fault log says so.
-        for (const index of this.#fabric.takeWireFaults()) {
-          const progress: TrainProgress = { kind: 'fault', step: this.#fabric.clock.step, index };
-          init.nodePort.postMessage({ kind: 'progress', rank, progress } satisfies GpuToNode);
-        }
+        const step = this.#fabric.clock.step;
+        for (const index of this.#fabric.takeWireFaults()) this.#report({ kind: 'fault', step, index });
         init.nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);
       },
       linkName: (peer) => this.#fabric.linkTo(peer),
     });
-    const recorder = new FlightRecorder(init.recorder);
-    const gpu = gpuOf(init.cluster, rank);
+    const [recorder, gpu] = [new FlightRecorder(init.recorder), gpuOf(init.cluster, rank)];
     this.#fabric.clock.watch((op) => recorder.write(gpu, op.step, op.name));
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
@@ -338,12 +334,14 @@ class GpuRank {
     this.#fabric.mailbox.deliver({ header, link: 'ib', payload, release });
   }
 
+  #report(progress: unknown): void {
+    this.init.nodePort.postMessage({ kind: 'progress', rank: this.init.rank, progress } satisfies GpuToNode);
+  }
+
   async #run(program: unknown): Promise<void> {
     const { rank, nodePort } = this.init;
     try {
-      const report = (progress: unknown) =>
-        nodePort.postMessage({ kind: 'progress', rank, progress } satisfies GpuToNode);
-      const result = await runProgram(this.#fabric, program, report, this.#deeds());
+      const result = await runProgram(this.#fabric, program, (p) => this.#report(p), this.#deeds());
       nodePort.postMessage({ kind: 'result', rank, result } satisfies GpuToNode);
     } catch (error) {
       nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);

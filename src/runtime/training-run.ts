@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { MoemuError, moemuError } from '../errors.js';
 import { worldSize } from '../fabric/cluster-config.js';
 import { psFromNs } from '../fabric/virtual-time.js';
-import { LossWatch, ReplicaWatch, stragglers } from '../faults/detect.js';
+import { stragglers } from '../faults/detect.js';
 import { FAULT_KIND_INFO, planFaults, victimName, type PlannedFault } from '../faults/plan.js';
 import { faultOutcomes, goodput, transportTotals, type RestartRecord } from '../faults/summary.js';
 import { trainingMetrics } from '../metrics/training-metrics.js';
@@ -15,9 +15,10 @@ import { DETECTION_DEFAULTS, type DetectionConfig } from '../scenario/recovery.j
 import { ScenarioError } from '../scenario/load.js';
 import { PARALLEL_DEFAULTS, parallelOf, parallelProblems, type Scenario } from '../scenario/schema.js';
 import { CHECKPOINT_MANIFEST_VERSION, clearPending, commitCheckpoint, findCheckpoint, mergeFinalParameters, sha256,
-  type CheckpointFile, type FoundCheckpoint } from './checkpoints.js';
+  type FoundCheckpoint } from './checkpoints.js';
 import { Coordinator, STARTUP_TIMEOUT_MS } from './coordinator.js';
 import { FatalFaultGate } from './fault-gate.js';
+import { ProgressGather, REPLICA_CHECK, SdcDetectors, type RunProgress } from './progress-gather.js';
 import type { TrainProgram, TrainProgress, TrainRankResult } from './programs/train.js';
 
 export interface TrainingRunOptions {
@@ -58,10 +59,7 @@ export interface RunRestart {
   detectedAfterMs?: number;
 }
 
-/** A step the whole cluster has finished: its loss (the ranks' shares summed; metrics.json sums them in the model's
- * order, so the last digits may differ), the virtual time its last rank reached, and the wall time since the
- * training began. */
-export interface RunProgress { step: number; steps: number; loss: number; virtualPs: number; wallMs: number }
+export type { RunProgress } from './progress-gather.js';
 
 /** metrics.json's `config`: the scenario as run, without the fields that change how the emulator runs. */
 export function runConfig(s: Scenario) {
@@ -176,8 +174,6 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   }
 }
 
-const REPLICA_CHECK = 'replica check';
-
 /** Faults that end the attempt they happen in, and an sdc (its detection rolls the run back): once per run. */
 function happensOnce(f: PlannedFault): boolean {
   return FAULT_KIND_INFO[f.kind].fatal || f.kind === 'sdc' || (f.kind === 'partition' && f.healAfterPs === undefined);
@@ -274,38 +270,28 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
     s.training.steps);
   const detection = detectionOf(s);
   // The detectors of silent data corruption run where a run is meant to survive faults (a restart policy or a
-  // detection section): the loss-spike detector and the replica check.
-  const watch = s.restart || s.detection ? new LossWatch(detection) : null;
-  const replicas = watch ? new ReplicaWatch(world) : null;
-  const onStep = (p: RunProgress) => {
-    log.step(p);
-    options.onProgress?.(p);
-    const anomaly = watch?.add(p.step, p.loss);
-    if (anomaly) {
-      coordinator.abort(moemuError('MOEMU_ERR_SDC', `loss-spike detector: ${anomaly.message}: silent data ` +
-        'corruption suspected', { step: anomaly.step }));
-    }
-  };
-  const gather = new ProgressGather(world, onStep, faults.onFired, (step, files) => {
-    if (!options.runDir) return;
-    commitCheckpoint(options.runDir, { format: 'moemu checkpoint', version: CHECKPOINT_MANIFEST_VERSION,
-      name: s.name, config: configDigest(s), step, world, files }, s.checkpoint?.keep ?? 1);
-    gate.committed(step);
-  });
+  // detection section).
+  const detectors = s.restart || s.detection ? new SdcDetectors(detection, world) : null;
+  const gather = new ProgressGather(world, {
+    emit: (p) => {
+      log.step(p);
+      options.onProgress?.(p);
+    },
+    fault: faults.onFired,
+    commit: (step, files) => {
+      if (!options.runDir) return;
+      commitCheckpoint(options.runDir, { format: 'moemu checkpoint', version: CHECKPOINT_MANIFEST_VERSION,
+        name: s.name, config: configDigest(s), step, world, files }, s.checkpoint?.keep ?? 1);
+      gate.committed(step);
+    },
+    suspect: (error) => coordinator.abort(error),
+  }, detectors);
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
     heartbeatMs: cluster.heartbeatMs, hangMs: detection.hangMs, frameBytesMax: cluster.frameBytesMax,
     port: options.port ?? 0,
     startupTimeoutMs: options.startupTimeoutMs ?? STARTUP_TIMEOUT_MS[options.external ? 'none' : 'fork'],
     launch: options.external ? 'none' : 'fork', onListening: options.onListening,
-    onProgress: (rank, progress) => {
-      const p = progress as TrainProgress;
-      const diverged = p.kind === 'step' && p.replicas ? replicas?.add(p.step, rank, p.replicas) : null;
-      if (diverged) {
-        coordinator.abort(moemuError('MOEMU_ERR_SDC', `${REPLICA_CHECK}: ${diverged.message}: silent data corruption ` +
-          'suspected', { step: diverged.step, rank }));
-      }
-      gather.add(p);
-    },
+    onProgress: (rank, progress) => gather.add(rank, progress as TrainProgress),
     onFault: (node, _rank, fault) => {
       faults.onFired(fault.index, fault.step);
       gate.ask(fault.step, () => coordinator.releaseFault(node, fault.index));
@@ -318,7 +304,7 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
       files: options.runDir ? { runDir: resolve(options.runDir), checkpointEvery: s.checkpoint?.every ?? 0 }
         : undefined,
       resume: resume ? { dir: resolve(resume.dir), manifest: resume.manifest } : undefined,
-      faults: faults.faults.length > 0 ? faults.faults : undefined, replicaCheck: replicas !== null,
+      faults: faults.faults.length > 0 ? faults.faults : undefined, replicaCheck: detectors !== null,
       retransmit: faults.faults.some((f) => f.link) ? {
         retransmitTimeoutPs: psFromNs(detection.retransmitTimeoutUs * 1000),
         retries: detection.retries, retransmitWallMs: detection.retransmitWallMs } : undefined };
@@ -341,46 +327,6 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
       virtualSecondsPerWallSecond: steppingMs === 0 ? null : virtualS / (steppingMs / 1000) } };
   } finally {
     await coordinator.shutdown();
-  }
-}
-
-/** Sums the ranks' news of a step and passes it on once every rank has sent it; the same for the files of a
- * checkpoint, which are committed once every rank has written its own. */
-class ProgressGather {
-  readonly #steps = new Map<number, { ranks: number; loss: number; endPs: number }>();
-  readonly #checkpoints = new Map<number, CheckpointFile[][]>();
-  #startedMs = performance.now();
-
-  constructor(private readonly world: number, private readonly emit: (p: RunProgress) => void,
-              private readonly fault: (index: number, step: number) => void,
-              private readonly commit: (step: number, files: CheckpointFile[]) => void) {}
-
-  start(atMs: number): void {
-    this.#startedMs = atMs;
-  }
-
-  add(p: TrainProgress): void {
-    if (p.kind === 'fault') return this.fault(p.index, p.step);
-    if (p.kind === 'checkpoint') {
-      const ranks = [...(this.#checkpoints.get(p.step) ?? []), p.files];
-      if (ranks.length < this.world) {
-        this.#checkpoints.set(p.step, ranks);
-        return;
-      }
-      this.#checkpoints.delete(p.step);
-      const files = ranks.flat().sort((a, b) => a.rank - b.rank || (a.file < b.file ? -1 : 1));
-      this.commit(p.step, files);
-      return;
-    }
-    const s = this.#steps.get(p.step) ?? { ranks: 0, loss: 0, endPs: 0 };
-    s.ranks += 1;
-    s.loss += p.loss;
-    s.endPs = Math.max(s.endPs, p.endPs);
-    this.#steps.set(p.step, s);
-    if (s.ranks < this.world) return;
-    this.#steps.delete(p.step);
-    this.emit({ step: p.step, steps: p.steps, loss: s.loss, virtualPs: s.endPs,
-      wallMs: performance.now() - this.#startedMs });
   }
 }
 
