@@ -3,6 +3,7 @@
 import { benchFabric } from './fabric.js';
 import { benchLinkOrder } from './link-order.js';
 import { benchMatmul } from './matmul.js';
+import { benchSdc } from './sdc.js';
 import { benchTrainer } from './trainer.js';
 
 const GROUPS: Record<string, () => Promise<string[]> | string[]> = {
@@ -10,6 +11,7 @@ const GROUPS: Record<string, () => Promise<string[]> | string[]> = {
   fabric: benchFabric,
   links: benchLinkOrder,
   trainer: benchTrainer,
+  sdc: benchSdc,
 };
 
 async function main(): Promise<void> {

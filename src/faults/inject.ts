@@ -9,7 +9,7 @@ import { gpuOf, nodeOf } from '../fabric/cluster-config.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
 import type { OpRecord } from '../fabric/streams.js';
 import type { RankTrainer } from '../train/step.js';
-import { Rng } from '../tensor/rng.js';
+import { Rng, seedFor } from '../tensor/rng.js';
 import { FAULT_KIND_INFO, faultsAt, nodeFaultsAt, slowdownAt, type PlannedFault } from './plan.js';
 
 export interface FaultDeeds {
@@ -21,8 +21,8 @@ export interface FaultDeeds {
   hang(fault: PlannedFault): void;
   /** pause: the thread stops for `ms` of wall-clock time. */
   stall(ms: number): void;
-  /** A fault that costs no restart happened (the coordinator's fault log). */
-  happened(fault: PlannedFault, step: number): void;
+  /** A fault that costs no restart happened (the coordinator's fault log), with what it did in words. */
+  happened(fault: PlannedFault, step: number, detail?: string): void;
 }
 
 /** What the runtime provides (a GPU thread: runtime/gpu-worker.ts); the program adds `happened`. */
@@ -102,8 +102,8 @@ function strike(f: PlannedFault, op: OpRecord | null, fabric: RankFabric, traine
       return deeds.happened(f, step);
     }
     case 'sdc': {
-      flipParameterBit(trainer, f.seed);
-      return deeds.happened(f, step);
+      const c = flipParameterBit(trainer, f.seed);
+      return deeds.happened(f, step, `${c.param}[${c.element}] bit ${c.bit}: ${c.before} → ${c.after}`);
     }
     default: throw moemuError('MOEMU_ERR_INTERNAL', `${f.kind} is not a fault of a rank`);
   }
@@ -111,7 +111,7 @@ function strike(f: PlannedFault, op: OpRecord | null, fabric: RankFabric, traine
 
 /** sdc: one bit of one value of one of the rank's trainable parameters flips (the fault's seed picks which). */
 export function flipParameterBit(trainer: RankTrainer, seed: number): SdcChange {
-  const rng = new Rng(seed ^ 0x5dc);
+  const rng = new Rng(seedFor(seed, 'sdc'));
   const names = trainer.store.trainable().map((s) => s.name).sort();
   const param = names[rng.int(names.length)];
   const data = trainer.store.value(param).data;

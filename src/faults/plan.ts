@@ -75,6 +75,8 @@ export interface FaultSpec {
   bytes?: number;
   /** Default 1. */
   probability?: number;
+  /** The fault's own seed instead of its sub-seed of the scenario seed (to replay one injection alone). */
+  seed?: number;
 }
 
 type Problem = { path: (string | number)[]; message: string };
@@ -193,7 +195,7 @@ export function planFaults(specs: readonly FaultSpec[], seed: number, cluster: C
   }
   const plan: FaultPlan = { faults: [], skipped: [] };
   specs.forEach((spec, index) => {
-    const faultSeed = seedFor(seed, 'fault', index);
+    const faultSeed = spec.seed ?? seedFor(seed, 'fault', index);
     const rng = new Rng(faultSeed);
     const draw = rng.next();
     const probability = spec.probability ?? 1;

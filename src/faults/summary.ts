@@ -80,7 +80,8 @@ function onFaultLink(name: string, link: FaultLink, cluster: Pick<ClusterConfig,
 export interface FaultSummaryInput {
   plan: FaultPlan;
   cluster: ClusterConfig;
-  fired: ReadonlyMap<number, { attempt: number; step: number }>;
+  /** The faults that happened: in which attempt and step, and what they did (an sdc: the value it changed). */
+  fired: ReadonlyMap<number, { attempt: number; step: number; detail?: string }>;
   restarts: readonly RestartRecord[];
   transport: readonly LinkRecovery[];
   stragglers: readonly StragglerFlag[];
@@ -92,7 +93,8 @@ export function faultOutcomes(input: FaultSummaryInput) {
   const planned = plan.faults.map((f) => {
     const when = fired.get(f.index);
     const base = { index: f.index, kind: f.kind, victim: victimName(f, cluster), node: f.node, rank: f.rank,
-      step: f.step, trigger: triggerText(f), ...magnitude(f), injected: when !== undefined };
+      step: f.step, trigger: triggerText(f), ...magnitude(f), injected: when !== undefined,
+      ...(when?.detail === undefined ? {} : { detail: when.detail }) };
     const none = { detectedBy: null, detection: null, detectedAtStep: null };
     if (!when) return { ...base, ...none, recovery: 'not injected' };
     const restart = restarts.find((r) => r.attempt === when.attempt);

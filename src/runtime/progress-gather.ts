@@ -39,7 +39,7 @@ export class SdcDetectors {
 export interface GatherEvents {
   emit(p: RunProgress): void;
   /** A planned fault happened (its index, the step). */
-  fault(index: number, step: number): void;
+  fault(index: number, step: number, detail?: string): void;
   /** Every rank wrote its files of the checkpoint after `step`. */
   commit(step: number, files: CheckpointFile[]): void;
   /** A detector suspects silent data corruption: the attempt ends. */
@@ -61,7 +61,7 @@ export class ProgressGather {
   }
 
   add(rank: number, p: TrainProgress): void {
-    if (p.kind === 'fault') return this.on.fault(p.index, p.step);
+    if (p.kind === 'fault') return this.on.fault(p.index, p.step, p.detail);
     if (p.kind === 'checkpoint') {
       const ranks = [...(this.#checkpoints.get(p.step) ?? []), p.files];
       if (ranks.length < this.world) {

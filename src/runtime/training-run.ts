@@ -113,9 +113,11 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   const restarts: RunRestart[] = [];
   const records: RestartRecord[] = [];
   const plan = planFaults(s.faults ?? [], s.seed, s.cluster, s.training.steps);
-  const fired = new Map<number, { attempt: number; step: number; atMs: number }>();
-  const onFired = (index: number, step: number) => {
-    if (!fired.has(index)) fired.set(index, { attempt: restarts.length + 1, step, atMs: performance.now() });
+  const fired = new Map<number, { attempt: number; step: number; atMs: number; detail?: string }>();
+  const onFired = (index: number, step: number, detail?: string) => {
+    if (fired.has(index)) return;
+    fired.set(index, { attempt: restarts.length + 1, step, atMs: performance.now(),
+      ...(detail === undefined ? {} : { detail }) });
   };
   const log = new AttemptLog();
   const runStarted = performance.now();

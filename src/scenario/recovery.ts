@@ -47,6 +47,7 @@ const faultSchema = mapping({
   rate: real({ min: 0 }).optional(),
   bytes: integer({ min: 1 }).optional(),
   probability: real({ min: 0 }).optional(),
+  seed: integer({ min: 0, max: 2 ** 32 - 1 }).optional(),
 });
 export const faultsSchema = z.array(faultSchema, { error: mustBe('a list of faults') });
 

@@ -96,7 +96,7 @@ export type TrainProgress =
   /** The rank's files of the checkpoint after `step` are written (the coordinator commits it once all are). */
   | { kind: 'checkpoint'; step: number; files: CheckpointFile[] }
   /** A fault that costs only virtual time started on this rank (fatal ones are reported by the node). */
-  | { kind: 'fault'; step: number; index: number };
+  | { kind: 'fault'; step: number; index: number; detail?: string };
 
 export async function runTrainProgram(
   fabric: RankFabric, p: TrainProgram, report: (progress: TrainProgress) => void = () => undefined,
@@ -107,7 +107,8 @@ export async function runTrainProgram(
   fabric.observe(log ? fanOut(tally, log) : tally);
   const wire = p.faults && p.retransmit ? PlannedWire.of(p.faults, fabric.cluster, p.retransmit) : null;
   fabric.useWire(wire);
-  const deeds: FaultDeeds = { ...runtime, happened: (f, step) => report({ kind: 'fault', step, index: f.index }) };
+  const deeds: FaultDeeds = { ...runtime, happened: (f, step, detail) => report({ kind: 'fault', step, index: f.index,
+    ...(detail === undefined ? {} : { detail }) }) };
   try {
     const result = await trainSteps(fabric, p, { log, tally }, report, deeds);
     return wire ? { ...result, wire: { ...fabric.wireEvents } } : result;
