@@ -9,6 +9,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { messageOf, moemuError } from '../errors.js';
 import { worldSize } from '../fabric/cluster-config.js';
+import { planFaults } from '../faults/plan.js';
 import { checkExpectations, type ExpectResult } from '../metrics/expect.js';
 import { traceStepsFilter } from '../metrics/trace.js';
 import { CHECKPOINTS_DIR, FINAL_FILE, FINAL_PENDING, findCheckpoint } from '../runtime/checkpoints.js';
@@ -59,7 +60,11 @@ export function addRunCommand(program: Command): void {
 async function runScenario(given: string | undefined, flags: RunFlags): Promise<void> {
   const { file, scenario, dir, resume } = flags.resume !== undefined ? resumed(given, flags) : fresh(given, flags);
   const { steps } = scenario.training;
-  const traceSteps = traceStepsFilter(flags.trace ?? `steps=${[...new Set([1, steps])].join(',')}`, steps);
+  // By default the first and the last step, and every step a fault strikes in (its instant shows in the trace).
+  const planned = planFaults(scenario.faults ?? [], scenario.seed, scenario.cluster, steps).faults;
+  const faultSteps = planned.map((f) => f.step);
+  const shown = [...new Set([1, steps, ...faultSteps])].sort((a, b) => a - b);
+  const traceSteps = traceStepsFilter(flags.trace ?? `steps=${shown.join(',')}`, steps);
   const display = new RunDisplay({ quiet: flags.quiet ?? false, json: flags.json ?? false,
     tty: (flags.json ? process.stderr : process.stdout).isTTY === true });
   display.say(headline(scenario));

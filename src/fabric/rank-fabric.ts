@@ -97,7 +97,7 @@ export class RankFabric {
   /** Per link, this step's recovery (takeRecovery). */
   readonly #recovery = new Map<string, LinkRecovery>();
   /** Planned link faults that acted on a message of this rank, not yet reported (takeWireFaults). */
-  readonly #wireFaults = new Set<number>();
+  readonly #wireFaults = new Map<number, Ps>();
 
   constructor(private readonly options: RankFabricOptions) {
     const { rank, cluster } = options;
@@ -135,9 +135,10 @@ export class RankFabric {
     return taken;
   }
 
-  /** The planned link faults that acted on this rank's messages since the last call. */
-  takeWireFaults(): number[] {
-    const taken = [...this.#wireFaults].sort((a, b) => a - b);
+  /** The planned link faults that acted on this rank's messages since the last call, with the time the first
+   * such message left. */
+  takeWireFaults(): { index: number; atPs: Ps }[] {
+    const taken = [...this.#wireFaults].map(([index, atPs]) => ({ index, atPs })).sort((a, b) => a.index - b.index);
     this.#wireFaults.clear();
     return taken;
   }
@@ -296,7 +297,9 @@ export class RankFabric {
     const roundTripPs = 2 * (port.latencyPs + effects.delayPs);
     const played = playFates(effects, hook.retries, (at) => port.send(bytes, at, effects.bandwidth), postedPs,
       (fate, endPs) => endPs + (fate === 'corrupt' ? roundTripPs : hook.retransmitTimeoutPs));
-    for (const index of effects.faults) this.#wireFaults.add(index);
+    for (const index of effects.faults) {
+      if (!this.#wireFaults.has(index)) this.#wireFaults.set(index, played.first.outPs);
+    }
     const link = this.linkTo(target);
     let r = this.#recovery.get(link);
     if (!r) {

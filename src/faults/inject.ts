@@ -8,6 +8,7 @@ import { MoemuError, moemuError } from '../errors.js';
 import { gpuOf, nodeOf } from '../fabric/cluster-config.js';
 import type { RankFabric } from '../fabric/rank-fabric.js';
 import type { OpRecord } from '../fabric/streams.js';
+import type { Ps } from '../fabric/virtual-time.js';
 import type { RankTrainer } from '../train/step.js';
 import { Rng, seedFor } from '../tensor/rng.js';
 import { FAULT_KIND_INFO, faultsAt, nodeFaultsAt, slowdownAt, type PlannedFault } from './plan.js';
@@ -21,8 +22,9 @@ export interface FaultDeeds {
   hang(fault: PlannedFault): void;
   /** pause: the thread stops for `ms` of wall-clock time. */
   stall(ms: number): void;
-  /** A fault that costs no restart happened (the coordinator's fault log), with what it did in words. */
-  happened(fault: PlannedFault, step: number, detail?: string): void;
+  /** A fault happened at `atPs` on this rank (the coordinator's fault log and the trace's instant), with what it
+   * did in words; for a ghost, where it struck in an earlier attempt. */
+  happened(fault: PlannedFault, step: number, atPs: Ps, detail?: string): void;
 }
 
 /** What the runtime provides (a GPU thread: runtime/gpu-worker.ts); the program adds `happened`. */
@@ -50,11 +52,12 @@ export async function armFaults(plan: readonly PlannedFault[], fabric: RankFabri
   const stepStartPs = Math.max(fabric.clock.now('compute'), fabric.clock.now('comm'));
   for (const fault of mine) {
     if (fault.kind === 'straggler') {
-      deeds.happened(fault, step);
+      deeds.happened(fault, step, stepStartPs);
       continue;
     }
-    if (FAULT_KIND_INFO[fault.kind].fatal) await deeds.release(fault);
-    const fire = (op: OpRecord | null) => strike(fault, op, fabric, trainer, deeds, step);
+    if (FAULT_KIND_INFO[fault.kind].fatal && !fault.ghost) await deeds.release(fault);
+    const fire = (op: OpRecord | null) => fault.ghost ? deeds.happened(fault, step, op?.endPs ?? stepStartPs)
+      : strike(fault, op, fabric, trainer, deeds, step, op?.endPs ?? stepStartPs);
     if (fault.afterOps === undefined && fault.atPs === undefined) {
       fire(null);
       continue;
@@ -72,7 +75,7 @@ export async function armFaults(plan: readonly PlannedFault[], fabric: RankFabri
 
 /** The fault happens now, at the end of `op` (null: at the start of the step). */
 function strike(f: PlannedFault, op: OpRecord | null, fabric: RankFabric, trainer: RankTrainer, deeds: FaultDeeds,
-                step: number): void {
+                step: number, atPs: Ps): void {
   const { rank, cluster } = fabric;
   const where = `rank ${rank} (node ${nodeOf(cluster, rank)}, gpu ${gpuOf(cluster, rank)})`;
   const at = op ? `in op ${op.name}` : 'at the start of the step';
@@ -92,18 +95,18 @@ function strike(f: PlannedFault, op: OpRecord | null, fabric: RankFabric, traine
         throw moemuError('MOEMU_ERR_GPU', `${error.detail} ${at} at step ${step} (injected: faults.${f.index})`,
           context);
       }
-      return deeds.happened(f, step);   // an allocation that fitted: the fault did nothing
+      return deeds.happened(f, step, atPs, 'the allocation fitted');
     }
     case 'pause': {
       const until = { endPs: Math.max(fabric.clock.now('compute'), fabric.clock.now('comm')) + f.durationPs! };
       fabric.clock.waitFor('compute', until);
       fabric.clock.waitFor('comm', until);
       deeds.stall(f.durationPs! / 1e9);
-      return deeds.happened(f, step);
+      return deeds.happened(f, step, atPs);
     }
     case 'sdc': {
       const c = flipParameterBit(trainer, f.seed);
-      return deeds.happened(f, step, `${c.param}[${c.element}] bit ${c.bit}: ${c.before} → ${c.after}`);
+      return deeds.happened(f, step, atPs, `${c.param}[${c.element}] bit ${c.bit}: ${c.before} → ${c.after}`);
     }
     default: throw moemuError('MOEMU_ERR_INTERNAL', `${f.kind} is not a fault of a rank`);
   }

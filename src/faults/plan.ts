@@ -177,6 +177,9 @@ export interface PlannedFault {
   bytes?: number;
   /** The fault's own seed: transmission fates (wire.ts), which value an sdc changes. */
   seed: number;
+  /** A fault that happens once and did so in an earlier attempt (runtime restart): its trigger only marks where
+   * it struck (the trace's instant), it does nothing. */
+  ghost?: true;
 }
 
 /** A fault that the probability draw left out, so the summary can say so. */

@@ -26,6 +26,15 @@ export interface RestartRecord {
   detector?: string;
 }
 
+/** A fault that happened: in which attempt and step, and where it struck (the virtual time on the rank that
+ * reported it first; an sdc also what it changed). */
+export interface FiredFault {
+  attempt: number;
+  step: number;
+  atMs: number;
+  at?: { rank: number; atPs: Ps; detail?: string };
+}
+
 /** What each error code means as a detection (metrics.json `detection`). */
 const DETECTION_OF_CODE: Readonly<Record<string, string>> = {
   MOEMU_ERR_PEER_LOST: 'process or thread exit (MOEMU_ERR_PEER_LOST)',
@@ -80,8 +89,7 @@ function onFaultLink(name: string, link: FaultLink, cluster: Pick<ClusterConfig,
 export interface FaultSummaryInput {
   plan: FaultPlan;
   cluster: ClusterConfig;
-  /** The faults that happened: in which attempt and step, and what they did (an sdc: the value it changed). */
-  fired: ReadonlyMap<number, { attempt: number; step: number; detail?: string }>;
+  fired: ReadonlyMap<number, FiredFault>;
   restarts: readonly RestartRecord[];
   transport: readonly LinkRecovery[];
   stragglers: readonly StragglerFlag[];
@@ -94,7 +102,8 @@ export function faultOutcomes(input: FaultSummaryInput) {
     const when = fired.get(f.index);
     const base = { index: f.index, kind: f.kind, victim: victimName(f, cluster), node: f.node, rank: f.rank,
       step: f.step, trigger: triggerText(f), ...magnitude(f), injected: when !== undefined,
-      ...(when?.detail === undefined ? {} : { detail: when.detail }) };
+      ...(when?.at ? { injectedAtPs: when.at.atPs, injectedOnRank: when.at.rank } : {}),
+      ...(when?.at?.detail === undefined ? {} : { detail: when.at.detail }) };
     const none = { detectedBy: null, detection: null, detectedAtStep: null };
     if (!when) return { ...base, ...none, recovery: 'not injected' };
     const restart = restarts.find((r) => r.attempt === when.attempt);

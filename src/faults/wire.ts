@@ -42,8 +42,10 @@ export class PlannedWire implements WireHook {
   }
 
   effects(src: number, dst: number, seq: number, step: number): WireEffects | null {
-    const acting = linkFaultsIn(this.plan, step).filter((f) => onLink(f.link!, this.cluster, src, dst));
-    if (acting.length === 0) return null;
+    const on = linkFaultsIn(this.plan, step).filter((f) => onLink(f.link!, this.cluster, src, dst));
+    if (on.length === 0) return null;
+    // A ghost (a partition that ended an earlier attempt) changes nothing; it is only reported where it struck.
+    const acting = on.filter((f) => !f.ghost);
     let bandwidth = 1;
     let delayPs = 0;
     for (const f of acting) {
@@ -62,7 +64,7 @@ export class PlannedWire implements WireHook {
       }
       return 'ok';
     };
-    return { bandwidth, delayPs, fate, faults: acting.map((f) => f.index) };
+    return { bandwidth, delayPs, fate, faults: on.map((f) => f.index) };
   }
 
   #partitioned(f: PlannedFault, outPs: Ps): boolean {

@@ -6,13 +6,14 @@ import { moemuError } from '../errors.js';
 import type { SentEvent } from '../fabric/observer.js';
 import { STREAM_NAMES, type StreamName } from '../fabric/streams.js';
 import { LINK_CLASSES, type LinkClass } from './link-figures.js';
-import { nsOf, usOf } from './trace-time.js';
+import { durUs, nsOf, usOf } from './trace-time.js';
 
 /** One GPU of the cluster as the trace names it. */
 export interface TraceRank { rank: number; node: number; gpu: number; pipelineRank: number; epRank: number }
 
 /** A fault to mark: an instant on its rank's process. */
-export interface TraceFault { step: number; rank: number; atPs: number; what: string }
+/** A fault where it struck; one that lasts (`endPs`) is also a slice on the rank's "faults" thread. */
+export interface TraceFault { step: number; rank: number; atPs: number; what: string; endPs?: number }
 
 /** One Chrome Trace Event, with only the fields its phase uses. */
 export interface TraceEvent {
@@ -29,6 +30,7 @@ export interface TraceEvent {
   args?: Record<string, unknown>;
 }
 
+/** A process id and its threads per rank: the streams, then the faults thread. */
 const IDS_PER_RANK = 4;
 
 export function pidOf(rank: number): number {
@@ -103,7 +105,8 @@ function counterTrack(rank: number, link: LinkClass, deltas: Map<number, number>
     ts: usOf(s.ns), args: { busy: s.busy } }));
 }
 
-/** The faults as process-scoped instants, in (time, rank, step, what) order. */
+/** The faults as process-scoped instants, in (time, rank, step, what) order, then the windows of those that last
+ * as slices on a "faults" thread of their rank (named where there is one). */
 export function faultEvents(faults: readonly TraceFault[], ranks: ReadonlySet<number>): TraceEvent[] {
   for (const f of faults) {
     if (!ranks.has(f.rank)) {
@@ -113,6 +116,23 @@ export function faultEvents(faults: readonly TraceFault[], ranks: ReadonlySet<nu
   }
   const sorted = [...faults].sort((a, b) => a.atPs - b.atPs || a.rank - b.rank || a.step - b.step ||
     (a.what < b.what ? -1 : a.what > b.what ? 1 : 0));
-  return sorted.map((f) => ({ ph: 'i', name: f.what, cat: 'fault', pid: pidOf(f.rank), tid: tidOf(f.rank, 'compute'),
-    ts: usOf(nsOf(f.atPs)), s: 'p', args: { step: f.step, atPs: f.atPs } }));
+  const instants = sorted.map((f): TraceEvent => ({ ph: 'i', name: f.what, cat: 'fault', pid: pidOf(f.rank),
+    tid: tidOf(f.rank, 'compute'), ts: usOf(nsOf(f.atPs)), s: 'p', args: { step: f.step, atPs: f.atPs } }));
+  const lasting = sorted.filter((f) => f.endPs !== undefined && f.endPs > f.atPs);
+  const threads = [...new Set(lasting.map((f) => f.rank))].sort((a, b) => a - b).flatMap((rank): TraceEvent[] => [
+    { ph: 'M', name: 'thread_name', pid: pidOf(rank), tid: faultTid(rank), args: { name: 'faults' } },
+    { ph: 'M', name: 'thread_sort_index', pid: pidOf(rank), tid: faultTid(rank),
+      args: { sort_index: STREAM_NAMES.length } },
+  ]);
+  const windows = lasting.map((f): TraceEvent => {
+    const [startNs, endNs] = [nsOf(f.atPs), nsOf(f.endPs!)];
+    return { ph: 'X', name: f.what, cat: 'fault', pid: pidOf(f.rank), tid: faultTid(f.rank), ts: usOf(startNs),
+      dur: durUs(startNs, endNs), args: { step: f.step, atPs: f.atPs, endPs: f.endPs } };
+  });
+  return [...instants, ...threads, ...windows];
+}
+
+/** The thread of a rank's fault windows: after its streams (IDS_PER_RANK leaves room for it). */
+function faultTid(rank: number): number {
+  return pidOf(rank) + 1 + STREAM_NAMES.length;
 }

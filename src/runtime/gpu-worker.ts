@@ -92,7 +92,7 @@ class GpuRank {
       fail: (error) => {
         // The link faults that made the link fail happened (a partition without heal): the run's fault log says so.
         const step = this.#fabric.clock.step;
-        for (const index of this.#fabric.takeWireFaults()) this.#report({ kind: 'fault', step, index });
+        for (const { index, atPs } of this.#fabric.takeWireFaults()) this.#report({ kind: 'fault', step, index, atPs });
         init.nodePort.postMessage({ kind: 'error', rank, error: serializeError(error, rank) } satisfies GpuToNode);
       },
       linkName: (peer) => this.#fabric.linkTo(peer),

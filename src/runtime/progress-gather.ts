@@ -36,10 +36,13 @@ export class SdcDetectors {
   }
 }
 
+/** Where a fault struck, as the rank it struck reports it. */
+export interface FaultMark { rank: number; atPs: number; detail?: string }
+
 export interface GatherEvents {
   emit(p: RunProgress): void;
   /** A planned fault happened (its index, the step). */
-  fault(index: number, step: number, detail?: string): void;
+  fault(index: number, step: number, mark?: FaultMark): void;
   /** Every rank wrote its files of the checkpoint after `step`. */
   commit(step: number, files: CheckpointFile[]): void;
   /** A detector suspects silent data corruption: the attempt ends. */
@@ -61,7 +64,10 @@ export class ProgressGather {
   }
 
   add(rank: number, p: TrainProgress): void {
-    if (p.kind === 'fault') return this.on.fault(p.index, p.step, p.detail);
+    if (p.kind === 'fault') {
+      const mark = { rank, atPs: p.atPs, ...(p.detail === undefined ? {} : { detail: p.detail }) };
+      return this.on.fault(p.index, p.step, mark);
+    }
     if (p.kind === 'checkpoint') {
       const ranks = [...(this.#checkpoints.get(p.step) ?? []), p.files];
       if (ranks.length < this.world) {

@@ -5,6 +5,7 @@ import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync,
   writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { messageOf, moemuError } from '../errors.js';
+import { faultWindows } from '../metrics/fault-windows.js';
 import { renderReport, type ReportRun } from '../metrics/report/report.js';
 import { METRICS_VERSION } from '../metrics/training-metrics.js';
 import { chromeTrace, recordsFromTrace, traceJson, type ChromeTrace, type TraceInput } from '../metrics/trace.js';
@@ -36,6 +37,8 @@ export function traceInputOf(run: TrainingRun): TraceInput {
       epRank })),
     steps: run.results.map((r) => ({ rank: r.rank, steps: r.steps.flatMap((s) => (s.records && s.messages
       ? [{ step: s.step, records: s.records, sent: s.messages.sent, received: s.messages.received }] : [])) })),
+    faults: faultWindows(run.metrics.faults ?? [], run.metrics.steps).map((w) => ({ step: w.step, rank: w.rank,
+      atPs: w.atPs, what: w.label, ...(w.endPs === null ? {} : { endPs: w.endPs }) })),
   };
 }
 

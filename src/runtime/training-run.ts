@@ -9,7 +9,7 @@ import { worldSize } from '../fabric/cluster-config.js';
 import { psFromNs } from '../fabric/virtual-time.js';
 import { stragglers } from '../faults/detect.js';
 import { FAULT_KIND_INFO, planFaults, victimName, type PlannedFault } from '../faults/plan.js';
-import { faultOutcomes, goodput, transportTotals, type RestartRecord } from '../faults/summary.js';
+import { faultOutcomes, goodput, transportTotals, type FiredFault, type RestartRecord } from '../faults/summary.js';
 import { trainingMetrics } from '../metrics/training-metrics.js';
 import { DETECTION_DEFAULTS, type DetectionConfig } from '../scenario/recovery.js';
 import { ScenarioError } from '../scenario/load.js';
@@ -18,7 +18,7 @@ import { CHECKPOINT_MANIFEST_VERSION, clearPending, commitCheckpoint, findCheckp
   type FoundCheckpoint } from './checkpoints.js';
 import { Coordinator, STARTUP_TIMEOUT_MS } from './coordinator.js';
 import { FatalFaultGate } from './fault-gate.js';
-import { ProgressGather, REPLICA_CHECK, SdcDetectors, type RunProgress } from './progress-gather.js';
+import { ProgressGather, REPLICA_CHECK, SdcDetectors, type FaultMark, type RunProgress } from './progress-gather.js';
 import type { TrainProgram, TrainProgress, TrainRankResult } from './programs/train.js';
 
 export interface TrainingRunOptions {
@@ -113,12 +113,9 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
   const restarts: RunRestart[] = [];
   const records: RestartRecord[] = [];
   const plan = planFaults(s.faults ?? [], s.seed, s.cluster, s.training.steps);
-  const fired = new Map<number, { attempt: number; step: number; atMs: number; detail?: string }>();
-  const onFired = (index: number, step: number, detail?: string) => {
-    if (fired.has(index)) return;
-    fired.set(index, { attempt: restarts.length + 1, step, atMs: performance.now(),
-      ...(detail === undefined ? {} : { detail }) });
-  };
+  const fired = new Map<number, FiredFault>();
+  const onFired = (index: number, step: number, mark?: FaultMark) =>
+    logFault(fired, { attempt: restarts.length + 1, step, atMs: performance.now() }, index, mark);
   const log = new AttemptLog();
   const runStarted = performance.now();
   let resume = options.resume ?? null;
@@ -126,9 +123,11 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
     const attemptStarted = performance.now();
     log.startAttempt();
     try {
-      // A fault that ends an attempt happens once; one that costs only virtual time, or that the transport
-      // recovers from, is a function of the step and happens again when its steps are trained again.
-      const faults = plan.faults.filter((f) => !happensOnce(f) || !fired.has(f.index));
+      // A fault that ends an attempt happens once (later attempts only mark where it struck); one that costs only
+      // virtual time, or that the transport recovers from, is a function of the step and happens again when its
+      // steps are trained again.
+      const faults = plan.faults.map((f): PlannedFault => happensOnce(f) && fired.has(f.index) ? { ...f, ghost: true }
+        : f);
       const run = await runAttempt(s, options, resume, { faults, onFired }, log);
       if (plan.faults.length + plan.skipped.length > 0 || s.detection) {
         addFaultFigures(run, s, { plan, fired, restarts: records });
@@ -174,6 +173,16 @@ export async function runTraining(s: Scenario, options: TrainingRunOptions): Pro
       resume = found;
     }
   }
+}
+
+/** A fault's first report makes its entry; its marks are where it struck. A node's fault strikes each of its GPUs,
+ * a link fault each sender: the earliest mark (then the lowest rank) is the fault's, whatever order the reports
+ * come in. A fault that ended an attempt is marked in the next (a ghost: faults/plan.ts). */
+function logFault(fired: Map<number, FiredFault>, first: FiredFault, index: number, mark?: FaultMark): void {
+  const seen = fired.get(index) ?? first;
+  fired.set(index, seen);
+  if (mark && (seen.at === undefined || mark.atPs < seen.at.atPs ||
+    (mark.atPs === seen.at.atPs && mark.rank < seen.at.rank))) seen.at = mark;
 }
 
 /** Faults that end the attempt they happen in, and an sdc (its detection rolls the run back): once per run. */

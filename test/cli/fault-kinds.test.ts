@@ -27,6 +27,7 @@ let work = '';
 const cli = new CliRunner(() => work);
 
 interface Fault { index: number; kind: string; victim: string; step: number; trigger: string; injected: boolean;
+  injectedAtPs?: number; injectedOnRank?: number;
   detectedBy: string | null; detection: string | null; detectedAtStep: number | null; recovery: string;
   retransmits?: number }
 interface Metrics {
@@ -46,6 +47,10 @@ async function run(name: string, extra: object, flags: string[] = []) {
 const metricsOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8')) as Metrics;
 const finalOf = (dir: string) => readFileSync(join(dir, 'final.safetensors'));
 const lossesOf = (dir: string) => metricsOf(dir).steps.map((s) => s.loss);
+interface TraceEvent { ph: string; name: string; cat?: string; pid: number;
+  args?: { step?: number; atPs?: number; endPs?: number; startPs?: number; name?: string } }
+const traceOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'trace.json'), 'utf8')) as
+  { traceEvents: TraceEvent[] };
 /** The match of `pattern` against a whole line of `text`. */
 const lineOf = (text: string, pattern: string) => new RegExp(`^${pattern}`, 'm').exec(text);
 
@@ -59,12 +64,10 @@ beforeAll(async () => {
   const { call, dir } = await run('ref', {}, ['--trace', 'steps=3,4,5']);
   expect(call.code).toBe(EXIT_CODES.ok);
   reference = dir;
-  const trace = JSON.parse(readFileSync(join(dir, 'trace.json'), 'utf8')) as { traceEvents: { ph: string;
-    name: string; pid: number; args?: { step?: number; startPs?: number } }[] };
+  const trace = traceOf(dir);
   const rankOfPid = new Map<number, number>();
   for (const e of trace.traceEvents) {
-    const m = e.ph === 'M' && e.name === 'process_name' ? /\(rank (\d+)\)/.exec(String((e.args as
-      { name?: string }).name)) : null;
+    const m = e.ph === 'M' && e.name === 'process_name' ? /\(rank (\d+)\)/.exec(String(e.args?.name)) : null;
     if (m) rankOfPid.set(e.pid, Number(m[1]));
   }
   for (const e of trace.traceEvents) {
@@ -99,6 +102,13 @@ describe('a rank that stops: hang, ECC, OOM', () => {
         String.raw`step 3, after op (.+?): its GPU thread has not answered for \d+ ms`);
       expect(m, call.stdout).not.toBeNull();
       expect(opsOf.get('1/3')).toContain(m![1]);   // an op rank 1 really runs in step 3
+      // The restarted attempt marks where it struck: an instant on rank 1 at the end of the op the node named.
+      const [f] = metricsOf(dir).faults!;
+      const instant = traceOf(dir).traceEvents.find((e) => e.cat === 'fault');
+      expect(instant).toMatchObject({ ph: 'i', pid: 5, args: { step: 3, atPs: f.injectedAtPs } });
+      const named = traceOf(reference).traceEvents.find((e) => e.pid === 5 && e.name === m![1] &&
+        e.args?.step === 3);
+      expect(named?.args?.endPs).toBe(f.injectedAtPs);
       expect(metricsOf(dir).faults).toEqual([expect.objectContaining({ kind: 'hang-rank', victim: 'rank 1',
         trigger: 'after op 5 of step 3', injected: true, detectedBy: 'MOEMU_ERR_WATCHDOG', detectedAtStep: 3,
         recovery: 'restart 1, resumed after step 2' })]);
@@ -166,7 +176,18 @@ describe('faults that cost only virtual time', () => {
       const [m, ref] = [metricsOf(dir), metricsOf(reference)];
       const ends = (x: Metrics) => x.steps.map((s) => s.startPs + s.spanPs);
       expect(ends(m).map((e, i) => e - ends(ref)[i])).toEqual([0, 0, 0, 3e9, 3e9, 3e9, 3e9, 3e9]);
-      expect(m.faults?.[0]).toMatchObject({ kind: 'pause', victim: 'node 1', injected: true });
+      expect(m.faults?.[0]).toMatchObject({ kind: 'pause', victim: 'node 1', injected: true, injectedOnRank: 2 });
+      // Where it struck: at the start of node 1's step 4 (its first GPU's clocks); in trace.json an instant there
+      // and a window of 3 ms on that rank's faults thread; in report.html a row and a mark.
+      const at = m.faults![0].injectedAtPs!;
+      const faultEvents = traceOf(dir).traceEvents.filter((e) => e.cat === 'fault');
+      expect(faultEvents.map((e) => [e.ph, e.pid, e.args?.atPs, e.args?.endPs])).toEqual([['i', 9, at, undefined],
+        ['X', 9, at, at + 3e9]]);
+      expect(at).toBeGreaterThanOrEqual(ref.steps[3].startPs);
+      expect(at).toBeLessThan(ref.steps[3].startPs + ref.steps[3].spanPs);
+      const report = readFileSync(join(dir, 'report.html'), 'utf8');
+      expect(report).toContain('<section id="faults">');
+      expect(report).toContain('data-fault="0"');
     }, TEST_TIMEOUT_MS);
 
   it('degrade of ib n0<->n1 to a quarter in steps 2–3: same losses and parameters, those steps longer', async () => {

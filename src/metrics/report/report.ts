@@ -4,6 +4,7 @@
 // and deterministic: the same run gives the same string, byte for byte.
 import type { OpRecord } from '../../fabric/streams.js';
 import { biasSection, expertsSection } from './experts.js';
+import { faultsSection, type FaultFigures } from './faults.js';
 import type { TrainingMetricsJson } from './figures.js';
 import { renderGlossary } from './glossary.js';
 import { section } from './html.js';
@@ -19,7 +20,7 @@ export { renderComparison } from './compare.js';
 export interface ReportRun {
   name: string;
   /** The parsed metrics.json object (version 3). */
-  metrics: TrainingMetricsJson;
+  metrics: TrainingMetricsJson & FaultFigures;
   /** The op records of one traced step of every rank (the report draws this step's timeline); null when none was
    * traced. */
   timeline: { step: number; ranks: { rank: number; records: OpRecord[] }[] } | null;
@@ -33,12 +34,12 @@ const NAV: readonly [string, string][] = [['summary', 'Summary'], ['timeline', '
 /** report.html of one run. */
 export function renderReport(run: ReportRun): string {
   const m = run.metrics;
-  const body = [summarySection(m), timelineSection(run.timeline, m.ranks),
+  const body = [summarySection(m), faultsSection(m), timelineSection(run.timeline, m.ranks),
     overlapSection(m, run.timeline?.step ?? null),
     lossSection(m), expertsSection(m), biasSection(m), linksSection(m), hbmSection(m),
     section('glossary', 'Glossary', 'What every figure on this page means (docs/metrics.md).', renderGlossary())]
     .join('');
   return page({ title: `moemu report — ${run.name}`, heading: run.name,
     sub: 'moemu run report: metrics.json (virtual time only) and one traced step\'s op records',
-    nav: NAV, body });
+    nav: m.faults === undefined ? NAV : [NAV[0], ['faults', 'Faults'], ...NAV.slice(1)], body });
 }

@@ -96,7 +96,7 @@ export type TrainProgress =
   /** The rank's files of the checkpoint after `step` are written (the coordinator commits it once all are). */
   | { kind: 'checkpoint'; step: number; files: CheckpointFile[] }
   /** A fault that costs only virtual time started on this rank (fatal ones are reported by the node). */
-  | { kind: 'fault'; step: number; index: number; detail?: string };
+  | { kind: 'fault'; step: number; index: number; atPs: number; detail?: string };
 
 export async function runTrainProgram(
   fabric: RankFabric, p: TrainProgram, report: (progress: TrainProgress) => void = () => undefined,
@@ -107,8 +107,8 @@ export async function runTrainProgram(
   fabric.observe(log ? fanOut(tally, log) : tally);
   const wire = p.faults && p.retransmit ? PlannedWire.of(p.faults, fabric.cluster, p.retransmit) : null;
   fabric.useWire(wire);
-  const deeds: FaultDeeds = { ...runtime, happened: (f, step, detail) => report({ kind: 'fault', step, index: f.index,
-    ...(detail === undefined ? {} : { detail }) }) };
+  const deeds: FaultDeeds = { ...runtime, happened: (f, step, atPs, detail) => report({ kind: 'fault', step,
+    index: f.index, atPs, ...(detail === undefined ? {} : { detail }) }) };
   try {
     const result = await trainSteps(fabric, p, { log, tally }, report, deeds);
     return wire ? { ...result, wire: { ...fabric.wireEvents } } : result;
@@ -132,7 +132,7 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
     const r = await withStep(step, fabric.rank, () => trainer.step(step, keep));
     const messages = log?.take();
     const recovery = fabric.takeRecovery();
-    for (const index of fabric.takeWireFaults()) report({ kind: 'fault', step, index });
+    for (const { index, atPs } of fabric.takeWireFaults()) report({ kind: 'fault', step, index, atPs });
     const traced = p.check || p.traceSteps?.includes(step);
     steps.push({ step, losses: r.losses, gradNorm: r.gradNorm, lr: r.lr, peakLiveActivations: r.peakLiveActivations,
       loadImbalance: loadImbalance(r.loads),
