@@ -19,6 +19,11 @@ import { spinUsFor } from './spin.js';
  * (`moemu node` in other terminals, containers, hosts) may have to be started by hand. */
 export const STARTUP_TIMEOUT_MS = Object.freeze({ fork: 60_000, none: 600_000 });
 
+/** A node that dies is seen by its peers too: their IB links to it close, and one of them may report that before
+ * the coordinator sees the process exit or its control connection close. A lost link reported by a node waits
+ * this long for the loss of the node behind it, which names the cause instead of the symptom. */
+const PEER_LOST_GRACE_MS = 250;
+
 export interface CoordinatorOptions {
   cluster: ClusterConfig;
   host: string;               // control and IB endpoints bind here (default loopback)
@@ -64,6 +69,7 @@ export class Coordinator {
   #runId = 0;
   #watchdog: NodeJS.Timeout | undefined;
   #closing = false;
+  #peerLostReport: NodeJS.Timeout | undefined;
 
   private constructor(readonly options: CoordinatorOptions, server: WebSocketServer, token: string) {
     this.#server = server;
@@ -124,6 +130,7 @@ export class Coordinator {
     if (this.#closing) return;
     this.#closing = true;
     clearInterval(this.#watchdog);
+    clearTimeout(this.#peerLostReport);
     this.#broadcast({ type: 'shutdown' });
     await Promise.all(this.#children.map((child) => waitForExit(child, SHUTDOWN_WAIT_MS)));
     for (const ws of this.#server.clients) ws.terminate();
@@ -192,9 +199,14 @@ export class Coordinator {
       case 'heartbeat': state.waiting = m.waiting; return;
       case 'result': return this.#onResult(m.id, m.ranks);
       case 'progress': return this.options.onProgress?.(m.rank, m.progress);
-      case 'error': return this.#fail(errorFromData(m.error));
+      case 'error': return this.#onNodeError(errorFromData(m.error));
       case 'fault': return this.options.onFault?.(m.node, m.rank, m.fault);
     }
+  }
+
+  #onNodeError(error: MoemuError): void {
+    if (error.code !== 'MOEMU_ERR_PEER_LOST' || error.context.link === undefined) return this.#fail(error);
+    this.#peerLostReport ??= setTimeout(() => this.#fail(error), PEER_LOST_GRACE_MS);
   }
 
   #onHello(ws: WebSocket, pid: number, asked: number | null): void {
