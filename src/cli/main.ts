@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODES, messageOf, MoemuError } from '../errors.js';
+import { addChaosCommand } from './chaos.js';
 import { addCompareCommand } from './compare.js';
 import { addFabricCommand } from './fabric.js';
 import { addNodeCommand } from './node.js';
@@ -46,6 +47,8 @@ export function buildProgram(): Command {
       '  moemu compare runs/a runs/b              two runs side by side: a table here, a comparison page\n' +
       '  moemu sweep scenarios/schedules.yaml --vary parallel.schedule=1f1b,zb1p,dualpipe,dualpipev\n' +
       '                                           every variant on its own cluster, runs/schedules-sweep/\n' +
+      '  moemu chaos scenarios/default.yaml --faults 50 --seed 7\n' +
+      '                                           50 mixed faults: each one\'s fate, the result against fault-free\n' +
       '  moemu fabric scenarios/cluster-4x4.yaml  start a 4 × 4 cluster and check its links\n');
   addValidateCommand(program);
   addReferenceCommand(program);
@@ -53,6 +56,7 @@ export function buildProgram(): Command {
   addReportCommand(program);
   addCompareCommand(program);
   addSweepCommand(program);
+  addChaosCommand(program);
   addFabricCommand(program);
   addNodeCommand(program);
   addScheduleCommand(program);

@@ -93,6 +93,8 @@ export class RankClock {
   #records: OpRecord[] = [];
   /** Called with every op as it is recorded (faults/inject.ts: a fault at an op). */
   #watchers: ((op: OpRecord) => void)[] = [];
+  /** Called when a step begins (runtime/gpu-worker.ts: the flight recorder). */
+  #stepWatchers: ((step: number) => void)[] = [];
 
   constructor(rank: number, options: RankClockOptions = {}) {
     assert(Number.isSafeInteger(rank), `rank must be an integer, got ${rank}`);
@@ -123,6 +125,11 @@ export class RankClock {
     assert(Number.isSafeInteger(step), `step must be an integer, got ${step}`);
     assert(step >= 0, `step must not be negative, got ${step}`);
     this.#step = step;
+    for (const watch of this.#stepWatchers) watch(step);
+  }
+
+  watchStep(watcher: (step: number) => void): void {
+    this.#stepWatchers.push(watcher);
   }
 
   /** Runs an op of known duration: start = max(stream.t, ...waits' endPs); end = start + durationPs; stream.t = end. */

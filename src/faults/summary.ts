@@ -121,10 +121,11 @@ export function faultOutcomes(input: FaultSummaryInput) {
         (f.kind === 'partition' || t.step < f.step + f.steps));
       const sum = (field: keyof Omit<LinkRecovery, 'step' | 'link'>) => mine.reduce((s, t) => s + t[field], 0);
       const cost = { retransmits: sum('retransmits'), extraBytes: sum('extraBytes'), addedPs: sum('addedPs') };
-      const [detectedBy, detection] = TRANSPORT_DETECTION[f.kind] ?? [null, null];
+      const hit = cost.retransmits > 0 || sum('duplicated') > 0;
+      const [detectedBy, detection] = hit ? TRANSPORT_DETECTION[f.kind] ?? [null, null] : [null, null];
       const recovery = f.kind === 'degrade' ? 'none needed: it costs virtual time only'
-        : cost.retransmits > 0 || f.kind === 'duplicate' ? `transport: ${cost.retransmits} retransmission(s), ` +
-          `${sum('duplicated')} duplicate(s) discarded` : 'nothing to recover: no transmission was hit';
+        : hit ? `transport: ${cost.retransmits} retransmission(s), ${sum('duplicated')} duplicate(s) discarded`
+          : 'nothing to recover: no transmission was hit';
       return { ...base, detectedBy, detection, detectedAtStep: detectedBy ? when.step : null, recovery, ...cost };
     }
     if (f.kind === 'straggler') {
@@ -146,7 +147,8 @@ export function faultOutcomes(input: FaultSummaryInput) {
 function triggerText(f: PlannedFault): string {
   if (f.afterOps !== undefined) return `after op ${f.afterOps} of step ${f.step}`;
   if (f.atPs !== undefined) return `${f.atPs / 1e6} µs into step ${f.step}`;
-  return lasting(f.kind) ? `steps ${f.step}–${f.step + f.steps - 1}` : `start of step ${f.step}`;
+  if (!lasting(f.kind)) return `start of step ${f.step}`;
+  return f.steps === 1 ? `step ${f.step}` : `steps ${f.step}–${f.step + f.steps - 1}`;
 }
 
 function magnitude(f: PlannedFault): Record<string, number> {

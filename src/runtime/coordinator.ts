@@ -21,7 +21,8 @@ export const STARTUP_TIMEOUT_MS = Object.freeze({ fork: 60_000, none: 600_000 })
 
 /** A node that dies is seen by its peers too: their IB links to it close, and one of them may report that before
  * the coordinator sees the process exit or its control connection close. A lost link reported by a node waits
- * this long for the loss of the node behind it, which names the cause instead of the symptom. */
+ * this long for the loss of the node behind it, and a closed control connection for the exit of its process:
+ * each names the cause instead of the symptom. */
 const PEER_LOST_GRACE_MS = 250;
 
 export interface CoordinatorOptions {
@@ -115,6 +116,11 @@ export class Coordinator {
     }));
   }
 
+  /** Whether the cluster has failed (the run is over). */
+  get failed(): boolean {
+    return this.#failure !== null;
+  }
+
   /** Fails the run from outside (a detector of the coordinator's caller: the loss-spike detector). */
   abort(error: MoemuError): void {
     this.#fail(error);
@@ -183,7 +189,11 @@ export class Coordinator {
     });
     ws.on('close', () => {
       const state = [...this.#nodes.values()].find((n) => n.ws === ws);
-      if (state && !this.#closing) this.#fail(this.#lostError(state.node, 'closed its control connection'));
+      if (!state || this.#closing) return;
+      // a forked node's exit (its signal or code) says more than the closed connection it causes
+      const lost = () => this.#fail(this.#lostError(state.node, 'closed its control connection'));
+      if (this.options.launch === 'fork') setTimeout(lost, PEER_LOST_GRACE_MS).unref();
+      else lost();
     });
   }
 

@@ -2,9 +2,11 @@
 // waits); the coordinator lets it go once every checkpoint due before that step is committed — as the ranks do
 // not wait for one another at a step's end, a node killed at once could otherwise take a checkpoint of the step
 // before down with it on one run and not on the next. So a fault log replays exactly: the same seed, the same
-// faults, the same checkpoints resumed from.
+// faults, the same checkpoints resumed from. Nor may it strike before the step before it has been gathered from
+// every rank and read by the detectors: an sdc of that step is caught first, whatever the threads' timing.
 export class FatalFaultGate {
   readonly #committed = new Set<number>();
+  readonly #gathered = new Set<number>();
   #waiting: { step: number; release: () => void }[] = [];
 
   /** `every`: checkpoint interval (0: none); checkpoints are due after steps after `resumedAfter`, below `steps`. */
@@ -17,16 +19,32 @@ export class FatalFaultGate {
     return last > this.resumedAfter && last < this.steps ? last : null;
   }
 
-  /** A fault triggered at `step`: `release` runs now, or once its checkpoint is committed. */
-  ask(step: number, release: () => void): void {
+  #ready(step: number): boolean {
     const needed = this.#needed(step);
-    if (needed === null || this.#committed.has(needed)) release();
+    return (needed === null || this.#committed.has(needed)) &&
+      (step - 1 <= this.resumedAfter || this.#gathered.has(step - 1));
+  }
+
+  /** A fault triggered at `step`: `release` runs now, or once its checkpoint is committed and the step before
+   * it gathered. */
+  ask(step: number, release: () => void): void {
+    if (this.#ready(step)) release();
     else this.#waiting.push({ step, release });
   }
 
   committed(step: number): void {
     this.#committed.add(step);
-    const ready = this.#waiting.filter((w) => this.#committed.has(this.#needed(w.step)!));
+    this.#releaseReady();
+  }
+
+  /** Every rank's news of `step` is in and no detector objected. */
+  gathered(step: number): void {
+    this.#gathered.add(step);
+    this.#releaseReady();
+  }
+
+  #releaseReady(): void {
+    const ready = this.#waiting.filter((w) => this.#ready(w.step));
     this.#waiting = this.#waiting.filter((w) => !ready.includes(w));
     for (const w of ready) w.release();
   }

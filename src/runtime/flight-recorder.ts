@@ -2,6 +2,8 @@
 // recorder plays this part for its watchdog): the step and the name of the last op recorded. A status message can
 // only say where a thread was when it last answered, up to a heartbeat or a long compute earlier; a hang report
 // must name the op the thread stopped in.
+import type { RankClock } from '../fabric/streams.js';
+
 const NAME_BYTES = 200;
 const SLOT_WORDS = 2 + NAME_BYTES / 4;   // step, name length, name (UTF-8)
 
@@ -20,7 +22,13 @@ export class FlightRecorder {
     return new SharedArrayBuffer(gpus * SLOT_WORDS * 4);
   }
 
-  /** GPU thread `gpu` is in `step`, after op `op`. */
+  /** GPU thread `gpu` writes its slot as `clock` begins each step and records each op. */
+  follow(clock: RankClock, gpu: number): void {
+    clock.watch((op) => this.write(gpu, op.step, op.name));
+    clock.watchStep((step) => this.write(gpu, step, ''));
+  }
+
+  /** GPU thread `gpu` is in `step`, after op `op` ('': the step has begun, no op yet). */
   write(gpu: number, step: number, op: string): void {
     const base = gpu * SLOT_WORDS;
     const { written } = this.#encoder.encodeInto(op, this.#bytes.subarray((base + 2) * 4, (base + SLOT_WORDS) * 4));
@@ -28,7 +36,7 @@ export class FlightRecorder {
     this.#words[base + 1] = written;
   }
 
-  /** Where `gpu` last was; op null before its first op. */
+  /** Where `gpu` last was; op null before the step's first op. */
   read(gpu: number): { step: number; op: string | null } {
     const base = gpu * SLOT_WORDS;
     const length = this.#words[base + 1];

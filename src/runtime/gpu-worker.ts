@@ -97,8 +97,7 @@ class GpuRank {
       },
       linkName: (peer) => this.#fabric.linkTo(peer),
     });
-    const [recorder, gpu] = [new FlightRecorder(init.recorder), gpuOf(init.cluster, rank)];
-    this.#fabric.clock.watch((op) => recorder.write(gpu, op.step, op.name));
+    new FlightRecorder(init.recorder).follow(this.#fabric.clock, gpuOf(init.cluster, rank));
     init.peerPorts.forEach((port) => port?.on('message', (m: PeerMessage) => this.#onPeer(port, m)));
     init.nodePort.on('message', (m: PeerMessage | NodeToGpu) => this.#onNode(m));
   }

@@ -74,7 +74,8 @@ class NodeProcess {
   #answeredAtMs: number[] = [];
   /** Where each GPU thread is, readable while it is blocked. */
   #recorder = new FlightRecorder(FlightRecorder.allocate(0));
-  #hangReported = false;
+  /** The GPU thread reported hung: shutting down does not wait for its task. */
+  #hung: number | null = null;
   #results: RankResult[] = [];
   #runId = -1;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -182,11 +183,12 @@ class NodeProcess {
   #checkLiveness(a: NodeAssignment): void {
     const now = Date.now();
     this.#answeredAtMs.forEach((atMs, gpu) => {
-      if (this.#hangReported || now - atMs <= a.hangMs) return;
-      this.#hangReported = true;
+      if (this.#hung !== null || now - atMs <= a.hangMs) return;
+      this.#hung = gpu;
       const rank = rankOf(a.cluster, a.node, gpu);
       const { step, op } = this.#recorder.read(gpu);
-      const where = op === null ? `in step ${step}` : `in step ${step}, after op ${op}`;
+      const where = op === null ? `at the start of step ${step}, before its first op`
+        : `in step ${step}, after op ${op}`;
       this.#fail(moemuError('MOEMU_ERR_WATCHDOG', `rank ${rank} (node ${a.node}, gpu ${gpu}) hangs ${where}: its GPU ` +
         `thread has not answered for ${now - atMs} ms`, { rank, node: a.node, step, ...(op === null ? {} : { op }) }),
       rank);
@@ -338,7 +340,7 @@ class NodeProcess {
     this.#closing = true;
     clearInterval(this.#heartbeat);
     for (const port of this.#gpuPorts) port.postMessage({ kind: 'shutdown' } satisfies NodeToGpu);
-    await withTimeout(Promise.allSettled(this.#tasks), SHUTDOWN_WAIT_MS);
+    await withTimeout(Promise.allSettled(this.#tasks.filter((_, gpu) => gpu !== this.#hung)), SHUTDOWN_WAIT_MS);
     await this.#pool?.destroy().catch(() => undefined);
     await Promise.allSettled([...this.#ibClients.values()].map((c) => c.close()));
     await this.#ibServer?.close().catch(() => undefined);

@@ -45,6 +45,8 @@ export interface GatherEvents {
   fault(index: number, step: number, mark?: FaultMark): void;
   /** Every rank wrote its files of the checkpoint after `step`. */
   commit(step: number, files: CheckpointFile[]): void;
+  /** Every rank's news of a step is in, and the detectors found nothing in it. */
+  gathered?(step: number): void;
   /** A detector suspects silent data corruption: the attempt ends. */
   suspect(error: MoemuError): void;
 }
@@ -92,5 +94,6 @@ export class ProgressGather {
       wallMs: performance.now() - this.#startedMs });
     const spike = this.detectors?.step(p.step, s.loss);
     if (spike) this.on.suspect(spike);
+    else this.on.gathered?.(p.step);
   }
 }

@@ -295,6 +295,7 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
         name: s.name, config: configDigest(s), step, world, files }, s.checkpoint?.keep ?? 1);
       gate.committed(step);
     },
+    gathered: (step) => gate.gathered(step),
     suspect: (error) => coordinator.abort(error),
   }, detectors);
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
@@ -303,22 +304,17 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
     startupTimeoutMs: options.startupTimeoutMs ?? STARTUP_TIMEOUT_MS[options.external ? 'none' : 'fork'],
     launch: options.external ? 'none' : 'fork', onListening: options.onListening,
     onProgress: (rank, progress) => gather.add(rank, progress as TrainProgress),
-    onFault: (node, _rank, fault) => {
+    // A fatal fault has happened once it is let go: one held back when the attempt ends for another reason
+    // strikes in the next.
+    onFault: (node, _rank, fault) => gate.ask(fault.step, () => {
+      if (coordinator.failed) return;
       faults.onFired(fault.index, fault.step);
-      gate.ask(fault.step, () => coordinator.releaseFault(node, fault.index));
-    } });
+      coordinator.releaseFault(node, fault.index);
+    }) });
   if (options.runDir) clearPending(options.runDir);
   try {
     const startupMs = performance.now() - started;
-    const program: TrainProgram = { kind: 'train', model: s.model, training: s.training, precision: s.precision,
-      seed: s.seed, parallel, check: options.check ?? false, traceSteps: options.traceSteps,
-      files: options.runDir ? { runDir: resolve(options.runDir), checkpointEvery: s.checkpoint?.every ?? 0 }
-        : undefined,
-      resume: resume ? { dir: resolve(resume.dir), manifest: resume.manifest } : undefined,
-      faults: faults.faults.length > 0 ? faults.faults : undefined, replicaCheck: detectors !== null,
-      retransmit: faults.faults.some((f) => f.link) ? {
-        retransmitTimeoutPs: psFromNs(detection.retransmitTimeoutUs * 1000),
-        retries: detection.retries, retransmitWallMs: detection.retransmitWallMs } : undefined };
+    const program = trainProgram(s, options, resume, faults.faults, detectors !== null);
     const trainStarted = performance.now();
     gather.start(trainStarted);
     const results = (await coordinator.run(program)).map((r) => r.result as TrainRankResult);
@@ -339,6 +335,21 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
   } finally {
     await coordinator.shutdown();
   }
+}
+
+/** The program every rank runs in an attempt. */
+function trainProgram(s: Scenario, options: TrainingRunOptions, resume: FoundCheckpoint | null,
+                      faults: PlannedFault[], replicaCheck: boolean): TrainProgram {
+  const detection = detectionOf(s);
+  return { kind: 'train', model: s.model, training: s.training, precision: s.precision,
+    seed: s.seed, parallel: parallelOf(s), check: options.check ?? false, traceSteps: options.traceSteps,
+    files: options.runDir ? { runDir: resolve(options.runDir), checkpointEvery: s.checkpoint?.every ?? 0 }
+      : undefined,
+    resume: resume ? { dir: resolve(resume.dir), manifest: resume.manifest } : undefined,
+    faults: faults.length > 0 ? faults : undefined, replicaCheck,
+    retransmit: faults.some((f) => f.link) ? {
+      retransmitTimeoutPs: psFromNs(detection.retransmitTimeoutUs * 1000),
+      retries: detection.retries, retransmitWallMs: detection.retransmitWallMs } : undefined };
 }
 
 /** What a checkpoint must match to be resumed: everything of the scenario that changes the numbers. */

@@ -101,6 +101,14 @@ export function parseScenarioSource(text: string, file: string, settings: readon
   return resolveScenario(raw, { file, defaultName: nameFromFile(file), doc, lines });
 }
 
+/** The scenario text with --set settings written into it (YAML; comments kept where the settings leave them):
+ * a file that parses to what parseScenarioSource(text, file, settings) gives. */
+export function scenarioTextWith(text: string, settings: readonly string[]): string {
+  const doc = parseDocument(text, { version: '1.2', uniqueKeys: true, strict: true });
+  for (const setting of settings) applySetting(doc, setting);
+  return String(doc);
+}
+
 function applySetting(doc: Document, setting: string): void {
   const m = SETTING.exec(setting);
   if (!m) {

@@ -127,6 +127,7 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
   let gradients: Record<string, number[]> | undefined;
   for (let step = steps.length + 1; step <= p.training.steps; step++) {
     const keep = step === p.gradientsAtStep ? (store: ParamStore) => { gradients = dump(store, 'grads'); } : undefined;
+    fabric.clock.setStep(step);   // before the faults of its start strike: the flight recorder names the step
     await armFaults(p.faults ?? [], fabric, trainer, step, deeds);
     const started = performance.now();
     const r = await withStep(step, fabric.rank, () => trainer.step(step, keep));
