@@ -52,7 +52,7 @@ function drafts(request: CampaignRequest): Draft[] {
     if (request.fleet === undefined) {
       // every kind in turn, each round in a seeded order; partitions alternate between a cut and a flap
       const round = Math.floor(i / FAULT_KINDS.length);
-      const order = shuffled(FAULT_KINDS, new Rng(seedFor(request.seed, 'chaos round', round)));
+      const order = new Rng(seedFor(request.seed, 'chaos round', round)).shuffled(FAULT_KINDS);
       return { kind: order[i % FAULT_KINDS.length], cut: round % 2 === 0 };
     }
     let draw = rng.int(total);
@@ -206,13 +206,4 @@ function talkingNodePairs({ cluster, pipeline }: CampaignContext): [number, numb
     for (let b = a + 1; b < cluster.nodes; b++) if (talk(a, b)) pairs.push([a, b]);
   }
   return pairs;
-}
-
-function shuffled<T>(items: readonly T[], rng: Rng): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
 }

@@ -66,6 +66,16 @@ export class Rng {
     assert(false, `Rng.int: ${REJECTION_ROUNDS_MAX} rejections in a row for n ${n}`);
   }
 
+  /** A copy of `items` in a uniformly random order (Fisher–Yates, from the last place down). */
+  shuffled<T>(items: readonly T[]): T[] {
+    const out = [...items];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [out[i], out[j]] = [out[j], out[i]];
+    }
+    return out;
+  }
+
   /** lo + (hi − lo)·next(): uniform in [lo, hi) up to the rounding of that expression. */
   uniform(lo: number, hi: number): number {
     return lo + (hi - lo) * this.next();

@@ -21,15 +21,6 @@ function link(egressBytesPerS: number, ingressBytesPerS: number, latencyNs: numb
 }
 
 
-function shuffled<T>(items: readonly T[], rng: Rng): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
-}
-
 const EQUAL = link(1e9, 1e9, 500);   // 1 byte = 1000 ps; latency 500_000 ps
 const L_PS = 500_000;
 
@@ -165,7 +156,7 @@ describe('processingOrder', () => {
     const rng = new Rng(20240611);
     const expected = ORDERED.map((m) => m.tag);
     for (let round = 0; round < 200; round++) {
-      const input = shuffled(ORDERED, rng);
+      const input = rng.shuffled(ORDERED);
       const before = input.map((m) => m.tag);
       expect(processingOrder(input).map((m) => m.tag)).toEqual(expected);
       expect(input.map((m) => m.tag)).toEqual(before);   // a new array; the input is untouched
@@ -192,7 +183,7 @@ describe('processingOrder', () => {
       return receiveBatch(target, 0, order(messages)).map((d) => `${d.message.source}.${d.message.seq}@${d.donePs}`);
     };
     const reference = runOnce((m) => m);
-    for (let round = 0; round < 50; round++) expect(runOnce((m) => shuffled(m, rng))).toEqual(reference);
+    for (let round = 0; round < 50; round++) expect(runOnce((m) => rng.shuffled(m))).toEqual(reference);
   });
 });
 
@@ -217,7 +208,7 @@ describe('uniform all-to-all over k ranks, Ports only', () => {
       }
     }
     const lastDone = inbox.map((messages, r) => {
-      const done = receiveBatch(ports[r], 0, shuffled(messages, rng));   // real arrival order is arbitrary
+      const done = receiveBatch(ports[r], 0, rng.shuffled(messages));   // real arrival order is arbitrary
       return Math.max(...done.map((d) => d.donePs));
     });
     return { lastDone, egressFree: ports.map((p) => p.egressFreePs) };

@@ -228,6 +228,21 @@ describe('Rng distributions', () => {
     }
   });
 
+  it('shuffled() permutes a copy, each of the 6 orders of 3 items about equally often', () => {
+    const rng = new Rng(21);
+    const items = ['a', 'b', 'c'] as const;
+    const counts = new Map<string, number>();
+    const n = 60_000;
+    for (let i = 0; i < n; i++) {
+      const order = rng.shuffled(items).join('');
+      counts.set(order, (counts.get(order) ?? 0) + 1);
+    }
+    expect(items).toEqual(['a', 'b', 'c']);
+    expect([...counts.keys()].sort()).toEqual(['abc', 'acb', 'bac', 'bca', 'cab', 'cba']);
+    // each order has p = 1/6: five sigma of a binomial count
+    for (const c of counts.values()) expect(Math.abs(c - n / 6)).toBeLessThan(5 * Math.sqrt(n * (1 / 6) * (5 / 6)));
+  });
+
   it('normal() has mean 0, variance 1 and the normal one-sigma mass over 1e5 draws', () => {
     const rng = new Rng(13);
     const count = 100_000;
