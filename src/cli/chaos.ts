@@ -24,8 +24,9 @@ interface ChaosFlags { faults: string; seed: string; fleet?: string; steps?: str
   quiet?: boolean }
 
 /** A GPU thread that hangs is declared hung after this long in a campaign (the scenario's `detection.hangMs`
- * wins): long enough for a busy thread on a loaded machine to answer, short enough for a campaign of hangs. */
-const CAMPAIGN_HANG_MS = 2000;
+ * wins): long enough for a thread setting up its rank on a loaded machine (nothing recorded yet), short enough
+ * for a campaign of hangs. */
+const CAMPAIGN_HANG_MS = 5000;
 export const CHAOS_FILES = { log: 'chaos.json', scenario: 'campaign.yaml', clean: 'fault-free', faulty: 'faults' };
 const CHAOS_LOG_VERSION = 1;
 

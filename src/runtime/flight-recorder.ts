@@ -5,7 +5,8 @@
 import type { RankClock } from '../fabric/streams.js';
 
 const NAME_BYTES = 200;
-const SLOT_WORDS = 2 + NAME_BYTES / 4;   // step, name length, name (UTF-8)
+const HEAD_WORDS = 3;                    // step, writes so far, name length
+const SLOT_WORDS = HEAD_WORDS + NAME_BYTES / 4;   // then the name (UTF-8)
 
 export class FlightRecorder {
   readonly #words: Int32Array;
@@ -31,17 +32,20 @@ export class FlightRecorder {
   /** GPU thread `gpu` is in `step`, after op `op` ('': the step has begun, no op yet). */
   write(gpu: number, step: number, op: string): void {
     const base = gpu * SLOT_WORDS;
-    const { written } = this.#encoder.encodeInto(op, this.#bytes.subarray((base + 2) * 4, (base + SLOT_WORDS) * 4));
+    const { written } = this.#encoder.encodeInto(op,
+      this.#bytes.subarray((base + HEAD_WORDS) * 4, (base + SLOT_WORDS) * 4));
     this.#words[base] = step;
-    this.#words[base + 1] = written;
+    this.#words[base + 2] = written;
+    Atomics.add(this.#words, base + 1, 1);
   }
 
-  /** Where `gpu` last was; op null before the step's first op. */
-  read(gpu: number): { step: number; op: string | null } {
+  /** Where `gpu` last was; op null before the step's first op; `writes`: how often the thread wrote (a thread
+   * whose count moves is working, whether or not its event loop is free to answer a status request). */
+  read(gpu: number): { step: number; op: string | null; writes: number } {
     const base = gpu * SLOT_WORDS;
-    const length = this.#words[base + 1];
+    const length = this.#words[base + 2];
     const op = length === 0 ? null
-      : new TextDecoder().decode(this.#bytes.slice((base + 2) * 4, (base + 2) * 4 + length));
-    return { step: this.#words[base], op };
+      : new TextDecoder().decode(this.#bytes.slice((base + HEAD_WORDS) * 4, (base + HEAD_WORDS) * 4 + length));
+    return { step: this.#words[base], op, writes: Atomics.load(this.#words, base + 1) };
   }
 }

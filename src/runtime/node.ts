@@ -72,6 +72,8 @@ class NodeProcess {
   readonly #waiting = new Map<number, string>();
   /** Per GPU, when it last answered 'status?' (a thread that stops answering hangs: #checkLiveness). */
   #answeredAtMs: number[] = [];
+  /** Per GPU, its flight recorder's write count and when it last moved. */
+  #recorded: { writes: number; atMs: number }[] = [];
   /** Where each GPU thread is, readable while it is blocked. */
   #recorder = new FlightRecorder(FlightRecorder.allocate(0));
   /** The GPU thread reported hung: shutting down does not wait for its task. */
@@ -144,6 +146,7 @@ class NodeProcess {
   #startGpus(a: NodeAssignment): void {
     const G = a.cluster.gpusPerNode;
     this.#answeredAtMs = new Array<number>(G).fill(Date.now());
+    this.#recorded = Array.from({ length: G }, () => ({ writes: 0, atMs: Date.now() }));
     this.#recorder = new FlightRecorder(FlightRecorder.allocate(G));
     // atomics 'disabled': with the default 'sync' an idle piscina worker blocks in Atomics.wait between tasks,
     // which stalls a long-running async task's event loop (every MessagePort delivery waited for it).
@@ -178,11 +181,15 @@ class NodeProcess {
     }
   }
 
-  /** A GPU thread that has not answered for hangMs is blocked (a GPU thread never blocks: gpu-worker.ts): the run
-   * fails naming it, its step and the last op it recorded, before its peers' receive watchdogs run out. */
+  /** A GPU thread that has neither answered nor recorded an op for hangMs is blocked (a GPU thread never blocks:
+   * gpu-worker.ts; a long op on a loaded machine may keep it from answering, but not from recording): the run fails
+   * naming it, its step and the last op it recorded, before its peers' receive watchdogs run out. */
   #checkLiveness(a: NodeAssignment): void {
     const now = Date.now();
-    this.#answeredAtMs.forEach((atMs, gpu) => {
+    this.#answeredAtMs.forEach((answered, gpu) => {
+      const { writes } = this.#recorder.read(gpu);
+      if (writes !== this.#recorded[gpu].writes) this.#recorded[gpu] = { writes, atMs: now };
+      const atMs = Math.max(answered, this.#recorded[gpu].atMs);
       if (this.#hung !== null || now - atMs <= a.hangMs) return;
       this.#hung = gpu;
       const rank = rankOf(a.cluster, a.node, gpu);
@@ -190,7 +197,7 @@ class NodeProcess {
       const where = op === null ? `at the start of step ${step}, before its first op`
         : `in step ${step}, after op ${op}`;
       this.#fail(moemuError('MOEMU_ERR_WATCHDOG', `rank ${rank} (node ${a.node}, gpu ${gpu}) hangs ${where}: its GPU ` +
-        `thread has not answered for ${now - atMs} ms`, { rank, node: a.node, step, ...(op === null ? {} : { op }) }),
+        `thread has neither answered nor recorded an op for ${now - atMs} ms`, { rank, node: a.node, step, ...(op === null ? {} : { op }) }),
       rank);
     });
   }

@@ -99,7 +99,7 @@ describe('a rank that stops: hang, ECC, OOM', () => {
         faults: [{ kind: 'hang-rank', rank: 1, step: 3, afterOps: 5 }] });
       recovered(call, dir, 1);
       const m = lineOf(call.stdout, String.raw`restart 1: MOEMU_ERR_WATCHDOG: rank 1 \(node 0, gpu 1\) hangs in ` +
-        String.raw`step 3, after op (.+?): its GPU thread has not answered for \d+ ms`);
+        String.raw`step 3, after op (.+?): its GPU thread has neither answered nor recorded an op for \d+ ms`);
       expect(m, call.stdout).not.toBeNull();
       expect(opsOf.get('1/3')).toContain(m![1]);   // an op rank 1 really runs in step 3
       // The restarted attempt marks where it struck: an instant on rank 1 at the end of the op the node named.

@@ -49,12 +49,14 @@ describe('FlightRecorder', () => {
   it('each GPU\'s slot holds its last step and op; a long name is cut whole characters', () => {
     const shared = FlightRecorder.allocate(2);
     const [writer, reader] = [new FlightRecorder(shared), new FlightRecorder(shared)];
-    expect(reader.read(1)).toEqual({ step: 0, op: null });
+    expect(reader.read(1)).toEqual({ step: 0, op: null, writes: 0 });
     writer.write(1, 3, 'F0.0 L1 dispatch(F)');
     writer.write(0, 2, 'B1.0 mtp-proj(B)');
     writer.write(1, 4, 'W0.1 L0 attn(W)');
-    expect([reader.read(0), reader.read(1)]).toEqual([{ step: 2, op: 'B1.0 mtp-proj(B)' },
-      { step: 4, op: 'W0.1 L0 attn(W)' }]);
+    expect([reader.read(0), reader.read(1)]).toEqual([{ step: 2, op: 'B1.0 mtp-proj(B)', writes: 1 },
+      { step: 4, op: 'W0.1 L0 attn(W)', writes: 2 }]);
+    writer.write(1, 5, '');   // a step begins
+    expect(reader.read(1)).toEqual({ step: 5, op: null, writes: 3 });
     writer.write(0, 5, 'é'.repeat(150));   // 300 bytes of UTF-8 into 200
     expect(reader.read(0).op).toBe('é'.repeat(100));
   });
