@@ -197,8 +197,8 @@ class NodeProcess {
       const where = op === null ? `at the start of step ${step}, before its first op`
         : `in step ${step}, after op ${op}`;
       this.#fail(moemuError('MOEMU_ERR_WATCHDOG', `rank ${rank} (node ${a.node}, gpu ${gpu}) hangs ${where}: its GPU ` +
-        `thread has neither answered nor recorded an op for ${now - atMs} ms`, { rank, node: a.node, step, ...(op === null ? {} : { op }) }),
-      rank);
+        `thread has neither answered nor recorded an op for ${now - atMs} ms`,
+      { rank, node: a.node, step, ...(op === null ? {} : { op }) }), rank);
     });
   }
 
