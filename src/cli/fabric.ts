@@ -1,6 +1,9 @@
 // `moemu fabric [scenario]`: starts the scenario's cluster (node processes, GPU threads, links), runs a fixed
 // program of transfers and collectives with checked payloads, and prints what each cost in virtual time next to
 // the link model's closed form, and how fast the emulator moved the bytes. Shuts the cluster down in all cases.
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { moemuError } from '../errors.js';
 import { worldSize, type ClusterConfig, type RuntimeConfig } from '../fabric/cluster-config.js';
@@ -10,6 +13,7 @@ import type { CollectiveProgram, CollectiveResult, CollectiveStep } from '../run
 import { Coordinator, STARTUP_TIMEOUT_MS } from '../runtime/coordinator.js';
 import { loadScenario, scenarioFromPreset } from '../scenario/load.js';
 import { MODEL_PRESET_DEFAULT } from '../scenario/schema.js';
+import { coordinatorToken, tokenHint } from './token.js';
 
 const P2P_BYTES = 1 << 20;
 const A2A_BYTES = 64 << 10;
@@ -25,10 +29,12 @@ export function addFabricCommand(program: Command): void {
     .option('--external', 'do not start node processes: wait for `moemu node --join` from elsewhere ' +
       '(other terminals, containers, hosts)')
     .option('--port <n>', 'port of the control endpoint (default: any free port)')
+    .option('--token-file <file>', 'with --external: the cluster token (default: MOEMU_TOKEN, else a new one ' +
+      'written to a file of the temp folder, named in the join line)')
     .action((file: string | undefined, flags: FabricFlags) => runFabric(file, flags));
 }
 
-interface FabricFlags { nodes?: string; gpus?: string; external?: boolean; port?: string }
+interface FabricFlags { nodes?: string; gpus?: string; external?: boolean; port?: string; tokenFile?: string }
 
 async function runFabric(file: string | undefined, flags: FabricFlags): Promise<void> {
   const scenario = file ? loadScenario(file) : scenarioFromPreset(MODEL_PRESET_DEFAULT);
@@ -42,11 +48,15 @@ async function runFabric(file: string | undefined, flags: FabricFlags): Promise<
     `binding ${cluster.host}`);
   const started = performance.now();
   const port = flags.port === undefined ? 0 : count('--port', flags.port, 65535);
+  const external = flags.external
+    ? coordinatorToken(flags.tokenFile, join(tmpdir(), `moemu-fabric-token-${process.pid}`)) : null;
   const coordinator = await Coordinator.start({ cluster, ...runtimeOf(cluster), port,
+    ...(external ? { token: external.token } : {}),
     startupTimeoutMs: STARTUP_TIMEOUT_MS[flags.external ? 'none' : 'fork'], launch: flags.external ? 'none' : 'fork',
     onListening: (url, token) => {
-      if (flags.external) {
-        console.log(`waiting for ${cluster.nodes} node(s): moemu node --join ${url} --token ${token}`);
+      if (external) {
+        console.log(`waiting for ${cluster.nodes} node(s): moemu node --join ${url} ${external.join} ` +
+          `(token ${tokenHint(token)})`);
       }
     } });
   try {
@@ -60,6 +70,7 @@ async function runFabric(file: string | undefined, flags: FabricFlags): Promise<
     report(cluster, steps, results, wallMs);
   } finally {
     await coordinator.shutdown();
+    if (external?.made) rmSync(external.made, { force: true });
   }
 }
 

@@ -19,6 +19,10 @@ import { loadScenarioSource, parseScenarioSource, readScenarioFile } from '../sc
 import { parallelOf, type Scenario } from '../scenario/schema.js';
 import { checkTraining, formatViolation, trainingLayout } from '../../test/checkers/index.js';
 import { expectationLines, RunDisplay, summaryLines } from './run-display.js';
+import { coordinatorToken, refuseTokenFlag, tokenHint } from './token.js';
+
+/** Where a coordinator writes a token it made, in the run folder. */
+const TOKEN_FILE = 'token';
 
 /** Violations printed in full; the rest are counted. */
 const VIOLATIONS_SHOWN = 20;
@@ -26,6 +30,7 @@ const VIOLATIONS_SHOWN = 20;
 export interface RunFlags {
   steps?: string; overlap?: string; seed?: string; set: string[]; out: string; trace?: string;
   external?: boolean; port?: string; check?: boolean; quiet?: boolean; json?: boolean; resume?: string;
+  tokenFile?: string; token?: string;
 }
 
 /** What a run was made of, kept in its folder (scenario.json) so that `--resume` rebuilds the same scenario. */
@@ -33,10 +38,29 @@ export interface RunSource { file: string; text: string; settings: string[] }
 const RUN_SOURCE_FILE = 'scenario.json';
 
 export function addRunCommand(program: Command): void {
-  program
+  runOptions(program
     .command('run [scenario]')
     .description('train the scenario on its emulated cluster; write runs/<name>/ (metrics.json, wall.json, ' +
-      'trace.json, report.html)')
+      'trace.json, report.html)'))
+    .option('--external', 'do not start node processes: wait for `moemu node --join` from elsewhere ' +
+      '(containers, hosts); the same as `moemu coordinator`')
+    .option('--resume <dir>', 'go on with the run in <dir> (runs/<name>) from its newest complete checkpoint, ' +
+      'with the scenario it was started with (no scenario file, no overrides)')
+    .action((file: string | undefined, flags: RunFlags) => runScenario(file, flags));
+  runOptions(program
+    .command('coordinator <scenario>')
+    .description('run the scenario on nodes that join by themselves (`moemu node --join`: other terminals, ' +
+      'containers, hosts); write runs/<name>/ and exit with the run\'s code'))
+    .addHelpText('after', '\nThe token: MOEMU_TOKEN, --token-file, or a new one written to runs/<name>/token ' +
+      '(mode 0600); the join line printed says which. Listen on another address with --set cluster.host=ADDR.\n' +
+      '\nExample:\n  moemu coordinator scenarios/default.yaml --port 7000 --set cluster.host=0.0.0.0\n' +
+      '  moemu node --join ws://HOST:7000 --token-file runs/default/token   # once per node')
+    .action((file: string, flags: RunFlags) => runScenario(file, { ...flags, external: true }));
+}
+
+/** The options `moemu run` and `moemu coordinator` share. */
+function runOptions(command: Command): Command {
+  return command
     .option('--steps <n>', 'override training.steps (also lowers training.warmupSteps to at most n)')
     .option('--overlap <on|off>', 'override parallel.overlap (DualPipe\'s overlapped forward-backward chunks)')
     .option('--seed <n>', 'override seed')
@@ -47,18 +71,18 @@ export function addRunCommand(program: Command): void {
       'and the last step)')
     .option('--quiet', 'print nothing but errors')
     .option('--json', 'print one machine-readable summary on stdout (everything else goes to stderr)')
-    .option('--external', 'do not start node processes: wait for `moemu node --join` from elsewhere ' +
-      '(containers, hosts)')
     .option('--port <n>', 'port of the control endpoint (default: any free port)')
+    .option('--token-file <file>', 'with nodes from elsewhere: the cluster token (default: MOEMU_TOKEN, else a new ' +
+      'one written to runs/<name>/token)')
+    .option('--token <token>', 'not taken: see --token-file')
     .option('--check', 'check every op and message of the run: nothing sent before it exists, no clock going back, ' +
-      'every byte received, every tensor the one the schedule says (exit 3 on a violation)')
-    .option('--resume <dir>', 'go on with the run in <dir> (runs/<name>) from its newest complete checkpoint, ' +
-      'with the scenario it was started with (no scenario file, no overrides)')
-    .action((file: string | undefined, flags: RunFlags) => runScenario(file, flags));
+      'every byte received, every tensor the one the schedule says (exit 3 on a violation)');
 }
 
 async function runScenario(given: string | undefined, flags: RunFlags): Promise<void> {
+  if (flags.token !== undefined) refuseTokenFlag();
   const { file, scenario, dir, resume } = flags.resume !== undefined ? resumed(given, flags) : fresh(given, flags);
+  const external = flags.external ? coordinatorToken(flags.tokenFile, join(dir, TOKEN_FILE)) : null;
   const { steps } = scenario.training;
   // By default the first and the last step, and every step a fault strikes in (its instant shows in the trace).
   const planned = planFaults(scenario.faults ?? [], scenario.seed, scenario.cluster, steps).faults;
@@ -79,9 +103,13 @@ async function runScenario(given: string | undefined, flags: RunFlags): Promise<
         (r.resumedAfterStep === 0 ? ' (no complete checkpoint: from the start)' : ''));
     },
     port: flags.port === undefined ? undefined : portFlag(flags.port),
+    ...(external ? { token: external.token } : {}),
     onListening: (url, token) => {
-      if (flags.external) display.say(`waiting for ${scenario.cluster.nodes} node(s): moemu node --join ${url} ` +
-        `--token ${token}`);
+      if (external) display.say(`waiting for ${scenario.cluster.nodes} node(s): moemu node --join ${url} ` +
+        `${external.join} (token ${tokenHint(token)})`);
+    },
+    onPeers: (urls) => {
+      if (external) display.say(`nodes joined: ${urls.map((u, n) => `node ${n} IB ${u}`).join(', ')}`);
     },
     onProgress: (p) => display.progress(p),
   });

@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { assert, messageOf, moemuError, type MoemuError } from '../errors.js';
 import { IB_WIRE_VERSION, encodeIbHeader, payloadCrc32, type IbHeader } from './ib-frame.js';
 import {
-  IB_ENDPOINT_DEFAULTS, IB_TOKEN_HEADER, bounded, checkPositive, type WsExtraOptions,
+  IB_ENDPOINT_DEFAULTS, IB_NODE_HEADER, IB_TOKEN_HEADER, bounded, checkPositive, type WsExtraOptions,
 } from './ib-common.js';
 
 export interface IbClientOptions {
@@ -15,6 +15,8 @@ export interface IbClientOptions {
   closeTimeoutMs?: number;
   bufferedBytesMax?: number;
   link?: string;                   // the link's name in errors, e.g. 'ib n0->n1'; default the URL
+  /** The sending node's index, told to the server (IB_NODE_HEADER), which accepts only its ranks as sources. */
+  node?: number;
   onClose?: (info: { code: number; reason: string; error: MoemuError | null }) => void;
 }
 
@@ -43,7 +45,8 @@ export class IbClient {
       }
       const wsOptions: WebSocket.ClientOptions & WsExtraOptions = {
         perMessageDeflate: false, maxPayload: o.frameBytesMax, generateMask: (mask) => mask.fill(0),
-        handshakeTimeout: o.connectTimeoutMs, headers: { [IB_TOKEN_HEADER]: token }, followRedirects: false,
+        handshakeTimeout: o.connectTimeoutMs, followRedirects: false,
+        headers: { [IB_TOKEN_HEADER]: token, ...(o.node === undefined ? {} : { [IB_NODE_HEADER]: String(o.node) }) },
         closeTimeout: o.closeTimeoutMs, allowSynchronousEvents: true, autoPong: true, skipUTF8Validation: false,
       };
       let ws: WebSocket;
@@ -157,7 +160,8 @@ export class IbClient {
   }
 }
 
-type ResolvedClientOptions = Required<Omit<IbClientOptions, 'onClose'>> & Pick<IbClientOptions, 'onClose'>;
+type ResolvedClientOptions = Required<Omit<IbClientOptions, 'onClose' | 'node'>> &
+  Pick<IbClientOptions, 'onClose' | 'node'>;
 
 function resolveClientOptions(url: string, options: IbClientOptions): ResolvedClientOptions {
   const { handshakeTimeoutMs, closeTimeoutMs, bufferedBytesMax } = IB_ENDPOINT_DEFAULTS;

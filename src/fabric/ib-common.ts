@@ -5,6 +5,8 @@ import { moemuError } from '../errors.js';
 import { RUNTIME_DEFAULTS } from './cluster-config.js';
 
 export const IB_TOKEN_HEADER = 'x-moemu-token';
+/** The sending node's index, in the upgrade request of an IB connection between node processes. */
+export const IB_NODE_HEADER = 'x-moemu-node';
 
 export const IB_ENDPOINT_DEFAULTS = Object.freeze({
   host: RUNTIME_DEFAULTS.host,   // loopback unless told otherwise (DESIGN.md "Errors and safety")

@@ -13,7 +13,7 @@ import { assert, messageOf, moemuError } from '../errors.js';
 import { assembleInto } from './ws-assemble.js';
 import { IB_REJECT_REASONS, IbFrameDecoder, type IbHeader, type IbRejectReason } from './ib-frame.js';
 import {
-  IB_ENDPOINT_DEFAULTS, IB_TOKEN_HEADER, bounded, checkConfig, checkPositive, type WsExtraOptions,
+  IB_ENDPOINT_DEFAULTS, IB_NODE_HEADER, IB_TOKEN_HEADER, bounded, checkConfig, checkPositive, type WsExtraOptions,
 } from './ib-common.js';
 
 export type { IbHeader, IbRejectReason } from './ib-frame.js';
@@ -27,6 +27,9 @@ export interface IbServerOptions {
   frameBytesMax: number;                       // ws maxPayload, and the largest payload a header may announce
   knownRank: (rank: number) => boolean;        // src must be a rank of the cluster
   localRank: (rank: number) => boolean;        // dst must be hosted by this node
+  /** Between node processes: a connection must name its node (IB_NODE_HEADER, one of `nodes` other than this
+   * one), and every frame's src must be that node's rank (`nodeOfRank`); a frame claiming another is refused. */
+  peers?: { nodes: number; self: number; nodeOfRank: (rank: number) => number };
   /** Called in arrival order. `payload` may be unaligned (see alignedPayload); it must not throw (a bug). */
   onMessage: (header: IbHeader, payload: Uint8Array) => void;
   onReject?: (reason: IbRejectReason, detail: string) => void;
@@ -123,7 +126,21 @@ export class IbServer {
       this.#options.onReject?.('auth', `${peer}: missing or wrong ${IB_TOKEN_HEADER}`);
       return refuse(socket, 401);
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, peer));
+    const node = this.#peerNode(req.headers[IB_NODE_HEADER]);
+    if (node === undefined) {
+      this.stats.malformed++;
+      this.#options.onReject?.('malformed', `${peer}: missing or bad ${IB_NODE_HEADER} (the sending node's index)`);
+      return refuse(socket, 400);
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, peer, node));
+  }
+
+  /** The node an inbound connection says it is (null: the server takes any source), undefined: refused. */
+  #peerNode(header: string | string[] | undefined): number | null | undefined {
+    const peers = this.#options.peers;
+    if (peers === undefined) return null;
+    const node = typeof header === 'string' && /^\d{1,6}$/.test(header) ? Number(header) : -1;
+    return node >= 0 && node < peers.nodes && node !== peers.self ? node : undefined;
   }
 
   #tokenMatches(presented: string | string[] | undefined): boolean {
@@ -132,10 +149,11 @@ export class IbServer {
     return timingSafeEqual(digest(presented), this.#tokenDigest);
   }
 
-  #accept(ws: WebSocket, peer: string): void {
+  #accept(ws: WebSocket, peer: string, node: number | null): void {
     ws.binaryType = 'nodebuffer';
     const o = this.#options;
-    const decoder = new IbFrameDecoder(o, {
+    const peerRank = node === null ? undefined : (rank: number) => o.peers!.nodeOfRank(rank) === node;
+    const decoder = new IbFrameDecoder({ ...o, peerRank }, {
       message: (header, payload) => {
         this.stats.messages++;
         this.stats.payloadBytes += payload.byteLength;
@@ -186,8 +204,8 @@ export class IbServer {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-type ResolvedServerOptions = Required<Omit<IbServerOptions, 'onReject' | 'onLinkClosed' | 'payloadTarget'>> &
-  Pick<IbServerOptions, 'onReject' | 'onLinkClosed' | 'payloadTarget'>;
+type ResolvedServerOptions = Required<Omit<IbServerOptions, 'onReject' | 'onLinkClosed' | 'payloadTarget' | 'peers'>> &
+  Pick<IbServerOptions, 'onReject' | 'onLinkClosed' | 'payloadTarget' | 'peers'>;
 
 function resolveServerOptions(options: IbServerOptions): ResolvedServerOptions {
   const { host, port, handshakeTimeoutMs, closeTimeoutMs } = IB_ENDPOINT_DEFAULTS;
@@ -204,7 +222,7 @@ function digest(token: string): Buffer {
 }
 
 /** Answers an upgrade request with a bare HTTP status and closes, before any ws handshake. */
-function refuse(socket: Duplex, status: 401 | 503): void {
+function refuse(socket: Duplex, status: 400 | 401 | 503): void {
   socket.once('finish', () => socket.destroy());
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }

@@ -31,9 +31,10 @@ export interface IbHeader {
   meta?: Record<string, IbMetaValue>;
 }
 
-export type IbRejectReason = 'auth' | 'oversize' | 'malformed' | 'unknown-rank' | 'sequence' | 'crc' | 'length';
+export type IbRejectReason = 'auth' | 'oversize' | 'malformed' | 'unknown-rank' | 'foreign-source' | 'sequence' |
+  'crc' | 'length';
 export const IB_REJECT_REASONS: readonly IbRejectReason[] =
-  Object.freeze(['auth', 'oversize', 'malformed', 'unknown-rank', 'sequence', 'crc', 'length']);
+  Object.freeze(['auth', 'oversize', 'malformed', 'unknown-rank', 'foreign-source', 'sequence', 'crc', 'length']);
 
 const REQUIRED_KEYS = ['v', 'src', 'dst', 'seq', 'tag', 'bytes', 'crc', 'outPs', 'egressEndPs'] as const;
 const ALLOWED_KEYS: ReadonlySet<string> = new Set<string>([...REQUIRED_KEYS, 'meta']);
@@ -172,6 +173,8 @@ export interface IbDecoderLimits {
   verifyCrc?: boolean;
   knownRank: (rank: number) => boolean;     // src must be a rank of the cluster
   localRank: (rank: number) => boolean;     // dst must be hosted by this node
+  /** src must be hosted by the node at the other end of this connection (absent: any cluster rank). */
+  peerRank?: (rank: number) => boolean;
 }
 
 export interface IbDecoderSink {
@@ -246,6 +249,9 @@ export class IbFrameDecoder {
     const { knownRank, localRank, frameBytesMax } = this.#limits;
     if (!knownRank(header.src)) return this.#reject('unknown-rank', `${where(header)}: src is not a cluster rank`);
     if (!localRank(header.dst)) return this.#reject('unknown-rank', `${where(header)}: dst is not hosted here`);
+    if (this.#limits.peerRank && !this.#limits.peerRank(header.src)) {
+      return this.#reject('foreign-source', `${where(header)}: src is not a rank of the node that connected`);
+    }
     if (header.seq !== this.#seqNext) {
       return this.#reject('sequence', `${where(header)}: expected seq ${this.#seqNext}`);
     }

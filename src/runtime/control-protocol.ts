@@ -11,7 +11,6 @@ export interface NodeAssignment {
   /** A GPU thread silent this long hangs (node.ts; the scenario's detection.hangMs). */
   hangMs: number;
   frameBytesMax: number;
-  host: string;               // where this node's IB endpoint binds
   spinUs: number;             // how long a GPU thread polls its NVLink ports before it sleeps (0: never; spin.ts)
 }
 
@@ -26,7 +25,9 @@ export interface RankResult { rank: number; result: unknown }
 
 export type NodeToCoordinator =
   | { type: 'hello'; pid: number; node: number | null }   // node = the index a launcher asked for, else null
-  | { type: 'ib-ready'; node: number; port: number }
+  /** host: where peers dial this node's IB endpoint (`moemu node --advertise`); absent: the address the
+   * coordinator sees the control connection come from. */
+  | { type: 'ib-ready'; node: number; port: number; host?: string }
   | { type: 'ready'; node: number }
   | { type: 'heartbeat'; node: number; waiting: { rank: number; waiting: string }[] }
   | { type: 'result'; node: number; id: number; ranks: RankResult[] }

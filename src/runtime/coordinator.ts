@@ -4,7 +4,7 @@
 // It watches every node (process exit, closed connection, missing heartbeats) and fails fast naming the node,
 // its ranks and what they were waiting for.
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -13,6 +13,7 @@ import { rankOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import { DETECTION_DEFAULTS } from '../scenario/recovery.js';
 import type { CoordinatorToNode, NodeToCoordinator, RankResult } from './control-protocol.js';
 import { SHUTDOWN_WAIT_MS, TOKEN_HEADER } from './control-protocol.js';
+import { bareAddress, isControlMessage, tokenDigest, urlHost, type ControlRefusal } from './control-checks.js';
 import { spinUsFor } from './spin.js';
 
 /** How long to wait for every node to be ready: forked nodes start in seconds, nodes that join by themselves
@@ -43,6 +44,10 @@ export interface CoordinatorOptions {
   onProgress?: (rank: number, progress: unknown) => void;
   /** A fatal fault a node is about to inject into itself or one of its ranks (faults/). */
   onFault?: (node: number, rank: number, fault: { index: number; kind: string; step: number }) => void;
+  /** Every node has said where its IB endpoint is (index = node): for a launcher to say who joined from where. */
+  onPeers?: (ibUrls: string[]) => void;
+  /** A control connection or message refused (also logged and counted in `refusals`). */
+  onRefusal?: (why: ControlRefusal, detail: string) => void;
 }
 
 interface NodeState {
@@ -52,6 +57,9 @@ interface NodeState {
   lastSeenMs: number;
   waiting: { rank: number; waiting: string }[];
   ibPort?: number;
+  /** Where peers dial its IB endpoint: what it advertised, else the address its control connection came from. */
+  ibHost?: string;
+  remoteAddress: string;
   ready: boolean;
 }
 
@@ -79,12 +87,21 @@ export class Coordinator {
 
   static async start(options: CoordinatorOptions): Promise<Coordinator> {
     const token = options.token ?? randomBytes(16).toString('hex');
+    const digest = tokenDigest(token);
+    let c: Coordinator | null = null;
     const server = new WebSocketServer({ host: options.host, port: options.port, perMessageDeflate: false,
       maxPayload: options.frameBytesMax, clientTracking: true,
-      verifyClient: (info: { req: IncomingMessage }) => info.req.headers[TOKEN_HEADER] === token });
+      verifyClient: (info: { req: IncomingMessage }) => {
+        const presented = info.req.headers[TOKEN_HEADER];
+        // equal-length digests compared in constant time: neither the token's length nor a prefix leaks
+        const ok = typeof presented === 'string' && timingSafeEqual(tokenDigest(presented), digest);
+        if (!ok && c) c.#refuse('token', `${info.req.socket.remoteAddress}: a missing or wrong cluster token`);
+        return ok;
+      } });
     await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
-    const c = new Coordinator(options, server, token);
-    server.on('connection', (ws) => c.#accept(ws));
+    c = new Coordinator(options, server, token);
+    const coordinator = c;
+    server.on('connection', (ws, req) => coordinator.#accept(ws, req.socket.remoteAddress ?? ''));
     options.onListening?.(c.url, token);
     try {
       if (options.launch === 'fork') c.#forkNodes();
@@ -153,7 +170,17 @@ export class Coordinator {
     }
   }
 
-  #accept(ws: WebSocket): void {
+  /** Control messages refused, by why (they are also logged): the endpoint keeps serving. */
+  readonly refusals: Record<ControlRefusal, number> = { token: 0, malformed: 0, 'node-index': 0, 'node-taken': 0,
+    'not-its-node': 0 };
+
+  #refuse(why: ControlRefusal, detail: string): void {
+    this.refusals[why] += 1;
+    console.error(`moemu coordinator: refused (${why}): ${detail}`);
+    this.options.onRefusal?.(why, detail);
+  }
+
+  #accept(ws: WebSocket, remoteAddress: string): void {
     ws.on('message', (data) => {
       let m: unknown;
       try {
@@ -161,14 +188,11 @@ export class Coordinator {
       } catch {
         m = null;
       }
-      if (!isControlMessage(m)) {
-        console.error('moemu coordinator: refused a malformed control message');
-        return;
-      }
+      if (!isControlMessage(m)) return this.#refuse('malformed', `a control message from ${remoteAddress}`);
       try {
-        this.#onMessage(ws, m);
+        this.#onMessage(ws, m, remoteAddress);
       } catch (error) {   // a field of the wrong shape deeper inside: refuse the message, keep the cluster
-        console.error(`moemu coordinator: refused a malformed ${m.type} message: ${(error as Error).message}`);
+        this.#refuse('malformed', `a ${m.type} message from ${remoteAddress}: ${(error as Error).message}`);
       }
     });
     // A frame past frameBytesMax (a rank's result too large to report) or a broken frame. From a node of the
@@ -197,14 +221,20 @@ export class Coordinator {
     });
   }
 
-  #onMessage(ws: WebSocket, m: NodeToCoordinator): void {
+  #onMessage(ws: WebSocket, m: NodeToCoordinator, remoteAddress: string): void {
     const now = Date.now();
-    if (m.type === 'hello') return this.#onHello(ws, m.pid, m.node);
+    if (m.type === 'hello') return this.#onHello(ws, m.pid, m.node, remoteAddress);
     const state = this.#nodes.get(m.node);
-    if (!state || state.ws !== ws) return;
+    if (!state || state.ws !== ws) {
+      return this.#refuse('not-its-node', `a ${m.type} message for node ${m.node} from ${remoteAddress}, which is ` +
+        `not that node's connection`);
+    }
     state.lastSeenMs = now;
     switch (m.type) {
-      case 'ib-ready': state.ibPort = m.port; return this.#maybeSendPeers();
+      case 'ib-ready':
+        state.ibPort = m.port;
+        state.ibHost = m.host ?? state.remoteAddress;
+        return this.#maybeSendPeers();
       case 'ready': state.ready = true; return this.#maybeReady();
       case 'heartbeat': state.waiting = m.waiting; return;
       case 'result': return this.#onResult(m.id, m.ranks);
@@ -219,19 +249,30 @@ export class Coordinator {
     this.#peerLostReport ??= setTimeout(() => this.#fail(error), PEER_LOST_GRACE_MS);
   }
 
-  #onHello(ws: WebSocket, pid: number, asked: number | null): void {
-    const node = asked ?? this.#nodes.size;
-    if (node >= this.options.cluster.nodes || this.#nodes.has(node)) {
-      console.error(`moemu coordinator: refused node ${node} (pid ${pid}): ` +
-        `the cluster has ${this.options.cluster.nodes} nodes`);
+  #onHello(ws: WebSocket, pid: number, asked: number | null, remoteAddress: string): void {
+    const { nodes } = this.options.cluster;
+    const free = Array.from({ length: nodes }, (_, n) => n).find((n) => !this.#nodes.has(n));
+    const node = asked ?? free;
+    if ([...this.#nodes.values()].some((n) => n.ws === ws)) {
+      return this.#refuse('node-taken', `a second hello on the connection of a node (pid ${pid}, ${remoteAddress})`);
+    }
+    if (node === undefined || node < 0 || node >= nodes) {
+      this.#refuse('node-index', `node ${node ?? '(none free)'} (pid ${pid}, ${remoteAddress}): the cluster has ` +
+        `nodes 0–${nodes - 1}`);
       ws.close();
       return;
     }
-    this.#nodes.set(node, { ws, node, pid, lastSeenMs: Date.now(), waiting: [], ready: false });
-    const { cluster, watchdogMs, heartbeatMs, frameBytesMax, host, launch } = this.options;
+    if (this.#nodes.has(node)) {
+      this.#refuse('node-taken', `node ${node} (pid ${pid}, ${remoteAddress}): another process is node ${node}`);
+      ws.close();
+      return;
+    }
+    this.#nodes.set(node, { ws, node, pid, lastSeenMs: Date.now(), waiting: [], ready: false,
+      remoteAddress: bareAddress(remoteAddress) });
+    const { cluster, watchdogMs, heartbeatMs, frameBytesMax, launch } = this.options;
     const spinUs = spinUsFor(launch, cluster, availableParallelism());
     this.#sendTo(node,
-      { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, host, spinUs,
+      { type: 'assign', assignment: { node, cluster, watchdogMs, heartbeatMs, frameBytesMax, spinUs,
         hangMs: this.options.hangMs ?? DETECTION_DEFAULTS.hangMs } });
   }
 
@@ -254,8 +295,11 @@ export class Coordinator {
   #maybeSendPeers(): void {
     const states = [...this.#nodes.values()];
     if (states.length < this.options.cluster.nodes || states.some((s) => s.ibPort === undefined)) return;
-    const ibUrls = Array.from({ length: this.options.cluster.nodes },
-      (_, n) => `ws://${this.options.host}:${this.#nodes.get(n)!.ibPort}`);
+    const ibUrls = Array.from({ length: this.options.cluster.nodes }, (_, n) => {
+      const state = this.#nodes.get(n)!;
+      return `ws://${urlHost(state.ibHost!)}:${state.ibPort}`;
+    });
+    this.options.onPeers?.(ibUrls);
     this.#broadcast({ type: 'peers', ibUrls });
   }
 
@@ -331,18 +375,6 @@ export class Coordinator {
     const ws = this.#nodes.get(node)?.ws;
     if (ws && ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
   }
-}
-
-const NODE_MESSAGE_TYPES = new Set(['hello', 'ib-ready', 'ready', 'heartbeat', 'result', 'progress', 'error',
-  'fault']);
-
-/** Shape check at the boundary: an object with a known type and an integer node (hello: a pid). */
-function isControlMessage(m: unknown): m is NodeToCoordinator {
-  if (typeof m !== 'object' || m === null) return false;
-  const { type, node, pid } = m as Record<string, unknown>;
-  if (typeof type !== 'string' || !NODE_MESSAGE_TYPES.has(type)) return false;
-  if (type === 'hello') return Number.isInteger(pid) && (node === null || Number.isInteger(node));
-  return Number.isInteger(node);
 }
 
 function waitForExit(child: ChildProcess, timeoutMs: number): Promise<void> {

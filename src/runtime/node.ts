@@ -12,6 +12,7 @@ import { IbClient, IbServer, type IbHeader } from '../fabric/ib-endpoint.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage } from '../fabric/protocol.js';
 import type { CoordinatorToNode, NodeAssignment, NodeToCoordinator, RankResult } from './control-protocol.js';
 import { SHUTDOWN_WAIT_MS, TOKEN_HEADER } from './control-protocol.js';
+import { bareAddress, isCoordinatorMessage } from './control-checks.js';
 import { FlightRecorder } from './flight-recorder.js';
 import { serializeError, type GpuInit } from './gpu-worker.js';
 
@@ -19,6 +20,11 @@ export interface NodeOptions {
   joinUrl: string;
   token: string;
   node: number | null;        // the index a launcher asks for (local fork), or null: the coordinator assigns one
+  /** The address this node's IB endpoint listens on (and its control connection leaves from); default: the local
+   * address of the control connection, the one the coordinator's network reaches. */
+  bind?: string;
+  /** The address peers dial for this node's IB endpoint; default: the one the coordinator sees it come from. */
+  advertise?: string;
   poolBytesMax: number;
   connectTimeoutMs: number;
 }
@@ -40,17 +46,24 @@ export const NVLINK_WINDOW_BYTES = 2 << 20;
 const IB_WINDOW_BYTES = 16 << 20;
 
 export async function runNode(options: NodeOptions): Promise<number> {
-  const control = await connectControl(options);
-  return new Promise((resolve) => new NodeProcess(options, control, resolve));
+  const { ws, localAddress } = await connectControl(options);
+  return new Promise((resolve) => new NodeProcess(options, ws, localAddress, resolve));
 }
 
-function connectControl(options: NodeOptions): Promise<WebSocket> {
+/** Addresses that mean every interface: a node bound to one leaves for the coordinator from wherever it routes. */
+const WILDCARDS: ReadonlySet<string> = new Set(['0.0.0.0', '::']);
+
+/** The control connection, and the local address it left from (where this node's own network is). */
+function connectControl(options: NodeOptions): Promise<{ ws: WebSocket; localAddress: string }> {
   return new Promise((resolve, reject) => {
     // Control messages are small (assignments, programs, results); they are held to the default frame limit, as
     // the cluster's own frameBytesMax is not known before the assignment.
+    const from = options.bind !== undefined && !WILDCARDS.has(options.bind) ? { localAddress: options.bind } : {};
     const ws = new WebSocket(options.joinUrl, { headers: { [TOKEN_HEADER]: options.token }, perMessageDeflate: false,
-      handshakeTimeout: options.connectTimeoutMs, maxPayload: RUNTIME_DEFAULTS.frameBytesMax });
-    ws.once('open', () => resolve(ws));
+      handshakeTimeout: options.connectTimeoutMs, maxPayload: RUNTIME_DEFAULTS.frameBytesMax, ...from });
+    let localAddress = '127.0.0.1';
+    ws.once('upgrade', (res) => { localAddress = res.socket.localAddress ?? localAddress; });
+    ws.once('open', () => resolve({ ws, localAddress }));
     ws.once('error', (error) => reject(moemuError('MOEMU_ERR_PEER_LOST',
       `cannot reach the coordinator at ${options.joinUrl}: ${error.message}`)));
     ws.once('unexpected-response', (_req, res) => reject(res.statusCode === 401
@@ -84,11 +97,24 @@ class NodeProcess {
   /** Fatal faults reported to the coordinator, waiting for its word (#releaseFatal). */
   readonly #fatal = new Map<number, { gpu: number; kind: string }>();
   #closing = false;
+  refusedControlMessages = 0;
 
   constructor(private readonly options: NodeOptions, private readonly control: WebSocket,
-              private readonly exit: (code: number) => void) {
-    control.on('message',
-      (data) => void this.#onControl(JSON.parse(String(data)) as CoordinatorToNode).catch((e) => this.#fail(e)));
+              private readonly localAddress: string, private readonly exit: (code: number) => void) {
+    control.on('message', (data) => {
+      let m: unknown = null;
+      try {
+        m = JSON.parse(String(data));
+      } catch {
+        // refused below
+      }
+      if (!isCoordinatorMessage(m)) {
+        this.refusedControlMessages += 1;
+        console.error(`moemu node ${options.node ?? ''}: refused a malformed control message`);
+        return;
+      }
+      void this.#onControl(m).catch((e) => this.#fail(e));
+    });
     // The coordinator gone without a shutdown: this node must not outlive its cluster.
     control.on('close', () => void this.#shutdown(EXIT_CODES.faultNotRecovered));
     // A broken or oversized frame: ws closes the connection next, and the close above shuts the node down.
@@ -114,7 +140,9 @@ class NodeProcess {
     this.#assignment = a;
     const local = (rank: number) => nodeOf(a.cluster, rank) === a.node;
     this.#ibServer = await IbServer.listen({
-      host: a.host, port: 0, token: this.options.token, frameBytesMax: a.frameBytesMax,
+      host: this.options.bind ?? bareAddress(this.localAddress),
+      port: 0, token: this.options.token, frameBytesMax: a.frameBytesMax,
+      peers: { nodes: a.cluster.nodes, self: a.node, nodeOfRank: (rank) => nodeOf(a.cluster, rank) },
       knownRank: (rank) => Number.isInteger(rank) && rank >= 0 && rank < worldSize(a.cluster),
       localRank: local,
       verifyCrc: false,   // the receiving GPU thread checks it (gpu-worker.ts), off this thread
@@ -128,7 +156,8 @@ class NodeProcess {
       for (const port of this.#gpuPorts) port.postMessage({ kind: 'status?' } satisfies NodeToGpu);
       this.#checkLiveness(a);
     }, a.heartbeatMs);
-    this.#send({ type: 'ib-ready', node: a.node, port: this.#ibServer.port });
+    this.#send({ type: 'ib-ready', node: a.node, port: this.#ibServer.port,
+      ...(this.options.advertise === undefined ? {} : { host: this.options.advertise }) });
   }
 
   async #onPeers(ibUrls: string[]): Promise<void> {
@@ -136,8 +165,15 @@ class NodeProcess {
     for (let n = 0; n < ibUrls.length; n++) {
       if (n === a.node) continue;
       // Each GPU's send pool bounds the bytes it can have in flight, so the socket queue needs no other bound.
-      this.#ibClients.set(n, await IbClient.connect(ibUrls[n], this.options.token, { frameBytesMax: a.frameBytesMax,
-        bufferedBytesMax: this.options.poolBytesMax * a.cluster.gpusPerNode, link: `ib n${a.node}->n${n}` }));
+      const link = `ib n${a.node}->n${n}`;
+      try {
+        this.#ibClients.set(n, await IbClient.connect(ibUrls[n], this.options.token, { frameBytesMax: a.frameBytesMax,
+          bufferedBytesMax: this.options.poolBytesMax * a.cluster.gpusPerNode, link, node: a.node }));
+      } catch (error) {
+        throw moemuError('MOEMU_ERR_PEER_LOST', `node ${a.node} cannot reach node ${n}'s IB endpoint at ` +
+          `${ibUrls[n]}, the address node ${n} advertised (moemu node --advertise; is it the one it listens on?): ` +
+          messageOf(error), { node: n, link });
+      }
     }
     this.#startGpus(a);
     this.#send({ type: 'ready', node: a.node });

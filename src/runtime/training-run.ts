@@ -28,6 +28,10 @@ export interface TrainingRunOptions {
   /** Do not fork node processes: wait for `moemu node --join` (containers, other hosts). */
   external?: boolean;
   onListening?: (url: string, token: string) => void;
+  /** The cluster token (default: a new one per cluster); nodes that join by themselves need it. */
+  token?: string;
+  /** Every node has said where its IB endpoint is (index = node). */
+  onPeers?: (ibUrls: string[]) => void;
   /** Each step every rank has finished, while the run goes on. */
   onProgress?: (progress: RunProgress) => void;
   startupTimeoutMs?: number;
@@ -302,7 +306,8 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
     heartbeatMs: cluster.heartbeatMs, hangMs: detection.hangMs, frameBytesMax: cluster.frameBytesMax,
     port: options.port ?? 0,
     startupTimeoutMs: options.startupTimeoutMs ?? STARTUP_TIMEOUT_MS[options.external ? 'none' : 'fork'],
-    launch: options.external ? 'none' : 'fork', onListening: options.onListening,
+    launch: options.external ? 'none' : 'fork', onListening: options.onListening, onPeers: options.onPeers,
+    ...(options.token === undefined ? {} : { token: options.token }),
     onProgress: (rank, progress) => gather.add(rank, progress as TrainProgress),
     // A fatal fault has happened once it is let go: one held back when the attempt ends for another reason
     // strikes in the next.

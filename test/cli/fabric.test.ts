@@ -26,12 +26,12 @@ describe('moemu fabric / moemu node', () => {
       const join = await new Promise<string[]>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no join line in: ${out}`)), 30_000);
         coordinator.stdout.on('data', () => {
-          const m = /moemu node --join (\S+) --token (\S+)/.exec(out);
+          const m = /moemu node --join (\S+) --token-file (\S+)/.exec(out);
           if (m) { clearTimeout(timer); resolve([m[1], m[2]]); }
         });
       });
       for (let i = 0; i < 2; i++) {
-        nodes.push(spawn('node', [CLI, 'node', '--join', join[0], '--token', join[1]], { stdio: 'ignore' }));
+        nodes.push(spawn('node', [CLI, 'node', '--join', join[0], '--token-file', join[1]], { stdio: 'ignore' }));
       }
       const code = await new Promise<number | null>((resolve) => coordinator.on('exit', resolve));
       expect(code).toBe(0);
