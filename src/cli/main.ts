@@ -10,7 +10,10 @@ import { Command, CommanderError } from 'commander';
 import { EXIT_CODES, messageOf, MoemuError } from '../errors.js';
 import { addChaosCommand } from './chaos.js';
 import { addCompareCommand } from './compare.js';
+import { addComposeCommand } from './compose.js';
+import { addK8sCommand } from './k8s.js';
 import { addFabricCommand } from './fabric.js';
+import { addHealthCommand } from './health.js';
 import { addNodeCommand } from './node.js';
 import { addReferenceCommand } from './reference.js';
 import { addReportCommand } from './report.js';
@@ -59,7 +62,10 @@ export function buildProgram(): Command {
   addChaosCommand(program);
   addFabricCommand(program);
   addNodeCommand(program);
+  addComposeCommand(program);
+  addK8sCommand(program);
   addScheduleCommand(program);
+  addHealthCommand(program);
   return program;
 }
 

@@ -14,6 +14,7 @@ import { DETECTION_DEFAULTS } from '../scenario/recovery.js';
 import type { CoordinatorToNode, NodeToCoordinator, RankResult } from './control-protocol.js';
 import { SHUTDOWN_WAIT_MS, TOKEN_HEADER } from './control-protocol.js';
 import { bareAddress, isControlMessage, tokenDigest, urlHost, type ControlRefusal } from './control-checks.js';
+import { startHealthFile } from './health.js';
 import { spinUsFor } from './spin.js';
 
 /** How long to wait for every node to be ready: forked nodes start in seconds, nodes that join by themselves
@@ -79,6 +80,7 @@ export class Coordinator {
   #watchdog: NodeJS.Timeout | undefined;
   #closing = false;
   #peerLostReport: NodeJS.Timeout | undefined;
+  #stopHealth: () => void = () => undefined;
 
   private constructor(readonly options: CoordinatorOptions, server: WebSocketServer, token: string) {
     this.#server = server;
@@ -100,6 +102,7 @@ export class Coordinator {
       } });
     await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
     c = new Coordinator(options, server, token);
+    c.#stopHealth = startHealthFile(options.heartbeatMs);
     const coordinator = c;
     server.on('connection', (ws, req) => coordinator.#accept(ws, req.socket.remoteAddress ?? ''));
     options.onListening?.(c.url, token);
@@ -154,6 +157,7 @@ export class Coordinator {
     this.#closing = true;
     clearInterval(this.#watchdog);
     clearTimeout(this.#peerLostReport);
+    this.#stopHealth();
     this.#broadcast({ type: 'shutdown' });
     await Promise.all(this.#children.map((child) => waitForExit(child, SHUTDOWN_WAIT_MS)));
     for (const ws of this.#server.clients) ws.terminate();

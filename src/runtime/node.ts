@@ -7,13 +7,15 @@ import { Piscina } from 'piscina';
 import WebSocket from 'ws';
 import { EXIT_CODES, messageOf, moemuError } from '../errors.js';
 import { BufferPool } from '../fabric/buffer-pool.js';
-import { gpuOf, rankOf, worldSize, nodeOf, RUNTIME_DEFAULTS } from '../fabric/cluster-config.js';
+import { gpuOf, rankOf, worldSize, nodeOf } from '../fabric/cluster-config.js';
 import { IbClient, IbServer, type IbHeader } from '../fabric/ib-endpoint.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage } from '../fabric/protocol.js';
 import type { CoordinatorToNode, NodeAssignment, NodeToCoordinator, RankResult } from './control-protocol.js';
-import { SHUTDOWN_WAIT_MS, TOKEN_HEADER } from './control-protocol.js';
+import { SHUTDOWN_WAIT_MS } from './control-protocol.js';
 import { bareAddress, isCoordinatorMessage } from './control-checks.js';
+import { connectControl } from './control-connect.js';
 import { FlightRecorder } from './flight-recorder.js';
+import { startHealthFile } from './health.js';
 import { serializeError, type GpuInit } from './gpu-worker.js';
 
 export interface NodeOptions {
@@ -44,32 +46,12 @@ const GPU_WORKER = new URL('./gpu-worker.js', import.meta.url).href;
 export const NVLINK_WINDOW_BYTES = 2 << 20;
 /** IB bytes in flight per GPU (to its node's main thread and socket): enough to keep the link busy, bounded. */
 const IB_WINDOW_BYTES = 16 << 20;
+/** How often a node process writes its health file (the coordinator: every heartbeatMs). */
+const HEALTH_INTERVAL_MS = 2_000;
 
 export async function runNode(options: NodeOptions): Promise<number> {
   const { ws, localAddress } = await connectControl(options);
   return new Promise((resolve) => new NodeProcess(options, ws, localAddress, resolve));
-}
-
-/** Addresses that mean every interface: a node bound to one leaves for the coordinator from wherever it routes. */
-const WILDCARDS: ReadonlySet<string> = new Set(['0.0.0.0', '::']);
-
-/** The control connection, and the local address it left from (where this node's own network is). */
-function connectControl(options: NodeOptions): Promise<{ ws: WebSocket; localAddress: string }> {
-  return new Promise((resolve, reject) => {
-    // Control messages are small (assignments, programs, results); they are held to the default frame limit, as
-    // the cluster's own frameBytesMax is not known before the assignment.
-    const from = options.bind !== undefined && !WILDCARDS.has(options.bind) ? { localAddress: options.bind } : {};
-    const ws = new WebSocket(options.joinUrl, { headers: { [TOKEN_HEADER]: options.token }, perMessageDeflate: false,
-      handshakeTimeout: options.connectTimeoutMs, maxPayload: RUNTIME_DEFAULTS.frameBytesMax, ...from });
-    let localAddress = '127.0.0.1';
-    ws.once('upgrade', (res) => { localAddress = res.socket.localAddress ?? localAddress; });
-    ws.once('open', () => resolve({ ws, localAddress }));
-    ws.once('error', (error) => reject(moemuError('MOEMU_ERR_PEER_LOST',
-      `cannot reach the coordinator at ${options.joinUrl}: ${error.message}`)));
-    ws.once('unexpected-response', (_req, res) => reject(res.statusCode === 401
-      ? moemuError('MOEMU_ERR_AUTH', `the coordinator at ${options.joinUrl} refused the cluster token`)
-      : moemuError('MOEMU_ERR_PEER_LOST', `the coordinator at ${options.joinUrl} answered HTTP ${res.statusCode}`)));
-  });
 }
 
 class NodeProcess {
@@ -98,6 +80,8 @@ class NodeProcess {
   readonly #fatal = new Map<number, { gpu: number; kind: string }>();
   #closing = false;
   refusedControlMessages = 0;
+  /** The container health check's heartbeat file (health.ts), written from this process's event loop. */
+  readonly #stopHealth = startHealthFile(HEALTH_INTERVAL_MS);
 
   constructor(private readonly options: NodeOptions, private readonly control: WebSocket,
               private readonly localAddress: string, private readonly exit: (code: number) => void) {
@@ -382,6 +366,7 @@ class NodeProcess {
     if (this.#closing) return;
     this.#closing = true;
     clearInterval(this.#heartbeat);
+    this.#stopHealth();
     for (const port of this.#gpuPorts) port.postMessage({ kind: 'shutdown' } satisfies NodeToGpu);
     await withTimeout(Promise.allSettled(this.#tasks.filter((_, gpu) => gpu !== this.#hung)), SHUTDOWN_WAIT_MS);
     await this.#pool?.destroy().catch(() => undefined);
