@@ -2,6 +2,7 @@
 // checked for its shape before anything reads it, a token only as a digest compared in constant time, and a host
 // only if it cannot break out of the URL it goes into.
 import { createHash } from 'node:crypto';
+import { nodeOf, worldSize, type ClusterConfig } from '../fabric/cluster-config.js';
 import type { CoordinatorToNode, NodeToCoordinator } from './control-protocol.js';
 
 const NODE_MESSAGE_TYPES = new Set(['hello', 'ib-ready', 'ready', 'heartbeat', 'result', 'progress', 'error',
@@ -55,4 +56,14 @@ export function isCoordinatorMessage(m: unknown): m is CoordinatorToNode {
     case 'inject': return Number.isInteger(r.index);
     default: return true;
   }
+}
+
+/** A rank a node's message speaks for that is not one of the node's own, or null. */
+export function foreignRank(m: NodeToCoordinator, cluster: Pick<ClusterConfig, 'nodes' | 'gpusPerNode'>):
+number | null {
+  const ranks = m.type === 'result' ? m.ranks.map((r) => r.rank)
+    : (m.type === 'progress' || m.type === 'error' || m.type === 'fault') && m.rank !== null ? [m.rank] : [];
+  const own = (rank: number) => Number.isInteger(rank) && rank >= 0 && rank < worldSize(cluster) &&
+    nodeOf(cluster, rank) === m.node;
+  return ranks.find((rank) => !own(rank)) ?? null;
 }

@@ -13,7 +13,9 @@ import { rankOf, type ClusterConfig } from '../fabric/cluster-config.js';
 import { DETECTION_DEFAULTS } from '../scenario/recovery.js';
 import type { CoordinatorToNode, NodeToCoordinator, RankResult } from './control-protocol.js';
 import { SHUTDOWN_WAIT_MS, TOKEN_HEADER } from './control-protocol.js';
-import { bareAddress, isControlMessage, tokenDigest, urlHost, type ControlRefusal } from './control-checks.js';
+import {
+  bareAddress, foreignRank, isControlMessage, tokenDigest, urlHost, type ControlRefusal,
+} from './control-checks.js';
 import { startHealthFile } from './health.js';
 import { spinUsFor } from './spin.js';
 
@@ -232,6 +234,11 @@ export class Coordinator {
     if (!state || state.ws !== ws) {
       return this.#refuse('not-its-node', `a ${m.type} message for node ${m.node} from ${remoteAddress}, which is ` +
         `not that node's connection`);
+    }
+    const foreign = foreignRank(m, this.options.cluster);
+    if (foreign !== null) {
+      return this.#refuse('not-its-node', `a ${m.type} message of node ${m.node} speaking for rank ${foreign}, ` +
+        'which is not one of its ranks');
     }
     state.lastSeenMs = now;
     switch (m.type) {

@@ -10,6 +10,7 @@ import { Coordinator } from '../../dist/src/runtime/coordinator.js';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS } from '../../dist/src/fabric/cluster-config.js';
 import { IbClient, IbServer } from '../../dist/src/fabric/ib-endpoint.js';
 import { Rng } from '../../dist/src/tensor/rng.js';
+import { foreignRank } from '../../dist/src/runtime/control-checks.js';
 
 const coordinators: Coordinator[] = [];
 afterEach(async () => {
@@ -66,6 +67,21 @@ describe('the control endpoint', () => {
     const results = await c.run({ kind: 'collectives', seed: 1, steps: [{ op: 'barrier' }] });
     expect(results).toHaveLength(2);
   }, 60_000);
+});
+
+describe('what a node may speak for', () => {
+  it('only its own ranks: a progress, error, fault or result naming another node\'s rank is foreign', () => {
+    const cluster = { nodes: 2, gpusPerNode: 2 };   // node 1 has ranks 2, 3
+    expect(foreignRank({ type: 'progress', node: 1, rank: 3, progress: {} }, cluster)).toBe(null);
+    expect(foreignRank({ type: 'progress', node: 1, rank: 1, progress: {} }, cluster)).toBe(1);
+    expect(foreignRank({ type: 'fault', node: 1, rank: 4, fault: { index: 0, kind: 'kill-rank', step: 1 } },
+      cluster)).toBe(4);
+    expect(foreignRank({ type: 'error', node: 1, rank: null, error: { code: 'x', message: 'y' } } as never, cluster))
+      .toBe(null);
+    expect(foreignRank({ type: 'result', node: 1, id: 0, ranks: [{ rank: 2, result: 0 }, { rank: 0, result: 0 }] },
+      cluster)).toBe(0);
+    expect(foreignRank({ type: 'heartbeat', node: 1, waiting: [] }, cluster)).toBe(null);
+  });
 });
 
 describe('an IB endpoint between node processes', () => {
