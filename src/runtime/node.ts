@@ -208,6 +208,10 @@ class NodeProcess {
     const now = Date.now();
     this.#answeredAtMs.forEach((answered, gpu) => {
       const { writes } = this.#recorder.read(gpu);
+      // Before its first step a thread builds its rank in one long synchronous stretch (64 of them on two cores
+      // take many seconds): it is not judged until it has begun a step; a rank stuck before that is its peers'
+      // receive watchdog's.
+      if (writes === 0) return;
       if (writes !== this.#recorded[gpu].writes) this.#recorded[gpu] = { writes, atMs: now };
       const atMs = Math.max(answered, this.#recorded[gpu].atMs);
       if (this.#hung !== null || now - atMs <= a.hangMs) return;
