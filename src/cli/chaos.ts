@@ -18,7 +18,7 @@ import { prepareRunFolder, writeRunFile, writeRunFolder } from '../runtime/run-f
 import { checkLayout, detectionOf, runTraining, type TrainingRun } from '../runtime/training-run.js';
 import { parseScenarioSource, readScenarioFile, scenarioTextWith } from '../scenario/load.js';
 import { parallelOf, type Scenario } from '../scenario/schema.js';
-import { runSettings, startRunFolder, type RunSource } from './run.js';
+import { integerFlag, runSettings, startRunFolder, type RunSource } from './run.js';
 
 interface ChaosFlags { faults: string; seed: string; fleet?: string; steps?: string; set: string[]; out: string;
   quiet?: boolean }
@@ -71,7 +71,8 @@ async function runChaos(file: string, flags: ChaosFlags): Promise<void> {
   if (request.fleet !== undefined) say(fleetLine(request.fleet, request.faults, steps));
 
   const cleanScenario = parseScenarioSource(text, file, settings).scenario;
-  const clean = await train(cleanScenario, { file, text, settings }, join(dir, CHAOS_FILES.clean), [1, steps]);
+  const clean = await train(cleanScenario, { file, text, settings }, prepareRunFolder(dir, CHAOS_FILES.clean),
+    [1, steps]);
   say(`fault-free: ${runLine(clean)}`);
 
   const spans = clean.metrics.steps.map((s) => s.spanPs).sort((a, b) => a - b);
@@ -89,7 +90,7 @@ async function runChaos(file: string, flags: ChaosFlags): Promise<void> {
   let run: Awaited<ReturnType<typeof train>>;
   try {
     run = await train(faulty, { file: campaignFile, text: campaignText, settings: [] },
-      join(dir, CHAOS_FILES.faulty), [1, steps], (line) => say(`  ${line}`));
+      prepareRunFolder(dir, CHAOS_FILES.faulty), [1, steps], (line) => say(`  ${line}`));
   } catch (error) {
     if (!(error instanceof MoemuError)) throw error;
     // the context stays in the first lines: the last one is the command line alone
@@ -110,19 +111,11 @@ async function runChaos(file: string, flags: ChaosFlags): Promise<void> {
 }
 
 function requestOf(flags: ChaosFlags): CampaignRequest {
-  const faults = whole('--faults', flags.faults, 1);
-  const seed = whole('--seed', flags.seed, 0);
+  const faults = integerFlag('--faults', flags.faults, 1);
+  const seed = integerFlag('--seed', flags.seed, 0);
   if (seed > 2 ** 32 - 1) throw moemuError('MOEMU_ERR_CONFIG', `--seed must be below 2^32, got ${seed}`,
     { path: '--seed' });
-  return { faults, seed, ...(flags.fleet === undefined ? {} : { fleet: whole('--fleet', flags.fleet, 1) }) };
-}
-
-function whole(name: string, value: string, min: number): number {
-  const n = /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n < min) {
-    throw moemuError('MOEMU_ERR_CONFIG', `${name} must be an integer ≥ ${min}, got "${value}"`, { path: name });
-  }
-  return n;
+  return { faults, seed, ...(flags.fleet === undefined ? {} : { fleet: integerFlag('--fleet', flags.fleet, 1) }) };
 }
 
 /** The command line that runs the same campaign (--out and --quiet change no fate). */
@@ -155,10 +148,9 @@ function campaignSettings(s: Scenario, campaign: readonly CampaignFault[]): stri
     ...(s.detection ? [] : [`detection={"hangMs": ${CAMPAIGN_HANG_MS}}`])];
 }
 
-/** One run into its folder (`moemu run --resume` can go on with it). */
+/** One run into its prepared folder (`moemu run --resume` can go on with it). */
 async function train(s: Scenario, source: RunSource, runDir: string, traceSteps: number[],
                      onRestart?: (line: string) => void): Promise<TrainingRun & { elapsedMs: number }> {
-  prepareRunFolder(runDir, '.');
   startRunFolder(runDir, source);
   const started = performance.now();
   const run = await runTraining(s, { file: source.file, runDir, traceSteps,

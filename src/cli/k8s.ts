@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { messageOf, moemuError } from '../errors.js';
 import type { Scenario } from '../scenario/load.js';
-import { coordinatorArgs, LAUNCH_DEFAULTS, launchScenario, launchTarget, type LaunchFlags } from './compose.js';
+import { coordinatorArgs, launchOptions, launchScenario, launchTarget, type LaunchFlags } from './launch.js';
 
 export const K8S_FILE = 'moemu.yaml';
 /** What one emulated GPU (a worker thread) asks for, besides its CPU. */
@@ -64,16 +64,11 @@ export function k8sManifests(scenario: Scenario, text: string, target: { image: 
 }
 
 export function addK8sCommand(program: Command): void {
-  program
+  launchOptions(program
     .command('k8s <scenario>')
     .description('write Kubernetes manifests for the scenario: coordinator Service and Pod, an Indexed Job of ' +
-      'nodes, the token Secret, the scenario ConfigMap, a runs volume claim (cluster/README.md)')
-    .option('--out <dir>', 'where the manifests go', 'cluster/k8s')
-    .option('--image <ref>', 'the moemu image, pushed where the cluster pulls from', LAUNCH_DEFAULTS.image)
-    .option('--port <n>', 'the coordinator\'s control port', String(LAUNCH_DEFAULTS.port))
-    .option('--steps <n>', 'override training.steps')
-    .option('--set <path=value>', 'override a scenario field (repeatable)', (v: string, all: string[]) => [...all, v],
-      [])
+      'nodes, the token Secret, the scenario ConfigMap, a runs volume claim (cluster/README.md)'), 'cluster/k8s',
+  'the moemu image, pushed where the cluster pulls from')
     .action((file: string, flags: LaunchFlags & { out: string }) => {
       const { scenario, text } = launchScenario(file, flags);
       const manifests = k8sManifests(scenario, text, launchTarget(flags), randomBytes(16).toString('hex'));

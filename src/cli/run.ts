@@ -241,7 +241,7 @@ export function runSettings(file: string, flags: Pick<RunFlags, 'steps' | 'overl
   return settings;
 }
 
-function integerFlag(name: string, value: string, min: number): number {
+export function integerFlag(name: string, value: string, min: number): number {
   const n = /^\d+$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(n) || n < min) {
     throw moemuError('MOEMU_ERR_CONFIG', `${name} must be an integer ≥ ${min}, got "${value}"`, { path: name });
