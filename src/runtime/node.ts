@@ -79,7 +79,8 @@ class NodeProcess {
   /** Fatal faults reported to the coordinator, waiting for its word (#releaseFatal). */
   readonly #fatal = new Map<number, { gpu: number; kind: string }>();
   #closing = false;
-  refusedControlMessages = 0;
+  /** Malformed control messages refused (each logged with the count so far). */
+  #refused = 0;
   /** The container health check's heartbeat file (health.ts), written from this process's event loop. */
   readonly #stopHealth = startHealthFile(HEALTH_INTERVAL_MS);
 
@@ -93,8 +94,9 @@ class NodeProcess {
         // refused below
       }
       if (!isCoordinatorMessage(m)) {
-        this.refusedControlMessages += 1;
-        console.error(`moemu node ${options.node ?? ''}: refused a malformed control message`);
+        this.#refused += 1;
+        console.error(`moemu node ${options.node ?? ''}: refused a malformed control message (${this.#refused} ` +
+          'so far)');
         return;
       }
       void this.#onControl(m).catch((e) => this.#fail(e));
