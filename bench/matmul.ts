@@ -68,7 +68,7 @@ function benchCaseLines({ form, size }: BenchCase, torch: TorchResult): string[]
 }
 
 /** Values in [-1, 1) from a fixed integer hash, so every run multiplies the same matrices. */
-function deterministicOperand(count: number, seed: number): Float32Array {
+export function deterministicOperand(count: number, seed: number): Float32Array {
   const values = new Float32Array(count);
   for (let index = 0; index < count; index++) {
     const hash = Math.imul(index + 1, 0x9e3779b1) ^ Math.imul(seed, 0x85ebca6b);
@@ -91,7 +91,7 @@ function naiveMatmulNN(a: Float32Array, b: Float32Array, out: Float32Array, size
 }
 
 /** Median over TIMED_SAMPLE_COUNT samples of the seconds one call of `run` takes. */
-function medianSecondsPerRun(run: () => void): number {
+export function medianSecondsPerRun(run: () => void): number {
   const startMs = performance.now();
   for (let warmup = 0; warmup < WARMUP_RUN_COUNT; warmup++) run();
   const warmRunMs = (performance.now() - startMs) / WARMUP_RUN_COUNT;
@@ -105,7 +105,7 @@ function medianSecondsPerRun(run: () => void): number {
   return median(secondsPerRun);
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;

@@ -4,6 +4,7 @@ import { benchFabric } from './fabric.js';
 import { benchLinkOrder } from './link-order.js';
 import { benchMatmul } from './matmul.js';
 import { benchSdc } from './sdc.js';
+import { benchSpeed } from './speed.js';
 import { benchTrainer } from './trainer.js';
 
 const GROUPS: Record<string, () => Promise<string[]> | string[]> = {
@@ -12,6 +13,7 @@ const GROUPS: Record<string, () => Promise<string[]> | string[]> = {
   links: benchLinkOrder,
   trainer: benchTrainer,
   sdc: benchSdc,
+  speed: benchSpeed,
 };
 
 async function main(): Promise<void> {

@@ -1,0 +1,92 @@
+// The emulator's own speed (issue 16), each figure beside the limit it is judged against, measured in the same run:
+// - the reference trainer's model GFLOP/s (3 × forward FLOPs per token) against the f32 matmul kernel's own
+//   GFLOP/s at 256³ — how much of a step is outside the GEMMs;
+// - emulation efficiency: the single-thread reference step / (the cluster's step × the cores of this machine) —
+//   1 would mean the emulated cluster costs no more CPU than training the same model in one thread;
+// - the default scenario's wall time per step and virtual seconds per wall second.
+// Step times are medians over the steps after the first (the first pays for JIT compilation and pool set-up).
+import { availableParallelism } from 'node:os';
+import { MODEL_PRESETS, type ModelPreset } from '../src/model/config.js';
+import { forwardFlopsPerToken } from '../src/model/flops.js';
+import { ReferenceTrainer } from '../src/model/trainer.js';
+import { runTraining } from '../src/runtime/training-run.js';
+import { loadScenario, scenarioFromPreset } from '../src/scenario/load.js';
+import type { Scenario } from '../src/scenario/schema.js';
+import { matmulF32 } from '../src/tensor/kernels/matmul-f32.js';
+import { deterministicOperand, median, medianSecondsPerRun } from './matmul.js';
+
+const KERNEL_SIZE = 256;
+const TRAINER_CASES: { preset: ModelPreset; batchSize: number; steps: number }[] = [
+  { preset: 'tiny', batchSize: 8, steps: 5 },
+  { preset: 'small', batchSize: 4, steps: 3 },
+];
+const EMULATED = ['default', 'dualpipe'];
+const EMULATED_STEPS = 3;
+
+export async function benchSpeed(): Promise<string[]> {
+  const lines: string[] = [];
+  const kernel = kernelGflops();
+  for (const k of TRAINER_CASES) {
+    const gflops = trainerGflops(k.preset, k.batchSize, k.steps);
+    lines.push(`reference trainer ${k.preset}: ${gflops.toFixed(2)} model GFLOP/s, ratio ` +
+      `${(gflops / kernel).toFixed(2)} of the matmul kernel (${kernel.toFixed(1)} GFLOP/s at ${KERNEL_SIZE}³)`);
+  }
+  const cores = availableParallelism();
+  for (const name of EMULATED) {
+    const file = `scenarios/${name}.yaml`;
+    const scenario = withSteps(loadScenario(file), EMULATED_STEPS);
+    const referenceMs = referenceStepMs(scenario);
+    const run = await runTraining(scenario, { file });
+    const clusterMs = median(run.wall.stepsMs.slice(1));
+    const efficiency = referenceMs / (clusterMs * cores);
+    lines.push(`emulation efficiency ${name}: ${efficiency.toFixed(2)}, ratio ${efficiency.toFixed(2)} of 1 ` +
+      `(reference ${seconds(referenceMs)}, cluster ${seconds(clusterMs)} × ${cores} cores)`);
+    if (name === 'default') {
+      const later = run.metrics.steps.slice(1);
+      const virtualS = later.reduce((sum, s) => sum + s.spanPs, 0) / 1e12 / later.length;
+      lines.push(`wall time per step ${name}: ${seconds(clusterMs)}, ratio ${(clusterMs / referenceMs).toFixed(2)} of ` +
+        `the reference step (${seconds(referenceMs)})`);
+      lines.push(`virtual seconds per wall second ${name}: ${(virtualS / (clusterMs / 1000)).toFixed(3)}, ratio ` +
+        `${(virtualS / (referenceMs / 1000)).toFixed(3)} at the reference's speed (virtual step ${seconds(virtualS * 1000)})`);
+    }
+  }
+  return lines;
+}
+
+function withSteps(s: Scenario, steps: number): Scenario {
+  return { ...s, training: { ...s.training, steps, warmupSteps: Math.min(s.training.warmupSteps, steps) } };
+}
+
+function trainerGflops(preset: ModelPreset, batchSize: number, steps: number): number {
+  const scenario = scenarioFromPreset(preset, { precision: 'fp32',
+    training: { steps: steps + 1, batchSize, microBatches: 2 } });
+  const trainer = new ReferenceTrainer(scenario);
+  trainer.step();
+  const started = performance.now();
+  let tokens = 0;
+  for (let s = 0; s < steps; s++) tokens += trainer.step().tokens;
+  const flops = 3 * forwardFlopsPerToken(MODEL_PRESETS[preset]).total * tokens;
+  return flops / ((performance.now() - started) / 1000) / 1e9;
+}
+
+function referenceStepMs(scenario: Scenario): number {
+  const trainer = new ReferenceTrainer(scenario);
+  const times: number[] = [];
+  for (let s = 0; s < EMULATED_STEPS; s++) {
+    const started = performance.now();
+    trainer.step();
+    times.push(performance.now() - started);
+  }
+  return median(times.slice(1));
+}
+
+/** The 'nn' kernel at KERNEL_SIZE³, measured as the matmul group measures it. */
+function kernelGflops(): number {
+  const n = KERNEL_SIZE;
+  const a = deterministicOperand(n * n, 1);
+  const b = deterministicOperand(n * n, 2);
+  const out = new Float32Array(n * n);
+  return (2 * n ** 3) / medianSecondsPerRun(() => matmulF32('nn', a, b, n, n, n, out)) / 1e9;
+}
+
+const seconds = (ms: number): string => ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
