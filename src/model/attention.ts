@@ -3,9 +3,9 @@
 // head's query and key are RMS-normalised (no weight) before RoPE.
 import { countTraffic } from '../tensor/kernels/memory-traffic.js';
 import { rmsnormBackwardInput, rmsnormForward } from '../tensor/kernels/rmsnorm.js';
-import { softmaxRow, softmaxRowBackward } from '../tensor/kernels/softmax.js';
+import { attentionCoreBackward, attentionCoreForward, type CoreShape } from '../tensor/kernels/attention-core.js';
 import { matmulCounter } from '../tensor/ops/matmul.js';
-import { allocate, Tensor, type FloatArray } from '../tensor/tensor.js';
+import { allocate, Tensor } from '../tensor/tensor.js';
 import { headDim, type ModelConfig } from './config.js';
 import { linearBackwardInput, linearBackwardWeight, linearForward } from './linear.js';
 import type { Numerics } from './numerics.js';
@@ -36,7 +36,7 @@ export function attentionForward(c: ModelConfig, nm: Numerics, w: AttentionParam
   const sequences = x.rows / c.seqLen;
   const p = Tensor.zeros(x.dtype, [sequences, c.heads, c.seqLen, c.seqLen]);
   const o = Tensor.zeros(x.dtype, x.shape);                       // [N, d]
-  for (let b = 0; b < sequences; b++) for (let h = 0; h < c.heads; h++) coreForward(c, q, k, v, p, o, b, h);
+  attentionCoreForward(coreShape(c, sequences), q.data, k.data, v.data, p.data, o.data);
   countCore(c, sequences, 1, p.data);
   const y = linearForward(nm, 'linear', o, w.wo);
   return { y, saved: { x, q, k, v, p, o, qk } };
@@ -50,7 +50,8 @@ export function attentionBackwardInput(c: ModelConfig, nm: Numerics, w: Attentio
   const dk = Tensor.zeros(dy.dtype, dy.shape);
   const dv = Tensor.zeros(dy.dtype, dy.shape);
   const sequences = dy.rows / c.seqLen;
-  for (let b = 0; b < sequences; b++) for (let h = 0; h < c.heads; h++) coreBackward(c, s, dO, dq, dk, dv, b, h);
+  attentionCoreBackward(coreShape(c, sequences), { q: s.q.data, k: s.k.data, v: s.v.data, p: s.p.data }, dO.data,
+    dq.data, dk.data, dv.data);
   countCore(c, sequences, 2, s.p.data);
   applyRope(dq.data, dq.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, -1);
   applyRope(dk.data, dk.rows, c.heads, headDim(c), c.seqLen, c.ropeTheta, -1);
@@ -90,67 +91,8 @@ function unitWeight(c: ModelConfig, like: Tensor): Tensor['data'] {
   return allocate(like.dtype, headDim(c)).fill(1);
 }
 
-/** One (sequence, head): p = softmax(q·kᵀ/√hd, causal), o = p·v. Typed arrays are held in locals: the loops are hot. */
-function coreForward(c: ModelConfig, q: Tensor, k: Tensor, v: Tensor, p: Tensor, o: Tensor, b: number,
-                     h: number): void {
-  const T = c.seqLen;
-  const hd = headDim(c);
-  const d = c.hidden;
-  const scale = 1 / Math.sqrt(hd);
-  const pOff = (b * c.heads + h) * T * T;
-  const qd = q.data, kd = k.data, vd = v.data, pd = p.data, od = o.data;
-  for (let t = 0; t < T; t++) {
-    const qOff = (b * T + t) * d + h * hd;
-    for (let u = 0; u <= t; u++) {
-      pd[pOff + t * T + u] = headDot(qd, qOff, kd, (b * T + u) * d + h * hd, hd) * scale;
-    }
-    softmaxRow(pd, pOff + t * T, t + 1, T, pd);
-    for (let u = 0; u <= t; u++) {
-      const pu = pd[pOff + t * T + u];
-      const vOff = (b * T + u) * d + h * hd;
-      for (let j = 0; j < hd; j++) od[qOff + j] += pu * vd[vOff + j];
-    }
-  }
-}
-
-function coreBackward(c: ModelConfig, s: AttentionSaved, dO: Tensor, dq: Tensor, dk: Tensor, dv: Tensor,
-                      b: number, h: number): void {
-  const T = c.seqLen;
-  const hd = headDim(c);
-  const d = c.hidden;
-  const scale = 1 / Math.sqrt(hd);
-  const pOff = (b * c.heads + h) * T * T;
-  const dp = new Float64Array(T);
-  const ds = new Float64Array(T);
-  const prow = new Float64Array(T);
-  const qd = s.q.data, kd = s.k.data, vd = s.v.data, pd = s.p.data;
-  const dOd = dO.data, dqd = dq.data, dkd = dk.data, dvd = dv.data;
-  for (let t = 0; t < T; t++) {
-    const tOff = (b * T + t) * d + h * hd;
-    for (let u = 0; u <= t; u++) {
-      const uOff = (b * T + u) * d + h * hd;
-      dp[u] = headDot(dOd, tOff, vd, uOff, hd);
-      const pu = pd[pOff + t * T + u];
-      prow[u] = pu;
-      for (let j = 0; j < hd; j++) dvd[uOff + j] += pu * dOd[tOff + j];
-    }
-    softmaxRowBackward(prow, dp, 0, t + 1, t + 1, ds);
-    for (let u = 0; u <= t; u++) {
-      const uOff = (b * T + u) * d + h * hd;
-      const g = ds[u] * scale;
-      for (let j = 0; j < hd; j++) {
-        dqd[tOff + j] += g * kd[uOff + j];
-        dkd[uOff + j] += g * qd[tOff + j];
-      }
-    }
-  }
-}
-
-/** Σ_j x[xOff + j]·y[yOff + j] over one head's hd values, left to right in f64. */
-function headDot(x: FloatArray, xOff: number, y: FloatArray, yOff: number, hd: number): number {
-  let dot = 0;
-  for (let j = 0; j < hd; j++) dot += x[xOff + j] * y[yOff + j];
-  return dot;
+function coreShape(c: ModelConfig, sequences: number): CoreShape {
+  return { sequences, seqLen: c.seqLen, heads: c.heads, headDim: headDim(c) };
 }
 
 /** The core is two batched causal GEMMs (q·kᵀ and p·v, T(T+1)/2 dot products of hd each) and a softmax over the

@@ -1,5 +1,6 @@
-// The per-thread GEMM instance: the compiled module (gemm_f32, pack_panels_*, copy_out), its growable memory and one
-// Float32Array view over that memory.
+// The per-thread kernel instance: the compiled module (gemm_f32, pack_panels_*, copy_out and the attention core's
+// head_to_f64, causal_dots, causal_weighted), its growable memory and Float32Array / Float64Array views over it.
+// Each call lays out its operands from address 0: no state lives in the memory between calls.
 // Module-level state on purpose: each worker thread has its own module scope, hence its own instance, and nothing
 // is shared across threads. Created at first use, kept for the life of the thread; memory only grows.
 
@@ -12,6 +13,17 @@ import {
   packPanelsExport,
   packPanelsFunction,
 } from './copy-kernels.js';
+import {
+  CAUSAL_DOTS_EXPORT,
+  CAUSAL_WEIGHTED_EXPORT,
+  type CausalDotsFn,
+  type CausalWeightedFn,
+  HEAD_TO_F64_EXPORT,
+  type HeadToF64Fn,
+  causalDotsFunction,
+  causalWeightedFunction,
+  headToF64Function,
+} from './attention-kernels.js';
 import { GEMM_EXPORT, type GemmFn, TILE_COLS, TILE_ROWS, gemmFunction } from './gemm-kernel.js';
 import { encodeModule } from './wasm-encoding.js';
 
@@ -41,8 +53,12 @@ export interface GemmInstance {
   /** Packs B into column panels of TILE_COLS lines. */
   readonly packColPanels: PackPanelsFn;
   readonly copyOut: CopyOutFn;
-  /** A view of the whole memory; replaced whenever the memory grows (growth detaches the old buffer). */
+  readonly headToF64: HeadToF64Fn;
+  readonly causalDots: CausalDotsFn;
+  readonly causalWeighted: CausalWeightedFn;
+  /** Views of the whole memory; replaced whenever the memory grows (growth detaches the old buffer). */
   heapF32: Float32Array;
+  heapF64: Float64Array;
   memory: WasmMemory;
 }
 
@@ -59,7 +75,8 @@ export function gemmInstance(bytesNeeded: number): GemmInstance {
 
 function createInstance(): GemmInstance {
   const memory = new wasmApi.Memory({ initial: 1 });
-  const functions = [gemmFunction(), packPanelsFunction(TILE_ROWS), packPanelsFunction(TILE_COLS), copyOutFunction()];
+  const functions = [gemmFunction(), packPanelsFunction(TILE_ROWS), packPanelsFunction(TILE_COLS), copyOutFunction(),
+    headToF64Function(), causalDotsFunction(), causalWeightedFunction()];
   const bytes = encodeModule(functions);
   const exports = new wasmApi.Instance(new wasmApi.Module(bytes), { env: { memory } }).exports;
   const exported = (name: string): unknown => {
@@ -71,8 +88,12 @@ function createInstance(): GemmInstance {
     packRowPanels: exported(packPanelsExport(TILE_ROWS)) as PackPanelsFn,
     packColPanels: exported(packPanelsExport(TILE_COLS)) as PackPanelsFn,
     copyOut: exported(COPY_OUT_EXPORT) as CopyOutFn,
+    headToF64: exported(HEAD_TO_F64_EXPORT) as HeadToF64Fn,
+    causalDots: exported(CAUSAL_DOTS_EXPORT) as CausalDotsFn,
+    causalWeighted: exported(CAUSAL_WEIGHTED_EXPORT) as CausalWeightedFn,
     memory,
     heapF32: new Float32Array(memory.buffer),
+    heapF64: new Float64Array(memory.buffer),
   };
 }
 
@@ -83,5 +104,6 @@ function grow(target: GemmInstance, bytesNeeded: number): void {
   assert(pagesWant <= PAGES_MAX, `GEMM workspace of ${bytesNeeded} bytes exceeds the 4 GiB wasm32 limit`);
   target.memory.grow(pagesWant - pagesHave);
   target.heapF32 = new Float32Array(target.memory.buffer);
+  target.heapF64 = new Float64Array(target.memory.buffer);
   assert(target.memory.buffer.byteLength >= bytesNeeded, 'memory.grow must deliver the requested bytes');
 }

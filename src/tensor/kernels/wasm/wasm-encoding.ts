@@ -44,10 +44,17 @@ const Op = {
 const SimdOp = {
   v128Load: 0x00,
   v128Load32Splat: 0x09,
+  v128Load64Splat: 0x0a,
   v128Store: 0x0b,
   v128Const: 0x0c,
+  v128Store64Lane: 0x5b,
+  v128Load64Zero: 0x5d,
+  f32x4DemoteF64x2Zero: 0x5e,
+  f64x2PromoteLowF32x4: 0x5f,
   f32x4Add: 0xe4,
   f32x4Mul: 0xe6,
+  f64x2Add: 0xf0,
+  f64x2Mul: 0xf2,
 } as const;
 
 const BLOCK_TYPE_EMPTY = 0x40;
@@ -57,6 +64,7 @@ const BLOCK_TYPE_EMPTY = 0x40;
  */
 const ALIGN_LOG2_V128 = 4;
 const ALIGN_LOG2_32 = 2;
+const ALIGN_LOG2_64 = 3;
 const ALIGN_LOG2_NONE = 0;
 
 export function unsignedLeb128(value: number): number[] {
@@ -140,9 +148,27 @@ export class Code {
     const alignLog2 = alignment === 'aligned16' ? ALIGN_LOG2_V128 : ALIGN_LOG2_NONE;
     return this.simd(SimdOp.v128Store, alignLog2, ...unsignedLeb128(offsetBytes));
   }
+  /** Loads one f64 and broadcasts it to both lanes. */
+  v128Load64Splat(offsetBytes: number): this {
+    return this.simd(SimdOp.v128Load64Splat, ALIGN_LOG2_64, ...unsignedLeb128(offsetBytes));
+  }
+  /** Loads 8 bytes into the low half, zeros the high half (here: two f32 for f64x2.promote_low_f32x4). */
+  v128Load64Zero(offsetBytes: number): this {
+    return this.simd(SimdOp.v128Load64Zero, ALIGN_LOG2_NONE, ...unsignedLeb128(offsetBytes));
+  }
+  /** Stores 8 bytes of the vector: lane 0 or 1 of it seen as i64x2. */
+  v128Store64Lane(offsetBytes: number, lane: 0 | 1): this {
+    return this.simd(SimdOp.v128Store64Lane, ALIGN_LOG2_NONE, ...unsignedLeb128(offsetBytes), lane);
+  }
   v128ConstZero(): this { return this.simd(SimdOp.v128Const, ...new Array<number>(16).fill(0)); }
   f32x4Add(): this { return this.simd(SimdOp.f32x4Add); }
   f32x4Mul(): this { return this.simd(SimdOp.f32x4Mul); }
+  f64x2Add(): this { return this.simd(SimdOp.f64x2Add); }
+  f64x2Mul(): this { return this.simd(SimdOp.f64x2Mul); }
+  /** Two f64 lanes → two f32 (IEEE round to nearest even) in the low lanes, zeros above. */
+  f32x4DemoteF64x2Zero(): this { return this.simd(SimdOp.f32x4DemoteF64x2Zero); }
+  /** The two low f32 lanes → two f64 (exact). */
+  f64x2PromoteLowF32x4(): this { return this.simd(SimdOp.f64x2PromoteLowF32x4); }
 
   /** `block ... end`; inside `body`, `br(0)` jumps past the end. */
   block(body: (code: this) => void): this {
