@@ -30,7 +30,10 @@ const CLIP_EPS = 1e-6;
 /** Scales every gradient by clip/(norm + CLIP_EPS) when the global L2 norm exceeds clip. Returns the norm. */
 export function clipGradients(store: ParamStore, clip: number): number {
   let sumSquares = 0;
-  for (const g of store.grads.values()) for (let i = 0; i < g.size; i++) sumSquares += g.data[i] * g.data[i];
+  for (const g of store.grads.values()) {
+    const data = g.data;
+    for (let i = 0; i < data.length; i++) sumSquares += data[i] * data[i];
+  }
   const norm = Math.sqrt(sumSquares);
   clipToNorm(store, norm, clip);
   return norm;
@@ -40,7 +43,10 @@ export function clipGradients(store: ParamStore, clip: number): number {
 export function clipToNorm(store: ParamStore, norm: number, clip: number): void {
   if (norm <= clip) return;
   const factor = clip / (norm + CLIP_EPS);
-  for (const g of store.grads.values()) for (let i = 0; i < g.size; i++) g.data[i] *= factor;
+  for (const g of store.grads.values()) {
+    const data = g.data;
+    for (let i = 0; i < data.length; i++) data[i] *= factor;
+  }
 }
 
 export class AdamW {
@@ -76,12 +82,7 @@ export class AdamW {
       const m = this.#m.get(spec.name)!;
       const v = this.#v.get(spec.name)!;
       const decay = spec.kind === 'matrix' ? 1 - lr * weightDecay : 1;
-      for (let i = 0; i < p.length; i++) {
-        p[i] *= decay;
-        m[i] = beta1 * m[i] + (1 - beta1) * g[i];
-        v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
-        p[i] -= ((lr / bias1) * m[i]) / (Math.sqrt(v[i]) / bias2Sqrt + eps);
-      }
+      adamwUpdate({ p, g, m, v }, { decay, beta1, beta2, stepSize: lr / bias1, bias2Sqrt, eps });
       if (this.bf16Moments) {
         roundBf16InPlace(m);
         roundBf16InPlace(v);
@@ -111,5 +112,38 @@ export class AdamW {
   /** The moments, for checkpoints and determinism checks. */
   state(): { step: number; m: ReadonlyMap<string, FloatArray>; v: ReadonlyMap<string, FloatArray> } {
     return { step: this.#step, m: this.#m, v: this.#v };
+  }
+}
+
+interface AdamwConstants { decay: number; beta1: number; beta2: number; stepSize: number; bias2Sqrt: number;
+  eps: number }
+
+/** One parameter's update, element by element (torch.optim.AdamW's order of operations):
+ *   p ← p·decay;  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g·g;  p ← p − stepSize·m / (√v / bias2Sqrt + ε),
+ * each array element stored in its dtype before it is read again. The f32 loop keeps the stored values in locals,
+ * rounded as the store rounds them (Math.fround): the same numbers with a third of the array traffic. */
+function adamwUpdate(a: { p: FloatArray; g: FloatArray; m: FloatArray; v: FloatArray }, k: AdamwConstants): void {
+  const { p, g, m, v } = a;
+  const { decay, beta1, beta2, stepSize, bias2Sqrt, eps } = k;
+  const keep1 = 1 - beta1;
+  const keep2 = 1 - beta2;
+  if (p instanceof Float32Array && g instanceof Float32Array && m instanceof Float32Array
+    && v instanceof Float32Array) {
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i];
+      const decayed = Math.fround(p[i] * decay);
+      const mi = Math.fround(beta1 * m[i] + keep1 * gi);
+      const vi = Math.fround(beta2 * v[i] + keep2 * gi * gi);
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = decayed - (stepSize * mi) / (Math.sqrt(vi) / bias2Sqrt + eps);
+    }
+    return;
+  }
+  for (let i = 0; i < p.length; i++) {
+    p[i] *= decay;
+    m[i] = beta1 * m[i] + keep1 * g[i];
+    v[i] = beta2 * v[i] + keep2 * g[i] * g[i];
+    p[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / bias2Sqrt + eps);
   }
 }
