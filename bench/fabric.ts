@@ -11,6 +11,7 @@ import { CLUSTER_PRESETS, RUNTIME_DEFAULTS, type ClusterConfig } from '../src/fa
 import type { CollectiveResult, CollectiveStep } from '../src/runtime/programs/collectives.js';
 import { Coordinator } from '../src/runtime/coordinator.js';
 import { NVLINK_WINDOW_BYTES } from '../src/runtime/node.js';
+import { portLatencyUs, tcpLatencyUs } from './latency-limits.js';
 import { transferLoopGbps } from './transfer-loop.js';
 
 const SIZES = [64 << 10, 1 << 20, 16 << 20];
@@ -164,8 +165,10 @@ async function tcpGbps(size: number): Promise<number> {
   return gbps(size * count, ms);
 }
 
+const LATENCY_TRIPS = 2000;
+
 async function latencyUs(c: Coordinator, a: number, b: number): Promise<number> {
-  const count = 2000;
+  const count = LATENCY_TRIPS;
   for (let i = 0; i < WARM_UP_RUNS_MIN; i++) await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);
   const results = await runSteps(c, [{ op: 'ping-pong', a, b, bytes: 64, count }]);
   return (results[a].wallMs[0] * 1000) / count / 2;
@@ -203,7 +206,10 @@ export async function benchFabric(): Promise<string[]> {
       const moved = await interleaved(() => channelGbps(c, 0, 1, size, true), () => memcpyGbps(size));
       channels.push(line('NVLink (send buffers)', size, moved.channel, 'memcpy', moved.limit) + stealNote(moved.steal));
     }
-    channels.push(`NVLink latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);
+    const nvlink = await latencyUs(c, 0, 1);
+    const hop = await portLatencyUs(LATENCY_TRIPS);
+    channels.push(`NVLink latency 64 B: ${nvlink.toFixed(1)} µs one way, ratio ${(nvlink / hop).toFixed(2)} of a ` +
+      `bare MessagePort hop between two threads (${hop.toFixed(1)} µs)`);
   });
   await withCluster(cluster(2, 1), async (c) => {
     for (const size of SIZES) {
@@ -213,7 +219,10 @@ export async function benchFabric(): Promise<string[]> {
         '(loopback, length-prefixed frames with CRC-32)');
       channels.push(line('IB', size, ib.channel, 'raw TCP', ib.limit) + stealNote(ib.steal));
     }
-    channels.push(`IB latency: ${(await latencyUs(c, 0, 1)).toFixed(1)} µs one way (64 B, ping-pong)`);
+    const ib = await latencyUs(c, 0, 1);
+    const tcp = await tcpLatencyUs(LATENCY_TRIPS);
+    channels.push(`IB latency 64 B: ${ib.toFixed(1)} µs one way, ratio ${(ib / tcp).toFixed(2)} of raw TCP between ` +
+      `two processes (${tcp.toFixed(1)} µs)`);
   });
   lines.push(...limits, ...channels);
   for (const gpus of [8, 16, 32, 64]) lines.push(await startup(gpus));

@@ -3,6 +3,7 @@
 import { benchFabric } from './fabric.js';
 import { benchLinkOrder } from './link-order.js';
 import { benchMatmul } from './matmul.js';
+import { benchScale } from './scale.js';
 import { benchSdc } from './sdc.js';
 import { benchSpeed } from './speed.js';
 import { benchTrainer } from './trainer.js';
@@ -14,6 +15,7 @@ const GROUPS: Record<string, () => Promise<string[]> | string[]> = {
   trainer: benchTrainer,
   sdc: benchSdc,
   speed: benchSpeed,
+  scale: benchScale,
 };
 
 async function main(): Promise<void> {
