@@ -6,17 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   attentionCoreBackward, attentionCoreForward, type CoreShape, scalarBackward, scalarForward,
 } from '../../src/tensor/kernels/attention-core.js';
-
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+import { seededRandom } from '../helpers/random.js';
 
 const reals = (n: number, random: () => number, spread = 2) =>
   Float32Array.from({ length: n }, () => spread * (random() - 0.5));

@@ -10,21 +10,10 @@
 
 import { describe, expect, it } from 'vitest';
 import { type MatmulForm, matmulF32 } from '../../src/tensor/kernels/matmul-f32.js';
+import { seededRandom } from '../helpers/random.js';
 
 const FORMS: readonly MatmulForm[] = ['nn', 'nt', 'tn'];
 const ROUNDING_UNIT_X2 = 2 ** -23; // 2u for f32
-
-/** mulberry32: a tiny seeded PRNG, so every run draws the same operands. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function randomReals(count: number, random: () => number): Float32Array {
   const values = new Float32Array(count);
