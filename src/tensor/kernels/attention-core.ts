@@ -126,18 +126,29 @@ function toF64(w: GemmInstance, g: HeadGeometry, src: number, dst: number, trans
   else w.headToF64(src, g.T, g.d * F32, g.pairs, dst, g.hd * F64, F64);
 }
 
+/** Byte sizes of the per-head f64 regions: a head row-major, a head transposed, a T × T square. */
+const scratchBytes = (g: HeadGeometry) => ({ head: g.T * g.hd * F64, transposed: g.hd * g.rowBytes,
+  square: g.T * g.rowBytes });
+
+/** The thread's instance with, from address 0, one [N, d] f32 image per input (copied in) and per output, then
+ * the scratch regions; their byte addresses in that order. */
+function workspace(inputs: Float32Array[], outputs: number, scratch: number[]): { w: GemmInstance; at: number[] } {
+  const image = inputs[0].length * F32;
+  const { at, total } = regions([...new Array<number>(inputs.length + outputs).fill(image), ...scratch]);
+  const w = gemmInstance(total);
+  inputs.forEach((array, i) => w.heapF32.set(array, at[i] / F32));
+  return { w, at };
+}
+
+const copyOut = (w: GemmInstance, at: number, out: Float32Array): void =>
+  out.set(w.heapF32.subarray(at / F32, at / F32 + out.length));
+
 function wasmForward(s: CoreShape, q: Float32Array, k: Float32Array, v: Float32Array, p: Float32Array,
                      o: Float32Array): void {
   const g = geometry(s);
-  const image = q.length * F32;
-  const head = g.T * g.hd * F64;
-  const square = g.T * g.rowBytes;
-  const [qAt, kAt, vAt, oAt, q64, kT, v64, scores] = regions([image, image, image, image, head, g.hd * g.rowBytes,
-    head, square]).at;
-  const w = gemmInstance(scores + square);
-  w.heapF32.set(q, qAt / F32);
-  w.heapF32.set(k, kAt / F32);
-  w.heapF32.set(v, vAt / F32);
+  const { head, transposed, square } = scratchBytes(g);
+  const { w, at } = workspace([q, k, v], 1, [head, transposed, head, square]);
+  const [qAt, kAt, vAt, oAt, q64, kT, v64, scores] = at;
   const scale = 1 / Math.sqrt(g.hd);
   for (let b = 0; b < s.sequences; b++) for (let h = 0; h < s.heads; h++) {
     toF64(w, g, headAt(g, qAt, b, h), q64, false);
@@ -147,7 +158,7 @@ function wasmForward(s: CoreShape, q: Float32Array, k: Float32Array, v: Float32A
     softmaxRows(w.heapF64, scores / F64, g, scale, p, (b * s.heads + h) * g.T * g.T);
     w.causalWeighted(scores, g.rowBytes, v64, g.pairs, headAt(g, oAt, b, h), g.d * F32, g.T, 0);
   }
-  o.set(w.heapF32.subarray(oAt / F32, oAt / F32 + o.length));
+  copyOut(w, oAt, o);
 }
 
 /** softmaxRow's numbers on the f64 dots: each scaled score rounded to f32 (as stored in p), the exponentials'
@@ -181,16 +192,9 @@ function softmaxRows(heap: Float64Array, row0: number, g: HeadGeometry, scale: n
 function wasmBackward(s: CoreShape, arrays: Float32Array[]): void {
   const [q, k, v, p, dO, dq, dk, dv] = arrays;
   const g = geometry(s);
-  const image = q.length * F32;
-  const head = g.T * g.hd * F64;
-  const square = g.T * g.rowBytes;
-  const [qAt, kAt, vAt, dOAt, dqAt, dkAt, dvAt, q64, k64, dO64, vT, dp, pT, gr, gT] = regions([image, image, image,
-    image, image, image, image, head, head, head, g.hd * g.rowBytes, square, square, square, square]).at;
-  const w = gemmInstance(gT + square);
-  w.heapF32.set(q, qAt / F32);
-  w.heapF32.set(k, kAt / F32);
-  w.heapF32.set(v, vAt / F32);
-  w.heapF32.set(dO, dOAt / F32);
+  const { head, transposed, square } = scratchBytes(g);
+  const { w, at } = workspace([q, k, v, dO], 3, [head, head, head, transposed, square, square, square, square]);
+  const [qAt, kAt, vAt, dOAt, dqAt, dkAt, dvAt, q64, k64, dO64, vT, dp, pT, gr, gT] = at;
   const scale = 1 / Math.sqrt(g.hd);
   for (let b = 0; b < s.sequences; b++) for (let h = 0; h < s.heads; h++) {
     toF64(w, g, headAt(g, qAt, b, h), q64, false);
@@ -204,9 +208,9 @@ function wasmBackward(s: CoreShape, arrays: Float32Array[]): void {
     w.causalWeighted(gr, g.rowBytes, k64, g.pairs, headAt(g, dqAt, b, h), g.d * F32, g.T, 0);
     w.causalWeighted(gT, g.rowBytes, q64, g.pairs, headAt(g, dkAt, b, h), g.d * F32, g.T, 1);
   }
-  dq.set(w.heapF32.subarray(dqAt / F32, dqAt / F32 + dq.length));
-  dk.set(w.heapF32.subarray(dkAt / F32, dkAt / F32 + dk.length));
-  dv.set(w.heapF32.subarray(dvAt / F32, dvAt / F32 + dv.length));
+  copyOut(w, dqAt, dq);
+  copyOut(w, dkAt, dk);
+  copyOut(w, dvAt, dv);
 }
 
 /** softmaxRowBackward's numbers: per row t, dot = Σ_u dp·p (u ascending), g = p·(dp − dot)·scale; writes pᵀ, g and
