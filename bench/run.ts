@@ -1,5 +1,6 @@
 // `npm run bench`: benchmarks (never timed tests). Each figure is printed next to the limit it is judged
 // against, measured in the same run (../shared/MEASUREMENTS.md: figures drift between runs on shared machines).
+import { benchAllToAll } from './all-to-all.js';
 import { benchFabric } from './fabric.js';
 import { benchLinkOrder } from './link-order.js';
 import { benchMatmul } from './matmul.js';
@@ -11,6 +12,7 @@ import { benchTrainer } from './trainer.js';
 const GROUPS: Record<string, () => Promise<string[]> | string[]> = {
   matmul: benchMatmul,
   fabric: benchFabric,
+  'all-to-all': benchAllToAll,
   links: benchLinkOrder,
   trainer: benchTrainer,
   sdc: benchSdc,

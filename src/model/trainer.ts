@@ -2,6 +2,7 @@
 // add up exactly (every loss term is divided by the global counts), then clipping, AdamW and the gate-bias
 // update. Every parallel layout is compared with this, micro-batch by micro-batch.
 import { moemuError } from '../errors.js';
+import { StoragePool, withPool } from '../tensor/pool.js';
 import { addLoads, loadImbalance, updateGateBiases } from './bias-update.js';
 import type { ModelConfig } from './config.js';
 import { generateCorpus, microBatch, sampleBatch } from './corpus.js';
@@ -40,6 +41,7 @@ export class ReferenceTrainer {
   readonly corpus: Uint8Array;
   readonly optimizer: AdamW;
   #step = 0;
+  readonly #pool = new StoragePool();
 
   constructor(readonly options: TrainerOptions) {
     const { model, training, precision, seed } = options;
@@ -85,6 +87,12 @@ export class ReferenceTrainer {
 
   /** One training step. `beforeClip` sees the store with the batch's gradients, before clipping. */
   step(beforeClip?: (store: ParamStore) => void): StepReport {
+    // The report holds only numbers and fresh arrays, so the previous step's storage is free (tensor/pool.ts).
+    this.#pool.recycle();
+    return withPool(this.#pool, () => this.#stepOnPool(beforeClip));
+  }
+
+  #stepOnPool(beforeClip?: (store: ParamStore) => void): StepReport {
     const step = this.#step + 1;
     const { losses, loads, forwards } = this.gradients(this.batch(step));
     beforeClip?.(this.store);

@@ -15,6 +15,7 @@ import { ReliableLinks } from '../fabric/reliable-link.js';
 import { SendWindow } from '../fabric/send-window.js';
 import type { Fate } from '../fabric/wire-hook.js';
 import type { RuntimeDeeds } from '../faults/inject.js';
+import { setStepPoolOfThread, StoragePool } from '../tensor/pool.js';
 import { FlightRecorder } from './flight-recorder.js';
 import { runProgram } from './programs/index.js';
 import { allowedCpus, pinThisThread } from './spin.js';
@@ -43,6 +44,7 @@ const NO_BUFFERS: ArrayBuffer[] = [];
 interface HeldDelivery { buffer: ArrayBuffer; message: Incoming | null }
 
 export default function gpuMain(init: GpuInit): Promise<void> {
+  setStepPoolOfThread(new StoragePool());   // this thread runs one rank: its steps reuse their tensors' storage
   return new Promise((resolve) => new GpuRank(init, resolve));
 }
 
@@ -275,7 +277,6 @@ class GpuRank {
     this.init.peerPorts[peer]!.postMessage({ kind: 'return', buffers } satisfies PeerMessage, buffers);
   }
 
-
   #onNode(m: PeerMessage | NodeToGpu): void {
     switch (m.kind) {
       case 'data': return this.#deliverIb(m.header, m.buffer, m.pooled ?? true);
@@ -302,7 +303,6 @@ class GpuRank {
       }
     }
   }
-
 
   /** The IB payload's CRC is checked here (see sendIb): a corrupted message fails the run naming the link, unless
    * it is reliable (then its sender is asked for it again). */

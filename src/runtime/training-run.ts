@@ -86,6 +86,9 @@ export type RunMetrics = ReturnType<typeof trainingMetrics<ReturnType<typeof run
 export interface TrainingRun {
   metrics: RunMetrics;
   wall: { version: number; nodes: number; gpus: number; startupMs: number; trainMs: number; stepsMs: number[];
+    /** Per step, the tensor storage all ranks took (bytes): newly allocated, and in all (with what their step
+     * pools lent again; docs/speed.md). */
+    stepsStorageBytes: { fresh: number; total: number }[];
     virtualSecondsPerWallSecond: number | null;
     /** Per restart, the failure's whole message (it says what was waiting, which depends on timing) and the wall
      * time from the start of the failed attempt to the restart (absent: none). */
@@ -336,6 +339,9 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
     const steppingMs = stepsMs.reduce((a, b) => a + b, 0);
     return { metrics, results, wall: { version: WALL_VERSION, nodes, gpus: worldSize(cluster),
       startupMs: round(startupMs), trainMs: round(trainMs), stepsMs: stepsMs.map(round),
+      stepsStorageBytes: results[0].steps.map((_, i) => ({
+        fresh: results.reduce((n, r) => n + (r.steps[i].storageBytes?.fresh ?? 0), 0),
+        total: results.reduce((n, r) => n + (r.steps[i].storageBytes?.total ?? 0), 0) })),
       virtualSecondsPerWallSecond: steppingMs === 0 ? null : virtualS / (steppingMs / 1000) } };
   } finally {
     await coordinator.shutdown();

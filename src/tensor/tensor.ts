@@ -1,4 +1,5 @@
 import { moemuError } from '../errors.js';
+import { openPool, storageCounter } from './pool.js';
 
 /** Storage types. The wire carries the storage bytes, so bf16 and e4m3 really halve/quarter traffic. */
 export type DType = 'f64' | 'f32' | 'bf16' | 'e4m3';
@@ -70,7 +71,11 @@ export function sizeOf(shape: readonly number[]): number {
   return size;
 }
 
+/** Zero-filled storage: from the open pool if there is one (pool.ts), else fresh. */
 export function allocate(dtype: FloatDType, size: number): FloatArray {
+  const pool = openPool();
+  if (pool !== null) return pool.take(dtype, size);
+  storageCounter.freshBytes += size * BYTES_PER_ELEMENT[dtype];
   return dtype === 'f64' ? new Float64Array(size) : new Float32Array(size);
 }
 

@@ -26,11 +26,13 @@ export type CollectiveStep =
   // Benchmarks of the emulator's own speed (wall clock, never in metrics): `count` messages source -> target,
   // and `count` round trips between a and b.
   | { op: 'stream'; source: number; target: number; bytes: number; count: number; sendBuffers?: boolean }
-  | { op: 'ping-pong'; a: number; b: number; bytes: number; count: number };
+  | { op: 'ping-pong'; a: number; b: number; bytes: number; count: number }
+  // `count` uniform all-to-alls of `bytes` per pair over the world, payloads prepared before the clock starts.
+  | { op: 'all-to-all-timed'; bytes: number; count: number };
 
 /** Every step's op, for validating a program that arrives as data. */
 export const COLLECTIVE_OPS = ['all-to-all', 'all-reduce', 'p2p', 'barrier', 'compute', 'alloc', 'hang', 'stream',
-  'ping-pong'] as const;
+  'ping-pong', 'all-to-all-timed'] as const;
 const everyOpListed: [CollectiveStep['op']] extends [(typeof COLLECTIVE_OPS)[number]] ? true : false = true;
 void everyOpListed;
 
@@ -45,7 +47,8 @@ export interface CollectiveResult {
   allReduce: string[];        // hex of each all-reduce result, for bit-exactness checks
   hbmPeakBytes: number;
   unclaimed: number;          // messages that arrived but were never received (must be 0)
-  wallMs: number[];           // per 'stream' / 'ping-pong' step on its receiving side: the emulator's own speed
+  wallMs: number[];           // per 'stream' / 'ping-pong' step on its receiving side, per 'all-to-all-timed'
+                              // step on every rank: the emulator's own speed
   messages?: { sent: SentEvent[]; received: ReceivedEvent[] };
 }
 
@@ -123,6 +126,8 @@ async function runStep(fabric: RankFabric, world: Group, p2p: P2p, seed: number,
       return stream(fabric, p2p, me, step, result);
     case 'ping-pong':
       return pingPong(p2p, me, step, result);
+    case 'all-to-all-timed':
+      return timedAllToAll(world, seed, s, step, result);
     default:
       throw moemuError('MOEMU_ERR_CONFIG', `unknown collective step ${JSON.stringify(step)}`, { step: s, rank: me });
   }
@@ -166,6 +171,24 @@ async function pingPong(p2p: P2p, me: number, step: Extract<CollectiveStep, { op
     if (me === step.b) await p2p.batch('ping', [{ target: peer, payload: data }], []);
   }
   if (me === step.a) result.wallMs.push(performance.now() - started);
+}
+
+/** The first all-to-all is checked (untimed), then `count` run back to back after a barrier, so that the figure is
+ * the exchange alone: no payload generation, no checking, a rank's clock starting when every rank is ready. */
+async function timedAllToAll(world: Group, seed: number, s: number,
+                             step: Extract<CollectiveStep, { op: 'all-to-all-timed' }>,
+                             result: CollectiveResult): Promise<void> {
+  const me = world.index;
+  const payloads = world.ranks.map((dst) => payload(seed, s, me, dst, step.bytes));
+  const first = await allToAll(world, 'all-to-all', payloads);
+  first.payloads.forEach((got, src) => {
+    if (src !== me) check(result, seed, s, src, me, step.bytes, got);
+  });
+  first.release();
+  await barrier(world);
+  const started = performance.now();
+  for (let i = 0; i < step.count; i++) (await allToAll(world, 'all-to-all', payloads)).release();
+  result.wallMs.push(performance.now() - started);
 }
 
 /** The bytes `src` sends `dst` at step s: a function of the seed only, so the receiver can check them. */

@@ -19,6 +19,7 @@ import { rankStepSummary, type RankStepSummary } from '../../metrics/step-metric
 import { loadImbalance } from '../../model/bias-update.js';
 import type { ParamStore } from '../../model/params.js';
 import type { MicroBatchLoss } from '../../pipeline/executor.js';
+import { stepPoolOfThread, storageCounter, withPool } from '../../tensor/pool.js';
 import { encodeSafetensors } from '../../tensor/safetensors.js';
 import { storeTensors } from '../../train/checkpoint.js';
 import { RankTrainer, type RankTrainerOptions } from '../../train/step.js';
@@ -60,6 +61,9 @@ export interface TrainStepResult {
   summary: RankStepSummary;
   /** Wall-clock time of the step on this rank (for wall.json only: never part of metrics.json). */
   wallMs: number;
+  /** Tensor storage the step took, in bytes (tensor/pool.ts; wall.json only): `fresh` newly allocated, `total`
+   * including what the GPU thread's step pool lent again. */
+  storageBytes: { fresh: number; total: number };
   /** What the rank sent over each link class in the step, and FACTS §3's count of its tokens' EP payload. */
   traffic: RankTraffic;
   analytical: Record<LinkClass, number>;
@@ -125,12 +129,15 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
   const trainer = new RankTrainer(fabric, p);
   const steps: TrainStepResult[] = p.resume ? resumeRank(trainer, fabric.rank, p.resume) : [];
   let gradients: Record<string, number[]> | undefined;
+  const pool = stepPoolOfThread();   // a GPU thread's: the step result keeps numbers and fresh arrays only
   for (let step = steps.length + 1; step <= p.training.steps; step++) {
     const keep = step === p.gradientsAtStep ? (store: ParamStore) => { gradients = dump(store, 'grads'); } : undefined;
     fabric.clock.setStep(step);   // before the faults of its start strike: the flight recorder names the step
     await armFaults(p.faults ?? [], fabric, trainer, step, deeds);
     const started = performance.now();
-    const r = await withStep(step, fabric.rank, () => trainer.step(step, keep));
+    pool?.recycle();
+    const storage = { ...storageCounter };
+    const r = await withStep(step, fabric.rank, () => withPool(pool, () => trainer.step(step, keep)));
     const messages = log?.take();
     const recovery = fabric.takeRecovery();
     for (const { index, atPs } of fabric.takeWireFaults()) report({ kind: 'fault', step, index, atPs });
@@ -138,6 +145,7 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
     steps.push({ step, losses: r.losses, gradNorm: r.gradNorm, lr: r.lr, peakLiveActivations: r.peakLiveActivations,
       loadImbalance: loadImbalance(r.loads),
       summary: rankStepSummary(fabric.rank, r.records), wallMs: performance.now() - started,
+      storageBytes: storageTaken(storage),
       traffic: tally.take(), analytical: r.analytical,
       ...(trainer.place.epRank === 0 ? { experts: expertsOf(trainer.store, r.loads) } : {}),
       ...(p.records || traced
@@ -159,6 +167,11 @@ async function trainSteps(fabric: RankFabric, p: TrainProgram, { log, tally }: O
   if (p.files) writeFinalParameters(p.files.runDir, fabric.rank, trainer);
   return { rank: fabric.rank, pipelineRank: trainer.place.pipelineRank, epRank: trainer.place.epRank, steps,
     hbm: fabric.hbm.snapshot(), gradients, parameters: p.parameters ? dump(trainer.store, 'values') : undefined };
+}
+
+function storageTaken(before: typeof storageCounter): TrainStepResult['storageBytes'] {
+  const fresh = storageCounter.freshBytes - before.freshBytes;
+  return { fresh, total: fresh + storageCounter.reusedBytes - before.reusedBytes };
 }
 
 function digests(store: ParamStore): [string, number][] {
