@@ -25,6 +25,16 @@ export type IbSendHeader = Omit<IbHeader, 'v' | 'seq' | 'crc'> & { crc?: number 
 
 const WS_SEND = Object.freeze({ binary: true, compress: false, fin: true });
 
+interface CorkableSocket { cork(): void; uncork(): void }
+
+/** ws 8 (pinned, see ws-assemble.ts) keeps its net.Socket in `_socket`; a ws without one fails here, not later. */
+function socketOf(ws: WebSocket): CorkableSocket {
+  const socket = (ws as unknown as { _socket?: Partial<CorkableSocket> })._socket;
+  assert(socket !== undefined && typeof socket.cork === 'function' && typeof socket.uncork === 'function',
+    'ws keeps its socket in _socket (ws 8)');
+  return socket as CorkableSocket;
+}
+
 export class IbClient {
   readonly link: string;
   readonly #ws: WebSocket;
@@ -34,6 +44,9 @@ export class IbClient {
   #lost: MoemuError | null = null;     // why the link is gone, when not by our close()
   #closeRequested = false;
   #closing: Promise<void> | null = null;
+  /** The socket under ws (ws keeps it private), corked while sends of the current event-loop turn gather. */
+  readonly #socket: CorkableSocket;
+  #corked = false;
 
   /** Rejects with MOEMU_ERR_AUTH on a 401, MOEMU_ERR_LINK on any other failure or after connectTimeoutMs. */
   static connect(url: string, token: string, options: IbClientOptions): Promise<IbClient> {
@@ -86,6 +99,7 @@ export class IbClient {
     this.#ws = ws;
     this.#options = o;
     this.link = o.link;
+    this.#socket = socketOf(ws);
     let closedResolve: () => void = () => {};
     this.#closed = new Promise<void>((resolve) => { closedResolve = resolve; });
     ws.on('error', (error) => this.#loseLink('MOEMU_ERR_PEER_LOST', error.message));
@@ -127,10 +141,24 @@ export class IbClient {
     const wire = encodeIbHeader({ ...header, v: IB_WIRE_VERSION, seq: this.#seqNext,
       crc: header.crc ?? payloadCrc32(payload) });
     this.#seqNext++;
+    this.#gather();
     this.#ws.send(wire, WS_SEND);
     this.#ws.send(payload, WS_SEND, (error?: Error) => {
       if (error !== undefined && error !== null) this.#loseLink('MOEMU_ERR_PEER_LOST', error.message);
       onWritten?.();
+    });
+  }
+
+  /** Every frame sent in this turn of the event loop leaves in one writev, after the turn's other events (the
+   * GPU threads' sends that arrived together): a small message costs a share of a system call, not two of them,
+   * and a header is never a packet of its own. */
+  #gather(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.#socket.cork();
+    process.nextTick(() => {
+      this.#corked = false;
+      this.#socket.uncork();
     });
   }
 

@@ -1,6 +1,7 @@
 // Messages between the threads of one node process (STYLE habit 13: the thread protocol in one place, imported
 // with `import type` by both sides). Payloads travel as transferred ArrayBuffers from the sender's pool and are
-// handed back with a 'return' message once the receiver is done with them.
+// handed back with a 'return' message once the receiver is done with them — except small IB payloads, which move
+// in copies of their own and send back only window credit (ib-credits.ts).
 
 /** What travels with every fabric message, over NVLink ports and in IB frames alike. */
 export interface FabricHeader {
@@ -25,7 +26,8 @@ export interface FabricHeader {
  * with go back to their sender in batches: riding on the next data message to that peer when there is one in the
  * same turn of the event loop, else in one 'return' message per turn. */
 export type PeerMessage =
-  | { kind: 'data'; header: FabricHeader; buffer: ArrayBuffer; pooled?: boolean; returns?: ArrayBuffer[] }
+  | { kind: 'data'; header: FabricHeader; buffer: ArrayBuffer; pooled?: boolean; returns?: ArrayBuffer[];
+      credits?: number }   // IB deliveries: window bytes of the GPU's small sends that left (ib-credits.ts)
   | { kind: 'return'; buffers: ArrayBuffer[] }
   | { kind: 'credit?' }    // the sender's window to this GPU is full: hand back what is held (gpu-worker.ts)
   /** A reliable message's acknowledgement (ok) or negative acknowledgement, from its receiver `src`. */
@@ -33,7 +35,9 @@ export type PeerMessage =
 
 /** GPU thread -> node main thread. */
 export type GpuToNode =
-  | { kind: 'ib-send'; header: FabricHeader; buffer: ArrayBuffer }
+  /** small: the buffer is a copy of its own (ib-credits.ts), not the GPU's pool's, and stays on the node. */
+  | { kind: 'ib-send'; header: FabricHeader; buffer: ArrayBuffer; small?: boolean }
+  | { kind: 'credit?' }    // the GPU's IB window is full: hand back the credits of its small sends (ib-credits.ts)
   | { kind: 'return'; buffer: ArrayBuffer }           // a buffer of the node's delivery pool, done with
   /** An acknowledgement to send over IB to the sender `dst` of a reliable message (reliable-link.ts). */
   | { kind: 'ib-wire'; src: number; dst: number; seq: number; ok: boolean }
@@ -50,6 +54,7 @@ export type GpuToNode =
 /** Node main thread -> GPU thread (besides PeerMessage deliveries). */
 export type NodeToGpu =
   | { kind: 'ib-return'; buffer: ArrayBuffer }
+  | { kind: 'ib-credit'; bytes: number }   // window bytes of small sends that left (ib-credits.ts)
   | { kind: 'run'; program: unknown }
   | { kind: 'status?' }          // asked once per heartbeat: a rank reports what it waits for only then
   | { kind: 'shutdown' }

@@ -23,6 +23,11 @@ export class SendWindow {
     return this.#wait(bytes);
   }
 
+  /** Whether a send waits for buffers to come back. */
+  get waiting(): boolean {
+    return this.#waiters.length > 0;
+  }
+
   /** Whether `bytes` would be reserved at once (nothing waits before them and they fit). */
   canReserve(bytes: number): boolean {
     return this.#waiters.length === 0 && this.#fits(bytes);

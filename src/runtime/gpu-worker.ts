@@ -4,11 +4,12 @@
 // control. It never blocks: every wait is an awaited promise, at most after a poll bounded by spinUs (spin.ts),
 // so the event loop keeps serving its ports.
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { messageOf, moemuError, MoemuError } from '../errors.js';
+import { moemuError } from '../errors.js';
 import { BufferPool, sizeClass } from '../fabric/buffer-pool.js';
 import { gpuOf, nodeOf, type ClusterConfig } from '../fabric/cluster-config.js';
+import { IbSendCredits, SMALL_PAYLOAD_BYTES_MAX } from '../fabric/ib-credits.js';
 import { payloadCrc32 } from '../fabric/ib-frame.js';
-import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage, SerializedError } from '../fabric/protocol.js';
+import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage } from '../fabric/protocol.js';
 import type { Incoming } from '../fabric/mailbox.js';
 import { RankFabric, waitingText, type Transport, type Waiting } from '../fabric/rank-fabric.js';
 import { ReliableLinks } from '../fabric/reliable-link.js';
@@ -17,8 +18,9 @@ import type { Fate } from '../fabric/wire-hook.js';
 import type { RuntimeDeeds } from '../faults/inject.js';
 import { setStepPoolOfThread, StoragePool } from '../tensor/pool.js';
 import { FlightRecorder } from './flight-recorder.js';
+import { serializeError } from './serialize-error.js';
 import { runProgram } from './programs/index.js';
-import { allowedCpus, pinThisThread } from './spin.js';
+import { blockFor, pinOwnCore } from './spin.js';
 
 export interface GpuInit {
   rank: number;
@@ -55,7 +57,7 @@ class GpuRank {
   #closed = false;
   #waiting: Waiting | null = null;
   readonly #nvlinkWindows: SendWindow[];
-  readonly #ibWindow: SendWindow;
+  readonly #ibWindow: IbSendCredits;
   readonly #pendingReturns: ArrayBuffer[][];
   readonly #flushScheduled: boolean[];
   /** Per NVLink peer: its pooled buffers delivered here and not yet handed back, oldest first. */
@@ -72,7 +74,8 @@ class GpuRank {
     const { rank, watchdogMs } = init;
     this.#nvlinkWindows = init.peerPorts.map((_, gpu) => new SendWindow({ bytesMax: init.nvlinkWindowBytes,
       watchdogMs, rank, link: `nvlink to gpu ${gpu} of the node` }));
-    this.#ibWindow = new SendWindow({ bytesMax: init.ibWindowBytes, watchdogMs, rank, link: 'the node\'s IB path' });
+    this.#ibWindow = new IbSendCredits(new SendWindow({ bytesMax: init.ibWindowBytes, watchdogMs, rank,
+      link: 'the node\'s IB path' }), () => init.nodePort.postMessage({ kind: 'credit?' } satisfies GpuToNode));
     this.#pendingReturns = init.peerPorts.map(() => []);
     this.#flushScheduled = init.peerPorts.map(() => false);
     this.#held = init.peerPorts.map(() => []);
@@ -153,11 +156,13 @@ class GpuRank {
   /** `crc`: a reliable transmission's (of the message, not of a corrupted copy); else computed here, not on the
    * node's main thread, so the two cores share the IB work. */
   #sendIb(header: FabricHeader, payload: Uint8Array, owned: boolean, crc?: number): void | Promise<void> {
+    const small = !owned && payload.byteLength <= SMALL_PAYLOAD_BYTES_MAX;   // a copy of its own: ib-credits.ts
     const post = () => {
-      const buffer = owned ? this.#ownedBuffer(payload) : this.#copyIn(payload);
+      const buffer = small ? new Uint8Array(payload).buffer
+        : owned ? this.#ownedBuffer(payload) : this.#copyIn(payload);
       const sum = crc ?? payloadCrc32(new Uint8Array(buffer, 0, payload.byteLength));
-      this.init.nodePort.postMessage({ kind: 'ib-send', header: { ...header, crc: sum }, buffer } satisfies GpuToNode,
-        [buffer]);
+      this.init.nodePort.postMessage({ kind: 'ib-send', header: { ...header, crc: sum }, buffer,
+        ...(small ? { small } : {}) } satisfies GpuToNode, [buffer]);
     };
     const waiting = this.#ibWindow.reserve(sizeClass(payload.byteLength));
     return waiting ? waiting.then(post) : post();
@@ -279,7 +284,11 @@ class GpuRank {
 
   #onNode(m: PeerMessage | NodeToGpu): void {
     switch (m.kind) {
-      case 'data': return this.#deliverIb(m.header, m.buffer, m.pooled ?? true);
+      case 'data': {
+        if (m.credits !== undefined) this.#ibWindow.free(m.credits);
+        return this.#deliverIb(m.header, m.buffer, m.pooled ?? true);
+      }
+      case 'ib-credit': return this.#ibWindow.free(m.bytes);
       case 'return': return;   // (no GPU hands buffers to its node's pool)
       case 'wire': return this.#reliable.onAcknowledgement(m.src, m.seq, m.ok);
       case 'ib-return': {
@@ -377,23 +386,4 @@ class GpuRank {
     this.init.nodePort.close();
     this.done();
   }
-}
-
-/** Blocks this thread (not an await: its event loop does not run) for `ms`, or for good. */
-function blockFor(ms: number): void {
-  const cell = new Int32Array(new SharedArrayBuffer(4));
-  if (ms === Infinity) for (;;) Atomics.wait(cell, 0, 0);
-  Atomics.wait(cell, 0, 0, ms);
-}
-
-/** Global rank r polls on the r-th allowed CPU (the coordinator polls only with a core for every GPU thread). */
-function pinOwnCore(rank: number): boolean {
-  const cpus = allowedCpus();
-  return cpus !== null && pinThisThread(cpus[rank % cpus.length]);
-}
-
-export function serializeError(error: unknown, rank: number | null): SerializedError {
-  if (error instanceof MoemuError) return { code: error.code, message: error.message, context: { ...error.context } };
-  const message = messageOf(error);
-  return { code: 'MOEMU_ERR_INTERNAL', message: rank === null ? message : `rank ${rank}: ${message}` };
 }

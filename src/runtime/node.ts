@@ -6,8 +6,9 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import WebSocket from 'ws';
 import { EXIT_CODES, messageOf, moemuError } from '../errors.js';
-import { BufferPool } from '../fabric/buffer-pool.js';
+import { BufferPool, sizeClass } from '../fabric/buffer-pool.js';
 import { gpuOf, rankOf, worldSize, nodeOf } from '../fabric/cluster-config.js';
+import { IbCredits, SMALL_PAYLOAD_BYTES_MAX } from '../fabric/ib-credits.js';
 import { IbClient, IbServer, type IbHeader } from '../fabric/ib-endpoint.js';
 import type { FabricHeader, GpuToNode, NodeToGpu, PeerMessage } from '../fabric/protocol.js';
 import type { CoordinatorToNode, NodeAssignment, NodeToCoordinator, RankResult } from './control-protocol.js';
@@ -16,7 +17,8 @@ import { bareAddress, isCoordinatorMessage } from './control-checks.js';
 import { connectControl } from './control-connect.js';
 import { FlightRecorder } from './flight-recorder.js';
 import { startHealthFile } from './health.js';
-import { serializeError, type GpuInit } from './gpu-worker.js';
+import type { GpuInit } from './gpu-worker.js';
+import { serializeError } from './serialize-error.js';
 
 export interface NodeOptions {
   joinUrl: string;
@@ -62,6 +64,7 @@ class NodeProcess {
   #tasks: Promise<unknown>[] = [];
   readonly #gpuPorts: MessagePort[] = [];
   readonly #deliveryPools: BufferPool[] = [];
+  #credits = new IbCredits(0, () => undefined);
   /** The pooled buffer ws is assembling an IB payload into, until that message is delivered (#payloadTarget). */
   #assembling: { gpu: number; buffer: ArrayBuffer } | null = null;
   readonly #waiting = new Map<number, string>();
@@ -170,6 +173,8 @@ class NodeProcess {
     this.#answeredAtMs = new Array<number>(G).fill(Date.now());
     this.#recorded = Array.from({ length: G }, () => ({ writes: 0, atMs: Date.now() }));
     this.#recorder = new FlightRecorder(FlightRecorder.allocate(G));
+    this.#credits = new IbCredits(G, (gpu, bytes) =>
+      this.#gpuPorts[gpu].postMessage({ kind: 'ib-credit', bytes } satisfies NodeToGpu));
     // atomics 'disabled': with the default 'sync' an idle piscina worker blocks in Atomics.wait between tasks,
     // which stalls a long-running async task's event loop (every MessagePort delivery waited for it).
     this.#pool = new Piscina({ filename: GPU_WORKER, minThreads: G, maxThreads: G, concurrentTasksPerWorker: 1,
@@ -230,12 +235,10 @@ class NodeProcess {
 
   #onGpu(gpu: number, m: GpuToNode): void {
     switch (m.kind) {
-      case 'ib-send': return this.#forwardIb(gpu, m.header, m.buffer);
+      case 'ib-send': return this.#forwardIb(gpu, m.header, m.buffer, m.small ?? false);
+      case 'credit?': return this.#credits.ask(gpu);
       case 'ib-wire': return this.#forwardAcknowledgement(m.src, m.dst, m.seq, m.ok);
-      case 'return': {   // only pooled buffers come back (gpu-worker.ts #deliverIb)
-        this.#deliveryPools[gpu].release(m.buffer);
-        return;
-      }
+      case 'return': return this.#deliveryPools[gpu].release(m.buffer);   // pooled ones only (gpu-worker #deliverIb)
       case 'status': {
         if (m.waiting === null) this.#waiting.delete(m.rank);
         else this.#waiting.set(m.rank, m.waiting);
@@ -267,13 +270,14 @@ class NodeProcess {
     this.#gpuPorts[fault.gpu].postMessage({ kind: 'go', index } satisfies NodeToGpu);
   }
 
-  /** GPU -> IB: the buffer goes back to the GPU's pool once the socket has taken the bytes. */
-  #forwardIb(gpu: number, h: FabricHeader, buffer: ArrayBuffer): void {
+  /** GPU -> IB: once the socket has the bytes, the buffer goes back to the GPU's pool (a small send: its credit). */
+  #forwardIb(gpu: number, h: FabricHeader, buffer: ArrayBuffer, small: boolean): void {
     const client = this.#ibClients.get(nodeOf(this.#assignment!.cluster, h.dst))!;
     const meta: Record<string, number | boolean> = { seq: h.seq, metadataBytes: h.metadataBytes, step: h.step };
     if (h.reliable) meta.reliable = true;
     if (h.delayPs !== undefined) meta.delayPs = h.delayPs;
-    const giveBack = () => this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
+    const giveBack = small ? () => this.#credits.written(gpu, sizeClass(h.bytes))
+      : () => this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
     try {
       client.send({ src: h.src, dst: h.dst, tag: h.tag, bytes: h.bytes, outPs: h.outPs, egressEndPs: h.egressEndPs,
         meta, crc: h.crc }, new Uint8Array(buffer, 0, h.bytes), giveBack);
@@ -316,8 +320,8 @@ class NodeProcess {
     this.#assembling = null;
   }
 
-  /** IB -> GPU. A payload assembled in a pooled buffer, or owning its whole ArrayBuffer (one ws allocated), is
-   * transferred as it is; a view into shared socket memory is copied once into a pooled buffer. */
+  /** IB -> GPU, with the GPU's credits. A payload in a pooled buffer or owning its ArrayBuffer (ws allocated it) is
+   * transferred as it is; a view into socket memory is copied into a pooled buffer, or a small one into its own. */
   #onIbMessage(h: IbHeader, payload: Uint8Array): void {
     const gpu = gpuOf(this.#assignment!.cluster, h.dst);
     if (h.tag === WIRE_TAG) {
@@ -331,8 +335,10 @@ class NodeProcess {
     else this.#dropAssembling();
     const owned = !assembled && payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength &&
       payload.byteLength > 0 && payload.buffer instanceof ArrayBuffer;
+    const small = !assembled && !owned && payload.byteLength <= SMALL_PAYLOAD_BYTES_MAX;
     let buffer: ArrayBuffer;
     if (assembled || owned) buffer = payload.buffer as ArrayBuffer;
+    else if (small) buffer = new Uint8Array(payload).buffer;
     else {
       buffer = this.#deliveryPools[gpu].acquire(payload.byteLength);
       new Uint8Array(buffer, 0, payload.byteLength).set(payload);
@@ -343,7 +349,9 @@ class NodeProcess {
       egressEndPs: h.egressEndPs, crc: h.crc };
     if (meta.reliable === true) header.reliable = true;
     if (meta.delayPs !== undefined) header.delayPs = Number(meta.delayPs);
-    this.#gpuPorts[gpu].postMessage({ kind: 'data', header, buffer, pooled: !owned } satisfies PeerMessage, [buffer]);
+    const credits = this.#credits.take(gpu);
+    this.#gpuPorts[gpu].postMessage({ kind: 'data', header, buffer, pooled: !owned && !small,
+      ...(credits > 0 ? { credits } : {}) } satisfies PeerMessage, [buffer]);
   }
 
   #onRun(id: number, program: unknown): void {

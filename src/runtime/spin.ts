@@ -53,3 +53,16 @@ function readProcStatus(): string | null {
     return null;
   }
 }
+
+/** Global rank r polls on the r-th allowed CPU (the coordinator polls only with a core for every GPU thread). */
+export function pinOwnCore(rank: number): boolean {
+  const cpus = allowedCpus();
+  return cpus !== null && pinThisThread(cpus[rank % cpus.length]);
+}
+
+/** Blocks this thread (not an await: its event loop does not run) for `ms`, or for good (injected hangs). */
+export function blockFor(ms: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  if (ms === Infinity) for (;;) Atomics.wait(cell, 0, 0);
+  Atomics.wait(cell, 0, 0, ms);
+}

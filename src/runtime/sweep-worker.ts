@@ -2,7 +2,7 @@
 // `moemu run` does (the same scenario, the same traced steps), writes its run folder with writeRunFolder and checks
 // its `expect:` section. Every failure returns as data (its code, message and context), never as a rejection.
 import { checkExpectations } from '../metrics/expect.js';
-import { serializeError } from './gpu-worker.js';
+import { serializeError } from './serialize-error.js';
 import { writeRunFolder } from './run-folder.js';
 import type { SweepOutcome, SweepTask } from './sweep.js';
 import { runTraining } from './training-run.js';

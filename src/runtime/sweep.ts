@@ -8,7 +8,7 @@ import { assert, errorFromData, type MoemuError } from '../errors.js';
 import type { SerializedError } from '../fabric/protocol.js';
 import type { ExpectResult } from '../metrics/expect.js';
 import type { Scenario } from '../scenario/schema.js';
-import { serializeError } from './gpu-worker.js';
+import { serializeError } from './serialize-error.js';
 import type { RunMetrics, TrainingRun } from './training-run.js';
 
 const SWEEP_WORKER = new URL('./sweep-worker.js', import.meta.url).href;
