@@ -2,6 +2,7 @@
 // each step"), written to match torch.optim.AdamW and torch.nn.utils.clip_grad_norm_ step for step.
 import { moemuError } from '../errors.js';
 import { roundBf16InPlace } from '../tensor/bf16.js';
+import { adamwUpdate } from '../tensor/kernels/adamw.js';
 import { allocate, type FloatArray } from '../tensor/tensor.js';
 import type { ParamStore } from './params.js';
 
@@ -112,38 +113,5 @@ export class AdamW {
   /** The moments, for checkpoints and determinism checks. */
   state(): { step: number; m: ReadonlyMap<string, FloatArray>; v: ReadonlyMap<string, FloatArray> } {
     return { step: this.#step, m: this.#m, v: this.#v };
-  }
-}
-
-interface AdamwConstants { decay: number; beta1: number; beta2: number; stepSize: number; bias2Sqrt: number;
-  eps: number }
-
-/** One parameter's update, element by element (torch.optim.AdamW's order of operations):
- *   p ← p·decay;  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g·g;  p ← p − stepSize·m / (√v / bias2Sqrt + ε),
- * each array element stored in its dtype before it is read again. The f32 loop keeps the stored values in locals,
- * rounded as the store rounds them (Math.fround): the same numbers with a third of the array traffic. */
-function adamwUpdate(a: { p: FloatArray; g: FloatArray; m: FloatArray; v: FloatArray }, k: AdamwConstants): void {
-  const { p, g, m, v } = a;
-  const { decay, beta1, beta2, stepSize, bias2Sqrt, eps } = k;
-  const keep1 = 1 - beta1;
-  const keep2 = 1 - beta2;
-  if (p instanceof Float32Array && g instanceof Float32Array && m instanceof Float32Array
-    && v instanceof Float32Array) {
-    for (let i = 0; i < p.length; i++) {
-      const gi = g[i];
-      const decayed = Math.fround(p[i] * decay);
-      const mi = Math.fround(beta1 * m[i] + keep1 * gi);
-      const vi = Math.fround(beta2 * v[i] + keep2 * gi * gi);
-      m[i] = mi;
-      v[i] = vi;
-      p[i] = decayed - (stepSize * mi) / (Math.sqrt(vi) / bias2Sqrt + eps);
-    }
-    return;
-  }
-  for (let i = 0; i < p.length; i++) {
-    p[i] *= decay;
-    m[i] = beta1 * m[i] + keep1 * g[i];
-    v[i] = beta2 * v[i] + keep2 * g[i] * g[i];
-    p[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / bias2Sqrt + eps);
   }
 }

@@ -1,5 +1,6 @@
-// The per-thread kernel instance: the compiled module (gemm_f32, pack_panels_*, copy_out and the attention core's
-// head_to_f64, causal_dots, causal_weighted), its growable memory and Float32Array / Float64Array views over it.
+// The per-thread kernel instance: the compiled module (gemm_f32, pack_panels_*, copy_out, the attention core's
+// head_to_f64, causal_dots, causal_weighted and AdamW's adamw_f32), its growable memory and Float32Array /
+// Float64Array views over it.
 // Each call lays out its operands from address 0: no state lives in the memory between calls.
 // Module-level state on purpose: each worker thread has its own module scope, hence its own instance, and nothing
 // is shared across threads. Created at first use, kept for the life of the thread; memory only grows.
@@ -24,6 +25,7 @@ import {
   causalWeightedFunction,
   headToF64Function,
 } from './attention-kernels.js';
+import { ADAMW_EXPORT, type AdamwFn, adamwFunction } from './adamw-kernel.js';
 import { GEMM_EXPORT, type GemmFn, TILE_COLS, TILE_ROWS, gemmFunction } from './gemm-kernel.js';
 import { encodeModule } from './wasm-encoding.js';
 
@@ -56,6 +58,7 @@ export interface GemmInstance {
   readonly headToF64: HeadToF64Fn;
   readonly causalDots: CausalDotsFn;
   readonly causalWeighted: CausalWeightedFn;
+  readonly adamw: AdamwFn;
   /** Views of the whole memory; replaced whenever the memory grows (growth detaches the old buffer). */
   heapF32: Float32Array;
   heapF64: Float64Array;
@@ -76,7 +79,7 @@ export function gemmInstance(bytesNeeded: number): GemmInstance {
 function createInstance(): GemmInstance {
   const memory = new wasmApi.Memory({ initial: 1 });
   const functions = [gemmFunction(), packPanelsFunction(TILE_ROWS), packPanelsFunction(TILE_COLS), copyOutFunction(),
-    headToF64Function(), causalDotsFunction(), causalWeightedFunction()];
+    headToF64Function(), causalDotsFunction(), causalWeightedFunction(), adamwFunction()];
   const bytes = encodeModule(functions);
   const exports = new wasmApi.Instance(new wasmApi.Module(bytes), { env: { memory } }).exports;
   const exported = (name: string): unknown => {
@@ -91,6 +94,7 @@ function createInstance(): GemmInstance {
     headToF64: exported(HEAD_TO_F64_EXPORT) as HeadToF64Fn,
     causalDots: exported(CAUSAL_DOTS_EXPORT) as CausalDotsFn,
     causalWeighted: exported(CAUSAL_WEIGHTED_EXPORT) as CausalWeightedFn,
+    adamw: exported(ADAMW_EXPORT) as AdamwFn,
     memory,
     heapF32: new Float32Array(memory.buffer),
     heapF64: new Float64Array(memory.buffer),

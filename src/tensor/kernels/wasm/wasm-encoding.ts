@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 
 /** Value types (spec 5.3.1). */
-export const ValType = { i32: 0x7f, f32: 0x7d, v128: 0x7b } as const;
+export const ValType = { i32: 0x7f, f32: 0x7d, f64: 0x7c, v128: 0x7b } as const;
 export type ValType = (typeof ValType)[keyof typeof ValType];
 
 /** Single-byte opcodes used here (spec 5.4). */
@@ -47,14 +47,18 @@ const SimdOp = {
   v128Load64Splat: 0x0a,
   v128Store: 0x0b,
   v128Const: 0x0c,
+  f64x2Splat: 0x14,
   v128Store64Lane: 0x5b,
   v128Load64Zero: 0x5d,
   f32x4DemoteF64x2Zero: 0x5e,
   f64x2PromoteLowF32x4: 0x5f,
   f32x4Add: 0xe4,
   f32x4Mul: 0xe6,
+  f64x2Sqrt: 0xef,
   f64x2Add: 0xf0,
+  f64x2Sub: 0xf1,
   f64x2Mul: 0xf2,
+  f64x2Div: 0xf3,
 } as const;
 
 const BLOCK_TYPE_EMPTY = 0x40;
@@ -164,7 +168,12 @@ export class Code {
   f32x4Add(): this { return this.simd(SimdOp.f32x4Add); }
   f32x4Mul(): this { return this.simd(SimdOp.f32x4Mul); }
   f64x2Add(): this { return this.simd(SimdOp.f64x2Add); }
+  f64x2Sub(): this { return this.simd(SimdOp.f64x2Sub); }
   f64x2Mul(): this { return this.simd(SimdOp.f64x2Mul); }
+  f64x2Div(): this { return this.simd(SimdOp.f64x2Div); }
+  f64x2Sqrt(): this { return this.simd(SimdOp.f64x2Sqrt); }
+  /** An f64 → both lanes. */
+  f64x2Splat(): this { return this.simd(SimdOp.f64x2Splat); }
   /** Two f64 lanes → two f32 (IEEE round to nearest even) in the low lanes, zeros above. */
   f32x4DemoteF64x2Zero(): this { return this.simd(SimdOp.f32x4DemoteF64x2Zero); }
   /** The two low f32 lanes → two f64 (exact). */
