@@ -23,8 +23,8 @@ export class StoragePool {
     this.#poison = options.poison ?? false;
   }
 
-  /** A zero-filled array of `size` elements. */
-  take(dtype: FloatDType, size: number): FloatArray {
+  /** An array of `size` elements, zero-filled unless `zeroed` is false (its caller writes every element). */
+  take(dtype: FloatDType, size: number, zeroed = true): FloatArray {
     const capacity = Math.max(MIN_CAPACITY, 2 ** Math.ceil(Math.log2(Math.max(size, 1))));
     const key = capacity * 2 + (dtype === 'f64' ? 1 : 0);
     let whole = this.#free.get(key)?.pop();
@@ -37,7 +37,7 @@ export class StoragePool {
     }
     this.#lent.push({ key, whole });
     const out = whole.subarray(0, size);
-    out.fill(0);
+    if (zeroed) out.fill(0);
     return out;
   }
 

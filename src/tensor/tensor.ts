@@ -51,6 +51,11 @@ export class Tensor {
     return new Tensor(dtype, shape);
   }
 
+  /** Contents unspecified, for an output its kernel writes whole (a GEMM's): a step pool skips the zero-fill. */
+  static empty(dtype: FloatDType, shape: readonly number[]): Tensor {
+    return new Tensor(dtype, shape, allocate(dtype, sizeOf(shape), false));
+  }
+
   static from(dtype: FloatDType, shape: readonly number[], values: ArrayLike<number>): Tensor {
     const t = new Tensor(dtype, shape);
     if (values.length !== t.size) {
@@ -71,10 +76,10 @@ export function sizeOf(shape: readonly number[]): number {
   return size;
 }
 
-/** Zero-filled storage: from the open pool if there is one (pool.ts), else fresh. */
-export function allocate(dtype: FloatDType, size: number): FloatArray {
+/** Zero-filled storage (unspecified with zeroed false): from the open pool if there is one (pool.ts), else fresh. */
+export function allocate(dtype: FloatDType, size: number, zeroed = true): FloatArray {
   const pool = openPool();
-  if (pool !== null) return pool.take(dtype, size);
+  if (pool !== null) return pool.take(dtype, size, zeroed);
   storageCounter.freshBytes += size * BYTES_PER_ELEMENT[dtype];
   return dtype === 'f64' ? new Float64Array(size) : new Float32Array(size);
 }

@@ -11,11 +11,12 @@ const bits = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOff
 function arrays(n: number, seed: number, Type: Float32ArrayConstructor | Float64ArrayConstructor) {
   const random = seededRandom(seed);
   const scale = (i: number) => [0, 1e-8, 1e-3, 1, 30][i % 5];
+  const values = (f: (i: number) => number) => new Type(Array.from({ length: n }, (_, i) => f(i)));
   return {
-    p: Type.from({ length: n }, () => 2 * random() - 1),
-    g: Type.from({ length: n }, (_, i) => scale(i) * (2 * random() - 1)),
-    m: Type.from({ length: n }, () => 0.01 * (2 * random() - 1)),
-    v: Type.from({ length: n }, () => 1e-4 * random()),
+    p: values(() => 2 * random() - 1),
+    g: values((i) => scale(i) * (2 * random() - 1)),
+    m: values(() => 0.01 * (2 * random() - 1)),
+    v: values(() => 1e-4 * random()),
   };
 }
 

@@ -10,9 +10,8 @@ export function silu(z: number): number {
   return z * sigmoid(z);
 }
 
-/** d silu / dz = σ(z)·(1 + z·(1 − σ(z))). */
-export function siluGrad(z: number): number {
-  const s = sigmoid(z);
+/** d silu / dz = σ(z)·(1 + z·(1 − σ(z))), given z and σ(z). */
+function siluGradOf(z: number, s: number): number {
   return s * (1 + z * (1 - s));
 }
 
@@ -26,8 +25,10 @@ export function swigluForward(a: FloatArray, b: FloatArray, n: number, h: FloatA
 export function swigluBackward(dh: FloatArray, a: FloatArray, b: FloatArray, n: number, da: FloatArray,
                                db: FloatArray): void {
   countTraffic(5 * n, da);   // read dh, a and b, write da and db
-  for (let i = 0; i < n; i++) {
-    da[i] = dh[i] * b[i] * siluGrad(a[i]);
-    db[i] = dh[i] * silu(a[i]);
+  for (let i = 0; i < n; i++) {   // one σ(a) for both: silu(a) = a·σ(a)
+    const z = a[i];
+    const s = sigmoid(z);
+    da[i] = dh[i] * b[i] * siluGradOf(z, s);
+    db[i] = dh[i] * (z * s);
   }
 }

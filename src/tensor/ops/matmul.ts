@@ -36,7 +36,9 @@ export const matmulCounter = { flops: 0, fp8Flops: 0, calls: 0 };
 /** out = op(a)·op(b) for the form ('nn': a·b, 'nt': a·bᵀ, 'tn': aᵀ·b); with accumulate, out += that. */
 export function matmul(form: MatmulForm, a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const { m, k, n } = checkShapes(form, a, b);
-  const out = options.out ?? Tensor.zeros(a.dtype, [m, n]);
+  const accumulate = options.accumulate ?? false;
+  // Every kernel below writes its whole output unless it accumulates (a step pool's storage holds old values).
+  const out = options.out ?? (accumulate ? Tensor.zeros(a.dtype, [m, n]) : Tensor.empty(a.dtype, [m, n]));
   if (out.dtype !== a.dtype || out.size !== m * n) {
     throw moemuError('MOEMU_ERR_SHAPE', `matmul: out is ${out.dtype} [${out.shape}], expected ${a.dtype} [${m}, ${n}]`);
   }
@@ -44,7 +46,6 @@ export function matmul(form: MatmulForm, a: Tensor, b: Tensor, options: MatmulOp
   matmulCounter.flops += 2 * m * n * k;
   if (precision === 'fp8') matmulCounter.fp8Flops += 2 * m * n * k;
   matmulCounter.calls += 1;
-  const accumulate = options.accumulate ?? false;
   if (precision !== 'exact' && a.dtype !== 'f32') {
     throw moemuError('MOEMU_ERR_DTYPE', `matmul: ${precision} GEMMs are emulated on f32 tensors, got ${a.dtype}`);
   }
