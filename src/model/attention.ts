@@ -74,15 +74,15 @@ export function attentionBackwardWeight(nm: Numerics, s: AttentionSaved, f: Atte
 // qkNorm: x [N, d] as N·nh rows of one head's hd values -> each row / RMS(row); r [N·nh] = 1/RMS
 function headNormForward(c: ModelConfig, x: Tensor): { y: Tensor; r: Tensor } {
   const rows = x.rows * c.heads;
-  const y = Tensor.zeros(x.dtype, x.shape);
-  const r = new Tensor(x.dtype, [rows], allocate(x.dtype, rows));
+  const y = Tensor.empty(x.dtype, x.shape);
+  const r = Tensor.empty(x.dtype, [rows]);
   rmsnormForward(x.data, unitWeight(c, x), rows, headDim(c), c.normEps, y.data, r.data);
   return { y, r };
 }
 
 // dy [N, d] -> dx [N, d] through headNormForward
 function headNormBackward(c: ModelConfig, x: Tensor, r: Tensor, dy: Tensor): Tensor {
-  const dx = Tensor.zeros(dy.dtype, dy.shape);
+  const dx = Tensor.empty(dy.dtype, dy.shape);
   rmsnormBackwardInput(dy.data, x.data, unitWeight(c, x), r.data, x.rows * c.heads, headDim(c), dx.data);
   return dx;
 }

@@ -78,10 +78,7 @@ export function moeExperts(c: ModelConfig, nm: Numerics, p: MoeParams, u: Tensor
     }
     const x = gatherRows(received, rows);                                      // [n_e, d]
     const { y, saved } = swigluForwardLayer(nm, p.experts[le], x, routed.fp8 && selectTileRows(routed.fp8, rows));
-    for (let i = 0; i < rows.length; i++) {
-      const g = routed.weights[rows[i] * c.topK + slots[i]];
-      for (let j = 0; j < d; j++) expertOut.data[rows[i] * d + j] += g * y.data[i * d + j];
-    }
+    accumulateRows(expertOut.data, y.data, rows, d, (i) => routed.weights[rows[i] * c.topK + slots[i]]);
     experts.push({ rows, slots, saved, y });
   }
   return { expertOut, experts, shared: swigluForwardLayer(nm, p.shared, u) };
@@ -113,17 +110,20 @@ export function moeExpertsBackward(c: ModelConfig, nm: Numerics, p: MoeParams, s
   s.experts.forEach((ex, le) => {
     if (!ex) return experts.push(null);
     const dYe = Tensor.zeros(dy.dtype, [ex.rows.length, d]);
-    ex.rows.forEach((row, i) => {
-      const g = s.routed.weights[row * K + ex.slots[i]];
+    const ye = ex.y.data;
+    const dYeData = dYe.data;
+    for (let i = 0; i < ex.rows.length; i++) {
+      const at = ex.rows[i] * d;
+      const g = s.routed.weights[ex.rows[i] * K + ex.slots[i]];
       let dot = 0;
       for (let j = 0; j < d; j++) {
-        dot += dyRows[row * d + j] * ex.y.data[i * d + j];
-        dYe.data[i * d + j] = g * dyRows[row * d + j];
+        dot += dyRows[at + j] * ye[i * d + j];
+        dYeData[i * d + j] = g * dyRows[at + j];
       }
-      dWeightRows.data[row * K + ex.slots[i]] = dot;
-    });
+      dWeightRows.data[ex.rows[i] * K + ex.slots[i]] = dot;
+    }
     const back = swigluBackwardInput(nm, p.experts[le], ex.saved, dYe);
-    ex.rows.forEach((row, i) => { for (let j = 0; j < d; j++) dRows.data[row * d + j] += back.dx.data[i * d + j]; });
+    accumulateRows(dRows.data, back.dx.data, ex.rows, d, () => 1);
     return experts.push(back.forWeight);
   });
   return { shared, dRows, dWeightRows, experts };
@@ -212,6 +212,18 @@ export function moeBackwardInput(c: ModelConfig, nm: Numerics, p: MoeParams, s: 
 // ---- row helpers --------------------------------------------------------------------------------------------------
 
 /** Rows that selected expert `e` (ascending) and the slot of e in each row's top-K ids. */
+/** out[rows[i]] += weight(i)·x[i] for every row i of x [n, d] (with weight 1: += x[i], the same numbers). The
+ * arrays in locals and the row offsets hoisted: these loops run over every routed row in both passes. */
+function accumulateRows(out: FloatArray, x: FloatArray, rows: Int32Array, d: number,
+                        weight: (i: number) => number): void {
+  for (let i = 0; i < rows.length; i++) {
+    const g = weight(i);
+    const to = rows[i] * d;
+    const from = i * d;
+    for (let j = 0; j < d; j++) out[to + j] += g * x[from + j];
+  }
+}
+
 export function tokensOf(chosen: Int32Array, K: number, e: number): { rows: Int32Array; slots: Int32Array } {
   const rows: number[] = [];
   const slots: number[] = [];

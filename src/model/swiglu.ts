@@ -17,7 +17,7 @@ export function swigluForwardLayer(nm: Numerics, w: SwigluParams, x: Tensor,
   const fp8Rows = xq !== undefined && nm.precision === 'fp8';
   const a = fp8Rows ? linearForwardFp8Rows(nm, xq, w.w1) : linearForward(nm, 'linear', x, w.w1);   // [N, F]
   const b = fp8Rows ? linearForwardFp8Rows(nm, xq, w.w3) : linearForward(nm, 'linear', x, w.w3);   // [N, F]
-  const h = Tensor.zeros(a.dtype, a.shape);                       // [N, F]
+  const h = Tensor.empty(a.dtype, a.shape);                       // [N, F]
   swigluForward(a.data, b.data, a.size, h.data);
   const y = linearForward(nm, 'linear', h, w.w2);                 // [N, d]
   return { y, saved: { x, a, b, h } };
@@ -27,8 +27,8 @@ export function swigluForwardLayer(nm: Numerics, w: SwigluParams, x: Tensor,
 export function swigluBackwardInput(nm: Numerics, w: SwigluParams, s: SwigluSaved,
                                     dy: Tensor): { dx: Tensor; forWeight: SwigluWeightInputs } {
   const dh = linearBackwardInput(nm, 'linear', dy, w.w2);         // [N, F]
-  const da = Tensor.zeros(dh.dtype, dh.shape);
-  const db = Tensor.zeros(dh.dtype, dh.shape);
+  const da = Tensor.empty(dh.dtype, dh.shape);
+  const db = Tensor.empty(dh.dtype, dh.shape);
   swigluBackward(dh.data, s.a.data, s.b.data, dh.size, da.data, db.data);
   const dx = linearBackwardInput(nm, 'linear', da, w.w1);         // [N, d]
   addInto(dx, linearBackwardInput(nm, 'linear', db, w.w3));
