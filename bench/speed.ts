@@ -1,6 +1,7 @@
 // The emulator's own speed (issue 16), each figure beside the limit it is judged against, measured in the same run:
 // - the reference trainer's model GFLOP/s (3 × forward FLOPs per token) against the f32 matmul kernel's own
-//   GFLOP/s at 256³ — how much of a step is outside the GEMMs;
+//   GFLOP/s at 256³ — how much of a step is outside the GEMMs; the two alternate over ROUNDS rounds and the
+//   medians are compared, because the host's speed moves by tens of per cent between one figure and the next;
 // - emulation efficiency: the single-thread reference step / (the cluster's step × the cores of this machine) —
 //   1 would mean the emulated cluster costs no more CPU than training the same model in one thread;
 // - the default scenario's wall time per step and virtual seconds per wall second.
@@ -22,17 +23,18 @@ const TRAINER_CASES: { preset: ModelPreset; batchSize: number; steps: number }[]
   { preset: 'tiny', batchSize: 8, steps: 5 },
   { preset: 'small', batchSize: 4, steps: 3 },
 ];
+const ROUNDS = 3;
 const EMULATED = ['default', 'dualpipe'];
 const EMULATED_STEPS = 6;
 const STEADY_STEPS = 3;
 
 export async function benchSpeed(): Promise<string[]> {
   const lines: string[] = [];
-  const kernel = kernelGflops();
   for (const k of TRAINER_CASES) {
-    const gflops = trainerGflops(k.preset, k.batchSize, k.steps);
+    const { gflops, kernel } = trainerAgainstKernel(k.preset, k.batchSize, k.steps);
     lines.push(`reference trainer ${k.preset}: ${gflops.toFixed(2)} model GFLOP/s, ratio ` +
-      `${(gflops / kernel).toFixed(2)} of the matmul kernel (${kernel.toFixed(1)} GFLOP/s at ${KERNEL_SIZE}³)`);
+      `${(gflops / kernel).toFixed(2)} of the matmul kernel (${kernel.toFixed(1)} GFLOP/s at ${KERNEL_SIZE}³; ` +
+      `medians of ${ROUNDS} alternating rounds)`);
   }
   const cores = availableParallelism();
   for (const name of EMULATED) {
@@ -62,16 +64,24 @@ function withSteps(s: Scenario, steps: number): Scenario {
   return { ...s, training: { ...s.training, steps, warmupSteps: Math.min(s.training.warmupSteps, steps) } };
 }
 
-function trainerGflops(preset: ModelPreset, batchSize: number, steps: number): number {
+/** The trainer's model GFLOP/s over `steps` steps and the kernel's, alternating for ROUNDS rounds: medians. */
+function trainerAgainstKernel(preset: ModelPreset, batchSize: number, steps: number):
+  { gflops: number; kernel: number } {
   const scenario = scenarioFromPreset(preset, { precision: 'fp32',
-    training: { steps: steps + 1, batchSize, microBatches: 2 } });
+    training: { steps: 1 + ROUNDS * steps, batchSize, microBatches: 2 } });
   const trainer = new ReferenceTrainer(scenario);
   trainer.step();
-  const started = performance.now();
-  let tokens = 0;
-  for (let s = 0; s < steps; s++) tokens += trainer.step().tokens;
-  const flops = 3 * forwardFlopsPerToken(MODEL_PRESETS[preset]).total * tokens;
-  return flops / ((performance.now() - started) / 1000) / 1e9;
+  const flopsPerToken = 3 * forwardFlopsPerToken(MODEL_PRESETS[preset]).total;
+  const trainerRuns: number[] = [];
+  const kernelRuns: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    kernelRuns.push(kernelGflops());
+    const started = performance.now();
+    let tokens = 0;
+    for (let s = 0; s < steps; s++) tokens += trainer.step().tokens;
+    trainerRuns.push(flopsPerToken * tokens / ((performance.now() - started) / 1000) / 1e9);
+  }
+  return { gflops: median(trainerRuns), kernel: median(kernelRuns) };
 }
 
 function referenceStepMs(scenario: Scenario): number {
