@@ -211,7 +211,6 @@ export function moeBackwardInput(c: ModelConfig, nm: Numerics, p: MoeParams, s: 
 
 // ---- row helpers --------------------------------------------------------------------------------------------------
 
-/** Rows that selected expert `e` (ascending) and the slot of e in each row's top-K ids. */
 /** out[rows[i]] += weight(i)·x[i] for every row i of x [n, d] (with weight 1: += x[i], the same numbers). The
  * arrays in locals and the row offsets hoisted: these loops run over every routed row in both passes. */
 function accumulateRows(out: FloatArray, x: FloatArray, rows: Int32Array, d: number,
@@ -224,6 +223,7 @@ function accumulateRows(out: FloatArray, x: FloatArray, rows: Int32Array, d: num
   }
 }
 
+/** Rows that selected expert `e` (ascending) and the slot of e in each row's top-K ids. */
 export function tokensOf(chosen: Int32Array, K: number, e: number): { rows: Int32Array; slots: Int32Array } {
   const rows: number[] = [];
   const slots: number[] = [];
