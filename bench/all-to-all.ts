@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { CLUSTER_PRESETS, RUNTIME_DEFAULTS, type ClusterConfig } from '../src/fabric/cluster-config.js';
 import type { CollectiveResult } from '../src/runtime/programs/collectives.js';
 import { Coordinator } from '../src/runtime/coordinator.js';
+import { sizeName } from './fabric.js';
 import { median } from './matmul.js';
 
 const PYTHON_PATH = '/usr/bin/python3';
@@ -94,8 +95,4 @@ function cluster(shape: { nodes: number; gpusPerNode: number }): ClusterConfig {
 
 function shapeName(shape: { nodes: number; gpusPerNode: number }): string {
   return `${shape.nodes} × ${shape.gpusPerNode}`;
-}
-
-function sizeName(bytes: number): string {
-  return bytes >= 1 << 20 ? `${bytes >> 20} MiB` : `${bytes >> 10} KiB`;
 }

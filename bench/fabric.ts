@@ -115,7 +115,7 @@ function line(channel: string, size: number, value: number, limitName: string, l
     `of ${limitName} (${limit.toFixed(2)} GB/s)`;
 }
 
-function sizeName(bytes: number): string {
+export function sizeName(bytes: number): string {
   return bytes >= 1 << 20 ? `${bytes >> 20} MiB` : `${bytes >> 10} KiB`;
 }
 
