@@ -44,7 +44,7 @@ export class IbClient {
   #lost: MoemuError | null = null;     // why the link is gone, when not by our close()
   #closeRequested = false;
   #closing: Promise<void> | null = null;
-  /** The socket under ws (ws keeps it private), corked while sends of the current event-loop turn gather. */
+  /** The socket under ws (ws keeps it private), corked until the next tick while a callback's sends gather. */
   readonly #socket: CorkableSocket;
   #corked = false;
 
