@@ -71,24 +71,30 @@ export interface ReplicaDivergence { step: number; param: string; ranks: [number
  * The replica check for silent data corruption: a parameter held by several ranks (replicated over EP, tied across
  * stages) is updated from the same reduced gradient on each of them, so its copies stay equal bit for bit; a copy
  * that differs after a step was changed by something else. Each rank reports a digest per parameter after each
- * step; the first name whose digests differ is a divergence.
+ * step; a step is judged once every rank's digests are in, in rank order (the first rank whose copy of a
+ * parameter differs from the lowest rank's copy, in the order that rank lists them), so the divergence named does
+ * not depend on which rank's report arrived first.
  */
 export class ReplicaWatch {
-  readonly #steps = new Map<number, { ranks: number; seen: Map<string, { rank: number; digest: number }> }>();
+  readonly #steps = new Map<number, (readonly (readonly [string, number])[])[]>();
 
   constructor(private readonly world: number) {}
 
   add(step: number, rank: number, digests: readonly (readonly [string, number])[]): ReplicaDivergence | null {
-    const s = this.#steps.get(step) ?? { ranks: 0, seen: new Map() };
-    this.#steps.set(step, s);
-    s.ranks += 1;
-    if (s.ranks === this.world) this.#steps.delete(step);
-    for (const [param, digest] of digests) {
-      const first = s.seen.get(param);
-      if (!first) s.seen.set(param, { rank, digest });
-      else if (first.digest !== digest) {
-        return { step, param, ranks: [first.rank, rank], message: `after step ${step}, ${param} differs between ` +
-          `rank ${first.rank} and rank ${rank}, which hold copies of it that must be equal bit for bit` };
+    const ranks = this.#steps.get(step) ?? [];
+    this.#steps.set(step, ranks);
+    ranks[rank] = digests;
+    if (Object.keys(ranks).length < this.world) return null;
+    this.#steps.delete(step);
+    const first = new Map<string, { rank: number; digest: number }>();
+    for (const [r, list] of ranks.entries()) {
+      for (const [param, digest] of list) {
+        const held = first.get(param);
+        if (!held) first.set(param, { rank: r, digest });
+        else if (held.digest !== digest) {
+          return { step, param, ranks: [held.rank, r], message: `after step ${step}, ${param} differs between ` +
+            `rank ${held.rank} and rank ${r}, which hold copies of it that must be equal bit for bit` };
+        }
       }
     }
     return null;

@@ -32,7 +32,7 @@ export class SdcDetectors {
   replicas(step: number, rank: number, digests: readonly (readonly [string, number])[]): MoemuError | null {
     const diverged = this.#replicas.add(step, rank, digests);
     return diverged && moemuError('MOEMU_ERR_SDC', `${REPLICA_CHECK}: ${diverged.message}: silent data corruption ` +
-      'suspected', { step: diverged.step, rank });
+      'suspected', { step: diverged.step, rank: diverged.ranks[1] });
   }
 }
 
@@ -49,6 +49,8 @@ export interface GatherEvents {
   gathered?(step: number): void;
   /** A detector suspects silent data corruption: the attempt ends. */
   suspect(error: MoemuError): void;
+  /** Whether the attempt has ended (its steps' news is no longer counted). */
+  over?(): boolean;
 }
 
 /** Sums the ranks' news of a step and passes it on once every rank has sent it; the same for the files of a
@@ -81,8 +83,10 @@ export class ProgressGather {
       this.on.commit(p.step, files);
       return;
     }
+    // Once the attempt is over (a detector's suspicion, a rank's error), a step that ends later does not count as
+    // reached: how far the other ranks got before they heard is a matter of timing.
+    if (this.on.over?.()) return;
     const diverged = p.replicas ? this.detectors?.replicas(p.step, rank, p.replicas) : null;
-    if (diverged) this.on.suspect(diverged);
     const s = this.#steps.get(p.step) ?? { ranks: 0, loss: 0, endPs: 0 };
     s.ranks += 1;
     s.loss += p.loss;
@@ -92,8 +96,9 @@ export class ProgressGather {
     this.#steps.delete(p.step);
     this.on.emit({ step: p.step, steps: p.steps, loss: s.loss, virtualPs: s.endPs,
       wallMs: performance.now() - this.#startedMs });
-    const spike = this.detectors?.step(p.step, s.loss);
-    if (spike) this.on.suspect(spike);
+    // The step is reached (its time was spent) whether or not a detector then finds it corrupt.
+    const suspicion = diverged ?? this.detectors?.step(p.step, s.loss);
+    if (suspicion) this.on.suspect(suspicion);
     else this.on.gathered?.(p.step);
   }
 }

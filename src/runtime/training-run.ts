@@ -303,7 +303,7 @@ async function runAttempt(s: Scenario, options: TrainingRunOptions, resume: Foun
       gate.committed(step);
     },
     gathered: (step) => gate.gathered(step),
-    suspect: (error) => coordinator.abort(error),
+    suspect: (error) => coordinator.abort(error), over: () => coordinator.failed,
   }, detectors);
   const coordinator = await Coordinator.start({ cluster, host: cluster.host, watchdogMs: cluster.watchdogMs,
     heartbeatMs: cluster.heartbeatMs, hangMs: detection.hangMs, frameBytesMax: cluster.frameBytesMax,

@@ -20,7 +20,7 @@ describe('LossWatch', () => {
 });
 
 describe('ReplicaWatch', () => {
-  it('names the first parameter whose copies differ and the two ranks', () => {
+  it('names the first parameter whose copies differ and the two ranks, once every rank is in', () => {
     const w = new ReplicaWatch(3);
     expect(w.add(1, 0, [['a', 1], ['b', 2]])).toBeNull();
     expect(w.add(1, 2, [['a', 1], ['c', 9]])).toBeNull();   // c is held by one rank only
@@ -32,8 +32,23 @@ describe('ReplicaWatch', () => {
     expect(w.add(1, 0, [['a', 5]])).toBeNull();
     expect(w.add(1, 1, [['a', 5]])).toBeNull();
     expect(w.add(2, 1, [['a', 6]])).toBeNull();
-    expect(w.add(2, 0, [['a', 5]])?.message).toBe('after step 2, a differs between rank 1 and rank 0, which hold ' +
+    expect(w.add(2, 0, [['a', 5]])?.message).toBe('after step 2, a differs between rank 0 and rank 1, which hold ' +
       'copies of it that must be equal bit for bit');
+  });
+
+  it('the divergence named does not depend on the order the ranks\' reports arrive in', () => {
+    // ranks 1 and 3 each differ from rank 0 (a and b); rank 1 is the lower, its first differing name is b
+    const reports: [number, [string, number][]][] = [[0, [['a', 1], ['b', 2]]], [1, [['b', 7], ['a', 8]]],
+      [2, [['c', 4]]], [3, [['a', 9], ['c', 4]]]];
+    const orders = [[0, 1, 2, 3], [3, 2, 1, 0], [2, 3, 0, 1], [3, 0, 2, 1]];
+    const named = orders.map((order) => {
+      const w = new ReplicaWatch(4);
+      const results = order.map((i) => w.add(5, ...reports[i]));
+      expect(results.slice(0, 3)).toEqual([null, null, null]);
+      return results[3];
+    });
+    for (const n of named) expect(n).toEqual(named[0]);
+    expect(named[0]).toMatchObject({ param: 'b', ranks: [0, 1] });
   });
 });
 
