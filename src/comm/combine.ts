@@ -1,7 +1,9 @@
 // Expert-parallel combine (FACTS §3, DESIGN "Numerics"): the rows a dispatch delivered, each already the weighted
 // sum of this rank's experts for its token, go back along the reversed paths and are summed per token without
 // weights — first within each node in ascending GPU index (on the forwarder of the origin's local index for a
-// remote node, at the origin for its own node), then over nodes in ascending node index at the origin. Sums
+// remote node, at the origin for its own node), then over nodes in ascending node index at the origin. Both hops
+// to and from a forwarder move in chunks of cluster.ep.chunkTokens rows (ep-chunks.ts): a chunk of the node's sum
+// leaves once the rows it sums have arrived. Chunks are joined before summing, so the sums do not change. Sums
 // accumulate in the rows' dtype (f32 in f32 runs, as DeepEP; f64 in reference runs); with a bf16 wire, rows travel
 // as bf16 and each level's sums are cast to bf16 (DESIGN "Numerics"). One op on the comm stream.
 import { nameText, type OpName, type OpRecord, type VEvent } from '../fabric/streams.js';
@@ -11,6 +13,7 @@ import { emptyRows, message } from './dispatch.js';
 import { combineTag, DIRECT, epPartTag, IB } from './tags.js';
 import type { EpGroup } from './ep-group.js';
 import { roundBf16InPlace } from '../tensor/bf16.js';
+import { chunkTokensOf, joinRows, splitRows } from './ep-chunks.js';
 import { decodeEpRows, NATIVE, type EpRows, type RowWire } from './ep-rows.js';
 
 export interface CombineResult { out: FloatArray; op: OpRecord }
@@ -36,33 +39,47 @@ export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray
   const peers = ep.nodePeers();
   const forwarded = remoteOriginsForwardedByMe(ep);
   const startPs = ep.fabric.clock.now('comm');
+  const chunkTokens = chunkTokensOf(ep.fabric.cluster);
   const sendsA = [
     ...ep.sendOrder(peers)
       .map((p) => message(ep, ep.global(p), epPartTag(tag, DIRECT), byOrigin.get(p)!, wire, metadataColumns)),
-    ...remoteOrigins(ep).filter((s) => forwarderOf(ep, s) !== ep.me)
-      .map((s) => message(ep, ep.global(forwarderOf(ep, s)), epPartTag(tag, { kind: 'fwd', origin: s }),
-        byOrigin.get(s)!, wire, metadataColumns)),
+    ...remoteOrigins(ep).filter((s) => forwarderOf(ep, s) !== ep.me).flatMap((s) => {
+      const chunks = splitRows(byOrigin.get(s)!, chunkTokens);
+      return chunks.map((c) => ({ ...message(ep, ep.global(forwarderOf(ep, s)),
+        epPartTag(tag, { kind: 'fwd', origin: s }), c, wire, metadataColumns), chunks: chunks.length }));
+    }),
   ];
   const recvsA = [
     ...peers.map((p) => ({ source: ep.global(p), tag: epPartTag(tag, DIRECT) })),
     ...forwarded.flatMap((s) => peers.map((p) =>
-      ({ source: ep.global(p), tag: epPartTag(tag, { kind: 'fwd', origin: s }) }))),
+      ({ source: ep.global(p), tag: epPartTag(tag, { kind: 'fwd', origin: s }), chunked: true }))),
   ];
   const a = await ep.fabric.exchange(name, sendsA, recvsA, { startAtPs: startPs, record: false });
-  const got = a.received.map((m) => takeRows(m, handle, wire));
-  const direct = new Map(peers.map((p, k) => [p, got[k]]));
-  const sendsB = ep.sendOrder(forwarded).map((s) => {
+  const direct = new Map(peers.map((p, k) => [p, takeRows(a.received[k], handle, wire)]));
+  const partials = ep.sendOrder(forwarded).map((s) => {
     const k = forwarded.indexOf(s);
-    const fromPeers = new Map(peers.map((p, j) => [p, got[peers.length + k * peers.length + j]]));
+    const streams = peers.map((p, j) => {
+      const at = peers.length + k * peers.length + j;
+      return { gpu: p, parts: a.parts[at].map((m) => takeRows(m, handle, wire)), donePs: a.partsDonePs[at] };
+    });
+    const fromPeers = new Map(streams.map((st) => [st.gpu, joinRows(st.parts)]));
     const partial = nodePartial(ep, s, (gpu) => (gpu === ep.me ? byOrigin.get(s)! : fromPeers.get(gpu)!), handle);
-    const done = a.donePs.slice(peers.length + k * peers.length, peers.length + (k + 1) * peers.length);
-    return { ...message(ep, ep.global(s), epPartTag(tag, IB), partial, wire, metadataColumns),
-      notBeforePs: Math.max(startPs, ...done) };
+    const chunks = splitRows(partial, chunkTokens);
+    return { s, chunks, readyPs: chunks.map((c) => chunkReadyPs(c, streams, startPs)) };
   });
+  const sendsB = [];
+  for (let c = 0; c < Math.max(0, ...partials.map((p) => p.chunks.length)); c++) {
+    for (const { s, chunks, readyPs } of partials) {
+      if (c >= chunks.length) continue;
+      sendsB.push({ ...message(ep, ep.global(s), epPartTag(tag, IB), chunks[c], wire, metadataColumns),
+        notBeforePs: readyPs[c], chunks: chunks.length });
+    }
+  }
   const b = await ep.fabric.exchange(`${text} ib`, sendsB,
-    ep.ibPeers().map((p) => ({ source: ep.global(p), tag: epPartTag(tag, IB) })),
+    ep.ibPeers().map((p) => ({ source: ep.global(p), tag: epPartTag(tag, IB), chunked: true })),
     { startAtPs: startPs, record: false });
-  const fromNodes = new Map(ep.ibPeers().map((p, k) => [ep.nodeOf(p), takeRows(b.received[k], handle, wire)]));
+  const fromNodes = new Map(ep.ibPeers().map((p, k) =>
+    [ep.nodeOf(p), joinRows(b.parts[k].map((m) => takeRows(m, handle, wire)))]));
   const own = nodePartial(ep, ep.me, (gpu) => (gpu === ep.me ? byOrigin.get(ep.me)! : direct.get(gpu)!), handle);
   if (bf16) roundBf16InPlace(own.x);                      // the node level ends in bf16, as the sent partials do
   fromNodes.set(ep.nodeOf(ep.me), own);
@@ -71,6 +88,22 @@ export async function combine(ep: EpGroup, handle: DispatchHandle, y: FloatArray
   const op = ep.fabric.clock.record('comm', name, startPs, Math.max(a.op.endPs, b.op.endPs), {
     payloadBytes: a.op.payloadBytes + b.op.payloadBytes, metadataBytes: a.op.metadataBytes + b.op.metadataBytes });
   return { out, op };
+}
+
+/** When a chunk of a node partial may leave for its origin: once, from every other GPU of the node, the part of
+ * its stream that holds its last row for a token up to the chunk's last has arrived — or its first part, when it
+ * has none (that part says how many rows follow: a GPU with nothing for the chunk holds it up no longer). With one
+ * chunk, every GPU's whole message (store-and-forward). */
+function chunkReadyPs(chunk: EpRows, streams: readonly { parts: readonly EpRows[]; donePs: readonly number[] }[],
+                      startPs: number): number {
+  const last = chunk.rows === 0 ? -1 : chunk.token[chunk.rows - 1];
+  let ready = startPs;
+  for (const { parts, donePs } of streams) {
+    let needed = 0;
+    parts.forEach((p, j) => { if (p.rows > 0 && p.token[0] <= last) needed = j; });
+    ready = Math.max(ready, donePs[needed]);
+  }
+  return ready;
 }
 
 /** The received rows regrouped by origin EP rank (token order kept), one (possibly empty) block per rank. */

@@ -3,7 +3,8 @@
 //      each remote node that does, to the GPU with the source's local index (IB), with the mask of that node's
 //      GPUs that need it;
 //   2. each forwarder sends the rows it received over IB on to the other GPUs of its node the masks name
-//      (NVLink), each message posted when the IB message it forwards was done (store-and-forward).
+//      (NVLink). IB streams move in chunks of cluster.ep.chunkTokens rows (ep-chunks.ts); the forwarder posts a
+//      chunk's rows when that chunk has arrived, so the two hops overlap (one chunk: store-and-forward).
 // Every pair the protocol defines exchanges a message, empty when it has no rows, so receivers know what to wait
 // for. The receiver gets one row per (token, this rank), grouped by origin rank ascending and in origin-token
 // order, with local expert ids (-1 where the expert is elsewhere), the top-k weights zeroed there, and
@@ -13,6 +14,7 @@ import { nameText, type OpName, type OpRecord, type VEvent } from '../fabric/str
 import { selectTileRows, type Fp8Tiles } from '../tensor/quantize.js';
 import type { FloatArray } from '../tensor/tensor.js';
 import type { EpGroup } from './ep-group.js';
+import { chunkTokensOf, concatTileRows, joinRows, splitRows } from './ep-chunks.js';
 import { decodeEpRows, encodeEpRows, epRowsBytes, NATIVE, type EpRows, type RowWire } from './ep-rows.js';
 import { DIRECT, epPartTag, IB } from './tags.js';
 
@@ -60,11 +62,12 @@ export async function dispatch(ep: EpGroup, routed: DispatchInput, name: OpName 
   const wire = routed.wire ?? NATIVE;
   const dest = destinations(ep, routed);
   const input = routed.cached ? { ...routed, K: 0 } : routed;   // from here on K counts the ids and weights sent
+  const chunkTokens = chunkTokensOf(ep.fabric.cluster);
   ep.fabric.clock.waitFor('comm', ...(input.waitFor ?? []));
   const startPs = ep.fabric.clock.now('comm');
-  const phase1 = await ep.fabric.exchange(name, phaseOneSends(ep, input, dest, tag, wire), [
+  const phase1 = await ep.fabric.exchange(name, phaseOneSends(ep, input, dest, tag, wire, chunkTokens), [
     ...ep.nodePeers().map((source) => ({ source: ep.global(source), tag: epPartTag(tag, DIRECT) })),
-    ...ep.ibPeers().map((source) => ({ source: ep.global(source), tag: epPartTag(tag, IB) })),
+    ...ep.ibPeers().map((source) => ({ source: ep.global(source), tag: epPartTag(tag, IB), chunked: true })),
   ], { startAtPs: startPs, record: false });
   const float64 = input.x instanceof Float64Array;
   const blocks = new Map<number, EpRows>();
@@ -72,12 +75,16 @@ export async function dispatch(ep: EpGroup, routed: DispatchInput, name: OpName 
   const peers = ep.nodePeers();
   const ibFrom = ep.ibPeers();
   peers.forEach((p, k) => blocks.set(p, take(phase1.received[k], input, float64, wire)));
-  const ibRows = ibFrom.map((p, k) => take(phase1.received[peers.length + k], input, float64, wire));
+  const ibChunks = ibFrom.map((_, k) => phase1.parts[peers.length + k].map((m) => take(m, input, float64, wire)));
   const phase2 = await ep.fabric.exchange(`${text} forward`,
-    forwardSends(ep, ibRows, phase1.donePs.slice(peers.length), tag, wire),
+    forwardSends(ep, ibChunks, phase1.partsDonePs.slice(peers.length), tag, wire),
     forwardRecvs(ep, tag), { startAtPs: startPs, record: false });
-  ibRows.forEach((r) => blocks.set(r.origin, filterRows(r, (i) => (r.mask[i] >> ep.localOf(ep.me)) & 1)));
-  forwardOrigins(ep).forEach((origin, k) => blocks.set(origin, take(phase2.received[k], input, float64, wire)));
+  for (const chunks of ibChunks) {
+    const r = joinRows(chunks);
+    blocks.set(r.origin, filterRows(r, (i) => (r.mask[i] >> ep.localOf(ep.me)) & 1));
+  }
+  forwardOrigins(ep).forEach((origin, k) => blocks.set(origin,
+    joinRows(phase2.parts[k].map((m) => take(m, input, float64, wire)))));
   const op = ep.fabric.clock.record('comm', name, startPs, Math.max(phase1.op.endPs, phase2.op.endPs), {
     payloadBytes: phase1.op.payloadBytes + phase2.op.payloadBytes,
     metadataBytes: phase1.op.metadataBytes + phase2.op.metadataBytes });
@@ -97,27 +104,39 @@ function destinations(ep: EpGroup, input: DispatchInput): number[][] {
   });
 }
 
-function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag: string, wire: RowWire) {
+function phaseOneSends(ep: EpGroup, input: DispatchInput, dest: number[][], tag: string, wire: RowWire,
+                       chunkTokens: number) {
   const direct = ep.sendOrder(ep.nodePeers()).map((p) => message(ep, ep.global(p), epPartTag(tag, DIRECT),
     select(ep.me, input, (t) => dest[t].includes(p)), wire));
-  const ib = ep.sendOrder(ep.ibPeers()).map((p) => {
+  const ib = ep.sendOrder(ep.ibPeers()).flatMap((p) => {
     const node = ep.nodeOf(p);
     const rows = select(ep.me, input, (t) => dest[t].some((e) => ep.nodeOf(e) === node));
     for (let i = 0; i < rows.rows; i++) {
       for (const e of dest[rows.token[i]]) if (ep.nodeOf(e) === node) rows.mask[i] |= 1 << ep.localOf(e);
     }
-    return message(ep, ep.global(p), epPartTag(tag, IB), rows, wire);
+    const chunks = splitRows(rows, chunkTokens);
+    return chunks.map((c) => ({ ...message(ep, ep.global(p), epPartTag(tag, IB), c, wire), chunks: chunks.length }));
   });
   return [...direct, ...ib];
 }
 
-/** Rows an IB message brought for the other GPUs of this node, each held until that message was done. */
-function forwardSends(ep: EpGroup, ibRows: EpRows[], donePs: number[], tag: string, wire: RowWire) {
-  return ibRows.flatMap((r, k) => ep.sendOrder(ep.nodePeers()).map((p) => ({
-    ...message(ep, ep.global(p), epPartTag(tag, { kind: 'fwd', origin: r.origin }),
-      filterRows(r, (i) => (r.mask[i] >> ep.localOf(p)) & 1), wire),
-    notBeforePs: donePs[k],
-  })));
+/** The rows of each chunk an IB stream brought for the other GPUs of this node, each posted once its chunk had
+ * arrived: chunk by chunk, origins in their order within a chunk (as chunks of the origins arrive). */
+function forwardSends(ep: EpGroup, ibChunks: EpRows[][], donePs: number[][], tag: string, wire: RowWire) {
+  const most = Math.max(0, ...ibChunks.map((c) => c.length));
+  const sends = [];
+  for (let c = 0; c < most; c++) {
+    for (const [k, chunks] of ibChunks.entries()) {
+      if (c >= chunks.length) continue;
+      const r = chunks[c];
+      for (const p of ep.sendOrder(ep.nodePeers())) {
+        sends.push({ ...message(ep, ep.global(p), epPartTag(tag, { kind: 'fwd', origin: r.origin }),
+          filterRows(r, (i) => (r.mask[i] >> ep.localOf(p)) & 1), wire),
+        notBeforePs: donePs[k][c], chunks: chunks.length });
+      }
+    }
+  }
+  return sends;
 }
 
 /** Remote origins whose rows reach me through another GPU of my node (not through my own IB peer link). */
@@ -130,7 +149,7 @@ function forwardOrigins(ep: EpGroup): number[] {
 
 function forwardRecvs(ep: EpGroup, tag: string) {
   return forwardOrigins(ep).map((origin) => ({ source: ep.global(ep.at(ep.nodeOf(ep.me), ep.localOf(origin))),
-    tag: epPartTag(tag, { kind: 'fwd', origin }) }));
+    tag: epPartTag(tag, { kind: 'fwd', origin }), chunked: true }));
 }
 
 /** `metadataColumns`: the rows' last columns that are metadata, not tensor data (the gate-value gradients that
@@ -223,20 +242,4 @@ function assemble(ep: EpGroup, blocks: Map<number, EpRows>, input: DispatchInput
   const fp8 = ordered.every((b) => b.fp8) && ordered.length > 0
     ? concatTileRows(ordered.map((b) => b.fp8!)) : undefined;
   return { rows: R, x: all.x, fp8, localIds: all.ids, weights: all.weights, countsPerLocalExpert: counts, handle, op };
-}
-
-function concatTileRows(parts: Fp8Tiles[]): Fp8Tiles {
-  const rows = parts.reduce((n, q) => n + q.rows, 0);
-  const { cols, tile } = parts[0];
-  const codes = new Uint8Array(rows * cols);
-  const scales = new Float32Array(rows * Math.ceil(cols / tile));
-  let at = 0;
-  let scaleAt = 0;
-  for (const q of parts) {
-    codes.set(q.codes, at);
-    scales.set(q.scales, scaleAt);
-    at += q.codes.length;
-    scaleAt += q.scales.length;
-  }
-  return { codes, scales, rows, cols, tile, layout: 'tile' };
 }

@@ -17,19 +17,33 @@ export interface GpuConfig {
   commSms: number;            // SMs given to communication kernels; GEMMs get the other sms − commSms
 }
 
+/** How the expert-parallel kernels move rows (FACTS §3, DeepEP's normal kernels). */
+export interface EpConfig {
+  /** Rows per chunk of a two-hop dispatch or combine: a forwarder sends a chunk on once it has arrived. */
+  chunkTokens: number;
+}
+
 export interface ClusterConfig {
   nodes: number;
   gpusPerNode: number;
   gpu: GpuConfig;
   nvlink: LinkConfig;
   ib: LinkConfig;
+  /** Absent (clusters built in code): EP_DEFAULTS. */
+  ep?: EpConfig;
 }
+
+/** DeepEP's recommended configs (deep_ep/buffer.py get_dispatch_config / get_combine_config) send RDMA chunks of
+ * 20 to 32 tokens at EP 16–64 (dispatch: 20 at EP 16, 32 at EP 32, 28 at EP 64; combine: 28, 20, 20); moemu uses
+ * one chunk size for both hops and both directions. */
+export const EP_DEFAULTS: Readonly<EpConfig> = Object.freeze({ chunkTokens: 20 });
 
 /** FACTS §2: H800 SXM, NVLink 160 GB/s, IB 50 GB/s per GPU NIC (ratio 3.2); latencies are moemu's assumptions. */
 export const H800: Readonly<Omit<ClusterConfig, 'nodes' | 'gpusPerNode'>> = Object.freeze({
   gpu: { flopsPerS: 989e12, fp8FlopsPerS: 1979e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132, commSms: 20 },
   nvlink: { egressBytesPerS: 160e9, ingressBytesPerS: 160e9, latencyNs: 1000 },
   ib: { egressBytesPerS: 50e9, ingressBytesPerS: 50e9, latencyNs: 3000 },
+  ep: EP_DEFAULTS,
 });
 
 /** How the emulator itself runs a cluster (not hardware): endpoints, limits and the watchdog. */
@@ -61,6 +75,7 @@ export const CLUSTER_PRESETS = {
     gpu: { ...H800.gpu, flopsPerS: 11_785_714_286, fp8FlopsPerS: 23_583_345_371, hbmBytesPerS: 3.35e9 },
     nvlink: { ...H800.nvlink, egressBytesPerS: 160e6, ingressBytesPerS: 160e6 },
     ib: { ...H800.ib, egressBytesPerS: 50e6, ingressBytesPerS: 50e6 },
+    ep: H800.ep,
   },
 } as const satisfies Record<string, ClusterConfig>;
 

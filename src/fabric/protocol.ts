@@ -20,6 +20,9 @@ export interface FabricHeader {
   /** Sent on a link with faults (faults/wire.ts): the receiver acknowledges it, or asks for it again when its CRC
    * is wrong, and discards a second copy by its seq (reliable-link.ts). */
   reliable?: boolean;
+  /** One message of a chunked stream (rank-fabric.ts ExchangeRecv.chunked): how many the stream has, all with
+   * this (src, dst, tag), in order. */
+  chunks?: number;
 }
 
 /** GPU thread <-> GPU thread (NVLink) and node main thread -> GPU thread (IB deliveries). Buffers a GPU is done

@@ -47,14 +47,23 @@ export function waitingText(w: Waiting): string {
 /** `metadataBytes`: how many of the payload's bytes (at its end) are metadata — indices, weights, scales — which
  * travel and cost time like the rest but are counted apart from tensor rows (DESIGN "Metrics").
  * `owned`: the payload is a `sendBuffer` the caller gives up (moved, not copied; must not be used afterwards).
- * `notBeforePs`: posted no earlier than this (store-and-forward: a forwarder sends a row once its copy arrived). */
+ * `notBeforePs`: posted no earlier than this (a forwarder sends rows once the chunk that brought them arrived).
+ * `chunks`: the message is one of that many sent to `target` with this tag, in order (a chunked stream; the
+ * receiver asks for it with `chunked`). */
 export interface ExchangeSend {
   target: number; tag: string; payload: Uint8Array; metadataBytes?: number; owned?: boolean; notBeforePs?: number;
+  chunks?: number;
 }
-export interface ExchangeRecv { source: number; tag: string }
-/** received[i] and donePs[i] answer recvs[i]: the message and the virtual time it was fully received. `op` is
- * the comm op recorded (or, with `record: false`, the one that would have been). */
-export interface ExchangeResult { received: Incoming[]; donePs: number[]; op: OpRecord }
+/** `chunked`: the sender's messages with this tag form a stream whose first message says how many there are
+ * (its header's `chunks`); the receive takes them all. */
+export interface ExchangeRecv { source: number; tag: string; chunked?: boolean }
+/** received[i] and donePs[i] answer recvs[i]: the message and the virtual time it was fully received; for a
+ * chunked receive, parts[i] and partsDonePs[i] hold every message of the stream (received[i] is the first,
+ * donePs[i] the last one's). `op` is the comm op recorded (or, with `record: false`, the one that would have
+ * been). */
+export interface ExchangeResult {
+  received: Incoming[]; donePs: number[]; parts: Incoming[][]; partsDonePs: number[][]; op: OpRecord;
+}
 
 export interface ExchangeOptions {
   waitFor?: readonly VEvent[];
@@ -192,6 +201,7 @@ export class RankFabric {
         : { timing: this.#portTo(s.target).send(bytes, postedPs), fates: undefined };
       const header: FabricHeader = { src: this.rank, dst: s.target, tag: s.tag, seq,
         bytes, metadataBytes: meta, step: this.clock.step, outPs: timing.outPs, egressEndPs: timing.egressEndPs };
+      if (s.chunks !== undefined) header.chunks = s.chunks;
       if (effects) {
         header.reliable = true;
         if (effects.delayPs > 0) header.delayPs = effects.delayPs;
@@ -208,38 +218,50 @@ export class RankFabric {
       metadataBytes += meta;
     }
     // A send-only op (the common p2p case) skips the receive path: no promise, no sorting.
-    const received = recvs.length === 0 ? [] : await this.#receive(name, recvs);
-    for (const r of received) r.taken = true;
-    const donePs = new Array<number>(received.length).fill(startPs);
-    if (received.length > 0) {
-      const indexed = received.map((r, index) => ({ outPs: r.header.outPs, source: r.header.src, seq: r.header.seq,
-        r, index }));
-      for (const m of processingOrder(indexed)) {
-        const done = this.#portTo(m.source).receive(m.r.header.bytes, m.r.header);
-        donePs[m.index] = Math.max(startPs, done);
-        endPs = Math.max(endPs, done);
+    const parts = recvs.length === 0 ? [] : await this.#receive(name, recvs);
+    const all = parts.flat();
+    for (const r of all) r.taken = true;
+    const done = new Map<Incoming, number>();
+    if (all.length > 0) {
+      for (const m of processingOrder(all.map((r) => ({ outPs: r.header.outPs, source: r.header.src,
+        seq: r.header.seq, r })))) {
+        const doneAt = this.#portTo(m.source).receive(m.r.header.bytes, m.r.header);
+        done.set(m.r, Math.max(startPs, doneAt));
+        endPs = Math.max(endPs, doneAt);
       }
       if (this.#observer) {
-        received.forEach((r, i) => {
+        for (const r of all) {
           const h = r.header;
-          this.#observer!.received({ step: h.step, src: h.src, dst: h.dst, link: r.link, tag: h.tag, seq: h.seq,
+          this.#observer.received({ step: h.step, src: h.src, dst: h.dst, link: r.link, tag: h.tag, seq: h.seq,
             bytes: h.bytes, metadataBytes: h.metadataBytes, outPs: h.outPs, egressEndPs: h.egressEndPs,
-            crc: this.#crc(r.payload), op: name, label: labelOf(opName), postedPs: startPs, donePs: donePs[i] });
-        });
+            crc: this.#crc(r.payload), op: name, label: labelOf(opName), postedPs: startPs, donePs: done.get(r)! });
+        }
       }
     }
     const op = options.record === false
       ? { rank: this.rank, stream: 'comm' as const, name, startPs, endPs, payloadBytes, metadataBytes,
         step: this.clock.step, label: labelOf(opName) }
       : this.clock.record('comm', opName, startPs, endPs, { payloadBytes, metadataBytes });
-    return { received, donePs, op };
+    const partsDonePs = parts.map((list) => list.map((r) => done.get(r)!));
+    return { received: parts.map((list) => list[0]), donePs: partsDonePs.map((d) => d[d.length - 1]), parts,
+      partsDonePs, op };
   }
 
-  async #receive(name: string, recvs: readonly ExchangeRecv[]): Promise<Incoming[]> {
+  /** Every receive's messages: one, or a chunked stream's all (the first says how many), in the order sent. */
+  async #receive(name: string, recvs: readonly ExchangeRecv[]): Promise<Incoming[][]> {
     this.options.transport.status({ op: name, sources: recvs });
     try {
       this.#poll(recvs);
-      return await this.mailbox.takeAll(recvs, this.options.watchdogMs, name);
+      const firsts = await this.mailbox.takeAll(recvs, this.options.watchdogMs, name);
+      return await Promise.all(firsts.map(async (first, i) => {
+        const list = [first];
+        const { source, tag, chunked } = recvs[i];
+        const chunks = chunked ? first.header.chunks ?? 1 : 1;
+        while (list.length < chunks) {
+          list.push(...await this.mailbox.takeAll([{ source, tag }], this.options.watchdogMs, name));
+        }
+        return list;
+      }));
     } finally {
       this.options.transport.status(null);
     }

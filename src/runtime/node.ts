@@ -276,6 +276,7 @@ class NodeProcess {
     const meta: Record<string, number | boolean> = { seq: h.seq, metadataBytes: h.metadataBytes, step: h.step };
     if (h.reliable) meta.reliable = true;
     if (h.delayPs !== undefined) meta.delayPs = h.delayPs;
+    if (h.chunks !== undefined) meta.chunks = h.chunks;
     const giveBack = small ? () => this.#credits.written(gpu, sizeClass(h.bytes))
       : () => this.#gpuPorts[gpu].postMessage({ kind: 'ib-return', buffer } satisfies NodeToGpu, [buffer]);
     try {
@@ -349,6 +350,7 @@ class NodeProcess {
       egressEndPs: h.egressEndPs, crc: h.crc };
     if (meta.reliable === true) header.reliable = true;
     if (meta.delayPs !== undefined) header.delayPs = Number(meta.delayPs);
+    if (meta.chunks !== undefined) header.chunks = Number(meta.chunks);
     const credits = this.#credits.take(gpu);
     this.#gpuPorts[gpu].postMessage({ kind: 'data', header, buffer, pooled: !owned && !small,
       ...(credits > 0 ? { credits } : {}) } satisfies PeerMessage, [buffer]);

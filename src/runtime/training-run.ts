@@ -68,8 +68,8 @@ export type { RunProgress } from './progress-gather.js';
 /** metrics.json's `config`: the scenario as run, without the fields that change how the emulator runs. */
 export function runConfig(s: Scenario) {
   const { name, seed, precision, model, training, cluster } = s;
-  const { nodes, gpusPerNode, gpu, nvlink, ib } = cluster;
-  return { name, seed, precision, model, training, cluster: { nodes, gpusPerNode, gpu, nvlink, ib },
+  const { nodes, gpusPerNode, gpu, nvlink, ib, ep } = cluster;
+  return { name, seed, precision, model, training, cluster: { nodes, gpusPerNode, gpu, nvlink, ib, ep },
     parallel: parallelOf(s) };
 }
 

@@ -5,8 +5,8 @@
 // range or accepted values, so src/scenario/load.ts only has to put the YAML path in front of it.
 import * as z from 'zod';
 import {
-  CLUSTER_PRESETS, RUNTIME_DEFAULTS,
-  type ClusterConfig, type ClusterPreset, type GpuConfig, type LinkConfig, type RuntimeConfig,
+  CLUSTER_PRESETS, EP_DEFAULTS, RUNTIME_DEFAULTS,
+  type ClusterConfig, type ClusterPreset, type EpConfig, type GpuConfig, type LinkConfig, type RuntimeConfig,
 } from '../fabric/cluster-config.js';
 import { MODEL_PRESET_NAMES, MODEL_PRESETS, modelConfigProblems, type ModelConfig } from '../model/config.js';
 import { CORPUS_BYTES_DEFAULT } from '../model/corpus.js';
@@ -175,6 +175,7 @@ const clusterFields = {
   gpu: mapping(gpuFields).optional(),
   nvlink: linkSchema.optional(),
   ib: linkSchema.optional(),
+  ep: mapping({ chunkTokens: integer({ min: 1 }).optional() } satisfies Record<keyof EpConfig, z.ZodType>).optional(),
   host: z.string({ error: mustBe('a host name or IP address') })
     .min(1, { error: mustBe('a host name or IP address, not empty') })
     .max(HOST_LENGTH_MAX, { error: mustBe(`a host name of at most ${HOST_LENGTH_MAX} characters`) })
@@ -212,6 +213,7 @@ export function mergeCluster(input: ParsedClusterInput): ScenarioCluster {
     gpu: { ...base.gpu, ...setFields(input.gpu) },
     nvlink: { ...base.nvlink, ...setFields(input.nvlink) },
     ib: { ...base.ib, ...setFields(input.ib) },
+    ep: { ...EP_DEFAULTS, ...base.ep, ...setFields(input.ep) },
     host: top.host ?? RUNTIME_DEFAULTS.host,
     watchdogMs: top.watchdogMs ?? RUNTIME_DEFAULTS.watchdogMs,
     heartbeatMs: top.heartbeatMs ?? RUNTIME_DEFAULTS.heartbeatMs,

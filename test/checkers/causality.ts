@@ -9,9 +9,10 @@
 //    from a stage on the same rank (DualPipeV's turn) no earlier than the pass that produced it ended;
 //  - an expert-parallel message (dispatch, combine) leaves no earlier than the op before its exchange in the pass
 //    ended (the op whose output it carries);
-//  - a two-hop dispatch forwards a row no earlier than its IB message arrived, and a combine sends a node's
-//    partial sum over IB no earlier than the rows it sums arrived (tags of src/comm/dispatch.ts and combine.ts).
-import type { ReceivedEvent } from '../../src/fabric/observer.js';
+//  - a two-hop dispatch forwards a chunk of rows no earlier than the IB chunk that brought them arrived, and a
+//    combine sends a node's partial sums over IB no earlier than the rows they sum arrived (its first chunk after
+//    each peer's first part, its last after all of them; tags of src/comm/dispatch.ts and combine.ts).
+import type { ReceivedEvent, SentEvent } from '../../src/fabric/observer.js';
 import { unitOf, type OpRecord, type Pass } from '../../src/fabric/streams.js';
 import { StageHolders } from '../../src/pipeline/p2p-batches.js';
 import { epPartTag, IB, parseEpPartTag, parsePpTag, ppTag, type PpTag } from '../../src/comm/tags.js';
@@ -213,26 +214,39 @@ function checkLocalInputs(t: RankStepTrace, p: PipelineLayout, holders: StageHol
   }
 }
 
-/** Dispatch forwards `X:fwd:o` rows that came as `X:ib` from origin o; combine sends `X:ib` to origin d once the
- * `X:fwd:d` partials from its node peers arrived. o and d are EP ranks of the sender's group. */
+/** Dispatch forwards `X:fwd:o` rows that came as `X:ib` from origin o, chunk by chunk: the c-th forwarded
+ * message to a GPU leaves no earlier than the c-th IB chunk from o arrived. Combine sends `X:ib` to origin d in
+ * chunks of the node's sums of the `X:fwd:d` partials its node peers sent (in chunks too): its first chunk leaves
+ * no earlier than each peer's first part arrived, its last no earlier than every part. o and d are EP ranks of
+ * the sender's group; a tag's messages between two ranks are in seq order. */
 function checkTwoHop(t: RankStepTrace, p: PipelineLayout, v: Report): void {
   const base = Math.floor(t.rank / p.ep) * p.ep;
   const received = new Map<string, ReceivedEvent[]>();
   for (const m of t.received) received.set(m.tag, [...(received.get(m.tag) ?? []), m]);
-  for (const m of t.sent) {
-    const parsed = parseEpPartTag(m.tag);
-    let needs: ReceivedEvent[] = [];
-    if (parsed?.part.kind === 'fwd') {
-      const origin = base + parsed.part.origin;
-      needs = (received.get(epPartTag(parsed.base, IB)) ?? []).filter((r) => r.src === origin);
-    } else if (parsed?.part.kind === 'ib') {
-      needs = received.get(epPartTag(parsed.base, { kind: 'fwd', origin: m.dst - base })) ?? [];
-    }
-    for (const r of needs) {
-      if (m.outPs < r.donePs) {
-        v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before the rows it carries arrived in ${r.tag} ` +
-          `at ${r.donePs} ps`);
+  for (const list of received.values()) list.sort((x, y) => x.src - y.src || x.seq - y.seq);
+  const sent = new Map<string, SentEvent[]>();
+  for (const m of t.sent) sent.set(`${m.tag}>${m.dst}`, [...(sent.get(`${m.tag}>${m.dst}`) ?? []), m]);
+  for (const list of sent.values()) {
+    list.sort((x, y) => x.seq - y.seq);
+    list.forEach((m, c) => {
+      const parsed = parseEpPartTag(m.tag);
+      let needs: ReceivedEvent[] = [];
+      if (parsed?.part.kind === 'fwd') {
+        const origin = base + parsed.part.origin;
+        const chunks = (received.get(epPartTag(parsed.base, IB)) ?? []).filter((r) => r.src === origin);
+        needs = chunks.slice(c, c + 1);
+      } else if (parsed?.part.kind === 'ib') {
+        const parts = received.get(epPartTag(parsed.base, { kind: 'fwd', origin: m.dst - base })) ?? [];
+        const bySource = new Map<number, ReceivedEvent[]>();
+        for (const r of parts) bySource.set(r.src, [...(bySource.get(r.src) ?? []), r]);
+        needs = [...bySource.values()].flatMap((l) => (c === list.length - 1 ? l : c === 0 ? l.slice(0, 1) : []));
       }
-    }
+      for (const r of needs) {
+        if (m.outPs < r.donePs) {
+          v(`${m.tag} left for rank ${m.dst} at ${m.outPs} ps, before the rows it carries arrived in ${r.tag} ` +
+            `at ${r.donePs} ps`);
+        }
+      }
+    });
   }
 }

@@ -27,18 +27,19 @@ const TRAINING_DEFAULTS = {
 /** The runtime defaults of docs/scenarios.md "cluster" (not hardware: no preset sets them). */
 const RUNTIME = { host: '127.0.0.1', watchdogMs: 30000, heartbeatMs: 500, frameBytesMax: 64 * 1024 * 1024 };
 
-/** The `scaled` preset of docs/scenarios.md: H800 (FACTS §2) with links and HBM bandwidth ÷ 1000. */
+/** The `scaled` preset of docs/scenarios.md: H800 (FACTS §2) with links and HBM bandwidth ÷ 1000; EP chunks of 20
+ * rows as DeepEP's configs (docs/scenarios.md). */
 const SCALED_CLUSTER = { nodes: 2, gpusPerNode: 4,
   gpu: { flopsPerS: 11785714286, fp8FlopsPerS: 23583345371, hbmBytes: 80e9, hbmBytesPerS: 3.35e9, sms: 132,
     commSms: 20 },
   nvlink: { egressBytesPerS: 160e6, ingressBytesPerS: 160e6, latencyNs: 1000 },
-  ib: { egressBytesPerS: 50e6, ingressBytesPerS: 50e6, latencyNs: 3000 }, ...RUNTIME };
+  ib: { egressBytesPerS: 50e6, ingressBytesPerS: 50e6, latencyNs: 3000 }, ep: { chunkTokens: 20 }, ...RUNTIME };
 
 /** The `h800` preset: FACTS §2 as it is (one node of 8 H800s; latencies are moemu's assumptions). */
 const H800_CLUSTER = { nodes: 1, gpusPerNode: 8,
   gpu: { flopsPerS: 989e12, fp8FlopsPerS: 1979e12, hbmBytes: 80e9, hbmBytesPerS: 3.35e12, sms: 132, commSms: 20 },
   nvlink: { egressBytesPerS: 160e9, ingressBytesPerS: 160e9, latencyNs: 1000 },
-  ib: { egressBytesPerS: 50e9, ingressBytesPerS: 50e9, latencyNs: 3000 }, ...RUNTIME };
+  ib: { egressBytesPerS: 50e9, ingressBytesPerS: 50e9, latencyNs: 3000 }, ep: { chunkTokens: 20 }, ...RUNTIME };
 
 /** Parses `text` expecting failure; returns the error so a test can look at `code` and `problems`. */
 function problemsOf(text: string): ScenarioError {
@@ -104,7 +105,7 @@ describe('scenario: defaults', () => {
   it('the resolved cluster has exactly the ClusterConfig and RuntimeConfig fields, in order, and no preset', () => {
     const { cluster } = parseScenario('cluster: {preset: h800, heartbeatMs: 100, gpu: {sms: 100}}\n', 'x.yaml');
     // ClusterConfig's fields, then RuntimeConfig's, in the declared order (metrics.json echoes them).
-    expect(Object.keys(cluster)).toEqual(['nodes', 'gpusPerNode', 'gpu', 'nvlink', 'ib', 'host', 'watchdogMs',
+    expect(Object.keys(cluster)).toEqual(['nodes', 'gpusPerNode', 'gpu', 'nvlink', 'ib', 'ep', 'host', 'watchdogMs',
       'heartbeatMs', 'frameBytesMax']);
     expect(Object.keys(cluster.gpu))
       .toEqual(['flopsPerS', 'fp8FlopsPerS', 'hbmBytes', 'hbmBytesPerS', 'sms', 'commSms']);
