@@ -10,6 +10,7 @@ import { Command, CommanderError } from 'commander';
 import { EXIT_CODES, messageOf, MoemuError } from '../errors.js';
 import { addChaosCommand } from './chaos.js';
 import { addCompareCommand } from './compare.js';
+import { addEpBenchCommand } from './ep-bench.js';
 import { addComposeCommand } from './compose.js';
 import { addK8sCommand } from './k8s.js';
 import { addFabricCommand } from './fabric.js';
@@ -66,6 +67,7 @@ export function buildProgram(): Command {
   addK8sCommand(program);
   addScheduleCommand(program);
   addHealthCommand(program);
+  addEpBenchCommand(program);
   return program;
 }
 
