@@ -44,8 +44,13 @@ export const GPUS_PER_NODE = CLUSTER_PRESETS.h800.gpusPerNode;
 const BENCH_WATCHDOG_MS = 600_000;
 
 export function benchWorkload(ep: number, overrides: Partial<EpBenchWorkload> = {}): EpBenchWorkload {
-  const nodes = Math.max(1, ep / GPUS_PER_NODE);
-  return { ep, ...EP_BENCH_DEFAULTS, topGroups: Math.min(nodes, 4), ...overrides };
+  return { ep, ...EP_BENCH_DEFAULTS, topGroups: Math.min(nodesOf(ep), 4), ...overrides };
+}
+
+/** EP ranks are whole H800 nodes. */
+function nodesOf(ep: number): number {
+  assert(ep % GPUS_PER_NODE === 0, `EP ${ep} is not whole nodes of ${GPUS_PER_NODE}`);
+  return ep / GPUS_PER_NODE;
 }
 
 export interface EpBenchFigure { us: number; ibGbps: number; nvlinkGbps: number }
@@ -66,7 +71,7 @@ export function benchCluster(nodes: number, w: Pick<EpBenchWorkload, 'tokenScale
  * best K experts of those). With independent scores that is a uniformly random set of `topGroups` nodes and a
  * uniformly random K-subset of their experts, which is what this draws. */
 export function benchTopk(w: EpBenchWorkload, tokens: number, rank: number): Int32Array {
-  const nodes = Math.max(1, w.ep / GPUS_PER_NODE);
+  const nodes = nodesOf(w.ep);
   const perNode = w.experts / nodes;
   const rng = new Rng(w.seed * 100_003 + rank);
   const topk = new Int32Array(tokens * w.topK);
@@ -89,8 +94,7 @@ function pick(rng: Rng, n: number, k: number): number[] {
 }
 
 export async function runEpBench(w: EpBenchWorkload): Promise<EpBenchResult> {
-  assert(w.ep % GPUS_PER_NODE === 0, `EP ${w.ep} is not whole nodes of ${GPUS_PER_NODE}`);
-  const nodes = w.ep / GPUS_PER_NODE;
+  const nodes = nodesOf(w.ep);
   const gpus = GPUS_PER_NODE;
   const tokens = w.tokens / w.tokenScale;
   const hidden = w.hidden / w.hiddenScale;

@@ -2,8 +2,7 @@
 // chunks of at most `chunkTokens` rows, and the second hop of a chunk starts once that chunk has arrived, not once
 // the whole message has. Splitting and joining keep every row's bytes, so numerics do not change, only time.
 // Chunks are whole rows in the order of the message: a stream of one chunk is store-and-forward.
-import type { ClusterConfig } from '../fabric/cluster-config.js';
-import { EP_DEFAULTS } from '../fabric/cluster-config.js';
+import { EP_DEFAULTS, type ClusterConfig } from '../fabric/cluster-config.js';
 import type { Fp8Tiles } from '../tensor/quantize.js';
 import type { EpRows } from './ep-rows.js';
 

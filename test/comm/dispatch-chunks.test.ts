@@ -96,29 +96,29 @@ async function twoHop(tokens: number, chunkTokens: number) {
 }
 
 describe('chunked forwarding in virtual time', () => {
+  /** Whether the first of `sends` left before the last of `arrivals` arrived; both one message per chunk. */
+  const leavesBeforeLast = (sends: SentEvent[], arrivals: ReceivedEvent[], chunks: number) => {
+    expect(arrivals.length).toBe(chunks);
+    expect(sends.length).toBe(arrivals.length);
+    return Math.min(...sends.map((m) => m.outPs)) < Math.max(...arrivals.map((m) => m.donePs));
+  };
+  const cases = [[4, 6, true], [STORE_AND_FORWARD, 1, false]] as const;   // chunk size, chunks, overlapped
+
   it('the forwarder\'s first NVLink send leaves before the last IB byte arrived (store-and-forward: after)',
     async () => {
-      for (const [chunkTokens, before] of [[4, true], [STORE_AND_FORWARD, false]] as const) {
+      for (const [chunkTokens, chunks, before] of cases) {
         const { sent, received } = await twoHop(24, chunkTokens);
-        const ib = received.filter((m) => m.link === 'ib' && m.src === 0);
-        const forwards = sent.filter((m) => m.link === 'nvlink' && /:fwd:0$/.test(m.tag));
-        expect(ib.length).toBe(chunkTokens === 4 ? 6 : 1);
-        expect(forwards.length).toBe(ib.length);
-        const lastIbPs = Math.max(...ib.map((m) => m.donePs));
-        expect(Math.min(...forwards.map((m) => m.outPs)) < lastIbPs).toBe(before);
+        expect(leavesBeforeLast(sent.filter((m) => m.link === 'nvlink' && /:fwd:0$/.test(m.tag)),
+          received.filter((m) => m.link === 'ib' && m.src === 0), chunks)).toBe(before);
       }
     });
 
   it('combine: the forwarder sends its first sums back over IB before the last rows to sum arrived over NVLink',
     async () => {
-      for (const [chunkTokens, before] of [[4, true], [STORE_AND_FORWARD, false]] as const) {
+      for (const [chunkTokens, chunks, before] of cases) {
         const { combineSent, combineReceived } = await twoHop(24, chunkTokens);
-        const parts = combineReceived.filter((m) => m.link === 'nvlink' && /:fwd:0$/.test(m.tag));
-        const ib = combineSent.filter((m) => m.link === 'ib' && m.dst === 0);
-        expect(parts.length).toBe(chunkTokens === 4 ? 6 : 1);
-        expect(ib.length).toBe(parts.length);
-        const lastPartPs = Math.max(...parts.map((m) => m.donePs));
-        expect(Math.min(...ib.map((m) => m.outPs)) < lastPartPs).toBe(before);
+        expect(leavesBeforeLast(combineSent.filter((m) => m.link === 'ib' && m.dst === 0),
+          combineReceived.filter((m) => m.link === 'nvlink' && /:fwd:0$/.test(m.tag)), chunks)).toBe(before);
       }
     });
 
